@@ -1,0 +1,428 @@
+"""The Arbiter owns the sockets and watchers of one circusd and its loop."""
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+
+from circus import config as configmod
+from circus.reaper import Reaper
+from circus.sockets import CircusSocket, CircusSockets
+from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
+from circus.watcher import Watcher
+
+logger = logging.getLogger("circus")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+class ArbiterError(Exception):
+    pass
+
+
+class Arbiter:
+    """Class used to control a list of watchers."""
+
+    def __init__(self, watchers, endpoint=DEFAULT_ENDPOINT, pubsub_endpoint=DEFAULT_PUBSUB,
+                 check_delay=1.0, prereload_fn=None, context=None, loop=None,
+                 stats_endpoint=None, plugins=None, sockets=None, warmup_delay=0,
+                 httpd=False, httpd_host="localhost", httpd_port=8080, debug=False,
+                 stream_backend="thread", ssh_server=None, config_file=None, **options):
+        self.watchers = []
+        self._by_name = {}
+        for watcher in watchers or ():
+            self._register(watcher)
+        self.endpoint = endpoint
+        self.pubsub_endpoint = pubsub_endpoint
+        self.stats_endpoint = stats_endpoint
+        self.check_delay = check_delay
+        self.prereload_fn = prereload_fn
+        self.context = context
+        self.plugins = list(plugins or [])
+        if isinstance(sockets, dict):
+            sockets = sockets.values()
+        self.sockets = CircusSockets(sockets or ())
+        self.warmup_delay = float(warmup_delay)
+        self.httpd = httpd
+        self.httpd_host = httpd_host
+        self.httpd_port = httpd_port
+        self.debug = debug
+        self.stream_backend = stream_backend
+        self.ssh_server = ssh_server
+        self.config_file = config_file
+        self.options = options
+        self.pid = os.getpid()
+        self.started_at = None
+        self.status = "stopped"
+        self.loop = loop
+        self.reaper = None
+        self.controller = None
+        self._stopping = None
+        self._done = None
+        self._thread = None
+        self._notify = None
+        self._socket_configs = {}
+
+    # --- construction -----------------------------------------------------
+    @classmethod
+    def load_from_config(cls, config_file):
+        """Build an arbiter from an ini file; ConfigError if it is invalid."""
+        cfg = configmod.load(config_file)
+        kwargs = configmod.arbiter_kwargs(cfg)
+        watchers = [_watcher_from_options(w) for w in cfg["watchers"]]
+        sockets = [CircusSocket(**s) for s in cfg["sockets"]]
+        arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
+                      config_file=cfg["filename"], **kwargs)
+        arbiter._socket_configs = {s["name"]: s for s in cfg["sockets"]}
+        return arbiter
+
+    def _register(self, watcher):
+        key = watcher.name.lower()
+        if key in self._by_name:
+            raise ArbiterError("watcher %r already exists" % watcher.name)
+        self._by_name[key] = watcher
+        self.watchers.append(watcher)
+
+    def _attach(self, watcher):
+        watcher.debug = watcher.debug or self.debug
+        watcher.attach(self.loop, self.reaper, self.publish, self.sockets, self)
+        if self._notify is not None:
+            watcher.notify_socket = self._notify.address
+
+    # --- events -----------------------------------------------------------
+    def publish(self, topic, msg):
+        if self.controller is not None:
+            self.controller.publish(topic, msg)
+
+    # --- running ----------------------------------------------------------
+    def start(self):
+        """Run until stopped: bind sockets, start watchers, serve commands."""
+        if self.loop is not None and not self.loop.is_running():
+            return self.loop.run_until_complete(self.run())
+        return asyncio.run(self.run())
+
+    def start_background(self):
+        """Run the arbiter in its own thread (library use, not circusd)."""
+        ready = threading.Event()
+        errors = []
+
+        def target():
+            async def main():
+                task = asyncio.ensure_future(self.run())
+                while self.status == "stopped" and not task.done():
+                    await asyncio.sleep(0.01)
+                ready.set()
+                await task
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # reported to the caller
+                errors.append(exc)
+                ready.set()
+
+        self._thread = threading.Thread(target=target, name="circus-arbiter", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            raise errors[0]
+
+    async def run(self):
+        self.loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+        self.reaper = Reaper(self.loop)
+        self.reaper.start()
+        in_main = threading.current_thread() is threading.main_thread()
+        try:
+            self.sockets.bind_and_listen_all()
+            for sock in self.sockets.values():
+                logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
+                            sock.fileno())
+            await self._start_controller()
+            self._start_notify()
+            if in_main:
+                for signum in _STOP_SIGNALS:
+                    self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
+                self.loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+            self.started_at = time.time()
+            self.status = "starting"
+            logger.info("Starting master on pid %d", self.pid)
+            for watcher in self.watchers:
+                self._attach(watcher)
+            await self.start_watchers(autostart_only=True)
+            self.status = "active"
+            self.publish("arbiter.start", {"time": time.time()})
+            logger.info("Arbiter now waiting for commands")
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(in_main)
+
+    async def _shutdown(self, in_main):
+        self.status = "stopping"
+        try:
+            await self.stop_watchers()
+        finally:
+            self.publish("arbiter.stop", {"time": time.time()})
+            if in_main:
+                for signum in _STOP_SIGNALS + (signal.SIGHUP,):
+                    self.loop.remove_signal_handler(signum)
+            if self.controller is not None:
+                await self.controller.stop()
+                self.controller = None
+            if self._notify is not None:
+                self._notify.close()
+                self._notify = None
+            self.sockets.close_all()
+            self.reaper.close()
+            self.status = "stopped"
+            self._done.set()
+            logger.info("Arbiter exiting")
+
+    async def _start_controller(self):
+        if self.endpoint is None and self.pubsub_endpoint is None:
+            return
+        from circus.controller import Controller
+        self.controller = Controller(self, self.endpoint, self.pubsub_endpoint,
+                                     context=self.context, **_curve_options(self.options))
+        await self.controller.start()
+
+    def _start_notify(self):
+        if any(w.ready == "notify" for w in self.watchers) or self._notify_wanted():
+            from circus.notify import NotifyListener
+            self._notify = NotifyListener(self.loop, self._on_notify)
+
+    def _notify_wanted(self):
+        # add_watcher may bring notify watchers later: open the socket anyway
+        # when a controller exists; it costs one idle fd
+        return self.controller is not None
+
+    def _on_notify(self, pid, message):
+        for watcher in self.watchers:
+            if pid in watcher.processes:
+                if message.get("READY") == "1":
+                    watcher.process_ready(pid)
+                return
+        logger.debug("notify message from unknown pid %d: %r", pid, message)
+
+    def _on_stop_signal(self, signum):
+        logger.info("Got signal %s, stopping", signal.Signals(signum).name)
+        self._stopping.set()
+
+    def _on_hup(self):
+        logger.info("Got SIGHUP, reloading the configuration")
+        self.loop.create_task(self._safe(self.reload_config()))
+
+    async def _safe(self, coro):
+        try:
+            return await coro
+        except Exception:
+            logger.exception("reload failed")
+
+    def stop(self):
+        """Ask the arbiter to stop; safe from any thread and when not running."""
+        if self._stopping is None or self._done.is_set():
+            return
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self.loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join()
+            return
+        self._stopping.set()
+
+    async def quit(self):
+        """Stop everything; returns once every watcher has stopped."""
+        self._stopping.set()
+        await self._done.wait()
+
+    def request_quit(self):
+        self._stopping.set()
+
+    @property
+    def running(self):
+        return self.status in ("starting", "active")
+
+    # --- watchers ---------------------------------------------------------
+    def iter_watchers(self, reverse=True):
+        """Watchers by priority, the highest first (reverse=False: lowest first)."""
+        return sorted(self.watchers, key=lambda w: w.priority, reverse=reverse)
+
+    def get_watcher(self, name):
+        try:
+            return self._by_name[name.lower()]
+        except KeyError:
+            raise KeyError(name) from None
+
+    async def start_watchers(self, autostart_only=False):
+        first = True
+        for watcher in self.iter_watchers():
+            if autostart_only and not watcher.autostart:
+                continue
+            if not first and self.warmup_delay > 0:
+                await asyncio.sleep(self.warmup_delay)
+            first = False
+            await watcher.start()
+
+    async def stop_watchers(self):
+        # reverse start order: what starts first (highest priority) stops last
+        await asyncio.gather(*(w.stop() for w in self.iter_watchers(reverse=False)
+                               if w.lock is not None))
+
+    async def restart(self):
+        await self.stop_watchers()
+        await self.start_watchers()
+
+    async def reload(self, graceful=True, sequential=False):
+        if self.prereload_fn is not None:
+            self.prereload_fn(self)
+        for watcher in self.iter_watchers():
+            await watcher.reload(graceful=graceful, sequential=sequential)
+
+    def numprocesses(self):
+        return sum(len(w.processes) for w in self.watchers)
+
+    def numwatchers(self):
+        return len(self.watchers)
+
+    def statuses(self):
+        return {w.name: w.status for w in self.watchers}
+
+    async def add_watcher(self, name, cmd, start=False, **options):
+        """Add a watcher; options are validated like a config section."""
+        validated = {"name": name, "cmd": cmd}
+        for key, value in options.items():
+            try:
+                key, value = configmod.convert_watcher_option(key, value)
+            except ValueError as exc:
+                raise ValueError("option %s: %s" % (key, exc)) from None
+            validated[key] = value
+        configmod.check_variables(validated, {n.lower() for n in self.sockets})
+        watcher = _watcher_from_options(validated)
+        self._register(watcher)
+        if self.loop is not None and self.reaper is not None:
+            self._attach(watcher)
+        self.publish("watcher.%s.add" % name, {"time": time.time(), "name": name})
+        if start:
+            await watcher.start()
+        return watcher
+
+    async def rm_watcher(self, name):
+        watcher = self.get_watcher(name)
+        await watcher.close()
+        self.watchers.remove(watcher)
+        del self._by_name[watcher.name.lower()]
+        self.publish("watcher.%s.remove" % watcher.name, {"time": time.time(),
+                                                         "name": watcher.name})
+
+    # --- configuration reload ---------------------------------------------
+    async def reload_config(self):
+        """Re-read the config file and apply what changed; unchanged
+        watchers and sockets are left running untouched."""
+        if not self.config_file:
+            await self.reload()
+            return {}
+        cfg = configmod.load(self.config_file)  # ConfigError leaves all as is
+        changes = {"added": [], "removed": [], "changed": [], "sockets": []}
+
+        new_sockets = {s["name"]: s for s in cfg["sockets"]}
+        changed_sockets = set()
+        for name in set(self._socket_configs) | set(new_sockets):
+            if self._socket_configs.get(name) != new_sockets.get(name):
+                changed_sockets.add(name)
+        if changed_sockets:
+            rebound = CircusSockets(CircusSocket(**new_sockets[n])
+                                    for n in changed_sockets if n in new_sockets)
+            rebound.bind_and_listen_all()
+            for name in changed_sockets:
+                old = self.sockets.pop(name, None)
+                if old is not None:
+                    old.close()
+            for sock in rebound.values():
+                self.sockets.add(sock)
+            self._socket_configs = new_sockets
+            changes["sockets"] = sorted(changed_sockets)
+
+        new_watchers = {w["name"].lower(): w for w in cfg["watchers"]}
+        for watcher in list(self.watchers):
+            key = watcher.name.lower()
+            conf = getattr(watcher, "config", None)
+            if conf is None:
+                continue  # added by a command, not by the file: leave it
+            if key not in new_watchers:
+                await self.rm_watcher(watcher.name)
+                changes["removed"].append(watcher.name)
+            elif _comparable(new_watchers[key]) != _comparable(conf):
+                await self._replace_watcher(watcher, new_watchers[key])
+                changes["changed"].append(watcher.name)
+            elif changed_sockets and watcher.use_sockets:
+                # same options, new socket fds: workers must inherit them
+                await watcher.reload()
+                changes["changed"].append(watcher.name)
+        for key, options in new_watchers.items():
+            if key not in self._by_name:
+                watcher = _watcher_from_options(options)
+                self._register(watcher)
+                self._attach(watcher)
+                self.publish("watcher.%s.add" % watcher.name, {"time": time.time()})
+                if watcher.autostart:
+                    await watcher.start()
+                changes["added"].append(watcher.name)
+        for key in ("warmup_delay", "check_delay", "debug"):
+            if key in cfg["circus"]:
+                setattr(self, key, cfg["circus"][key])
+        logger.info("configuration reloaded: %s", changes)
+        self.publish("arbiter.reload_config", dict(changes, time=time.time()))
+        return changes
+
+    async def _replace_watcher(self, old, options):
+        """Swap a watcher whose options changed. Only the numprocesses
+        changed: resize in place. Otherwise start the new processes first
+        and stop the old ones after, so shared sockets keep being served."""
+        if _comparable(options, "numprocesses") == _comparable(old.config, "numprocesses"):
+            await old.set_numprocesses(options.get("numprocesses", 1))
+            old.config = options
+            return
+        new = _watcher_from_options(options)
+        was_active = old.is_active()
+        self.watchers[self.watchers.index(old)] = new
+        self._by_name[new.name.lower()] = new
+        self._attach(new)
+        if was_active or new.autostart:
+            await new.start()
+        await old.close()
+        self.publish("watcher.%s.updated" % new.name, {"time": time.time()})
+
+    # --- information ------------------------------------------------------
+    def info(self):
+        import psutil
+        from circus.process import process_info
+        return process_info(psutil.Process(self.pid), self.started_at)
+
+    def get_arbiter_options(self):
+        return {"endpoint": self.endpoint, "pubsub_endpoint": self.pubsub_endpoint,
+                "stats_endpoint": self.stats_endpoint, "check_delay": self.check_delay,
+                "warmup_delay": self.warmup_delay, "httpd": self.httpd,
+                "httpd_host": self.httpd_host, "httpd_port": self.httpd_port,
+                "debug": self.debug, "stream_backend": self.stream_backend,
+                "numwatchers": self.numwatchers(), "numprocesses": self.numprocesses()}
+
+
+def _comparable(options, *ignore):
+    return {k: v for k, v in options.items() if k not in ("_where",) + ignore}
+
+
+def _watcher_from_options(options):
+    options = dict(options)
+    where = options.pop("_where", None)
+    kwargs = configmod.watcher_kwargs({k: v for k, v in options.items() if k != "name"})
+    try:
+        watcher = Watcher(options["name"], **kwargs)
+    except (ValueError, ImportError, TypeError) as exc:
+        if where:
+            raise configmod.ConfigError(str(exc), where[0], where[1]) from None
+        raise ValueError(str(exc)) from None
+    watcher.config = dict(options, _where=where) if where else None
+    return watcher
+
+
+def _curve_options(options):
+    return {k: options[k] for k in ("curve_secret_key", "curve_authorized_keys")
+            if options.get(k)}

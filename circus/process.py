@@ -1,0 +1,283 @@
+"""One child process: how it is spawned, signalled and described.
+
+Process knows nothing of watchers or event loops: whoever owns it reaps it
+and calls reaped() with the wait status.
+"""
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import time
+
+from circus.util import bytes2human, env_variables, substitute, which
+
+UNEXISTING = 0
+RUNNING = 1
+DEAD_OR_ZOMBIE = 2
+OTHER = 3
+
+_RLIMITS = {name[len("RLIMIT_"):].lower(): getattr(resource, name)
+            for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def rlimit_id(name):
+    try:
+        return _RLIMITS[name.lower()]
+    except KeyError:
+        raise ValueError("unknown resource limit %r (one of %s)"
+                         % (name, ", ".join(sorted(_RLIMITS)))) from None
+
+
+def _set_rlimits(limits):
+    def apply():
+        for ident, value in limits:
+            resource.setrlimit(ident, (value, value))
+    return apply
+
+
+class Process:
+    """Wraps a running process.
+
+    wid is the worker id ($(circus.wid)); cmd and args may reference
+    $(circus.wid), $(circus.env.X), $(circus.sockets.NAME) and whatever else
+    `variables` holds.
+    """
+
+    def __init__(self, wid, cmd, args=None, working_dir=None, shell=False, uid=None,
+                 gid=None, env=None, rlimits=None, executable=None, use_fds=False,
+                 watcher=None, spawn=True, pass_fds=(), variables=None,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_process_group=True):
+        self.wid = wid
+        self.cmd = cmd
+        self.args = args
+        self.working_dir = working_dir
+        self.shell = shell
+        self.uid = uid
+        self.gid = gid
+        self.env = env
+        self.rlimits = rlimits or {}
+        self.executable = executable
+        self.use_fds = use_fds
+        self.watcher = watcher
+        self.pass_fds = tuple(pass_fds) if use_fds else ()
+        self.variables = variables or {}
+        # DEVNULL, PIPE, or None to write where the parent writes
+        self.stdout_target = stdout
+        self.stderr_target = stderr
+        self.new_process_group = new_process_group
+        self.started = None
+        self.returncode = None
+        self.stopping = False
+        self._popen = None
+        self._psutil = None
+        if spawn:
+            self.spawn()
+
+    # --- command line -----------------------------------------------------
+    def _all_variables(self):
+        variables = env_variables(os.environ)
+        if self.env:
+            variables.update(env_variables(self.env))
+        variables.update(self.variables)
+        variables["wid"] = self.wid
+        return variables
+
+    def format_args(self, variables=None):
+        """The argv (or shell string) with every variable substituted."""
+        if variables is None:
+            variables = self._all_variables()
+        cmd = substitute(self.cmd, variables)
+        if isinstance(self.args, str):
+            extra = shlex.split(substitute(self.args, variables))
+        else:
+            extra = [substitute(str(a), variables) for a in (self.args or [])]
+        if self.shell:
+            return " ".join([cmd] + [shlex.quote(a) for a in extra])
+        return shlex.split(cmd) + extra
+
+    def spawn(self):
+        variables = self._all_variables()
+        argv = self.format_args(variables)
+        env = None
+        if self.env is not None:
+            env = {k: substitute(str(v), variables) for k, v in self.env.items()}
+        executable = self.executable
+        if not self.shell and executable is None and argv:
+            # children may get a bare env; find the program with circusd's PATH
+            executable = which(argv[0])
+        kwargs = {}
+        if self.rlimits:
+            limits = [(rlimit_id(name), int(value)) for name, value in self.rlimits.items()]
+            kwargs["preexec_fn"] = _set_rlimits(limits)
+        if self.uid is not None:
+            kwargs["user"] = self.uid
+            if os.geteuid() == 0:
+                kwargs["extra_groups"] = _groups_of(self.uid, self.gid)
+        if self.gid is not None:
+            kwargs["group"] = self.gid
+        self._popen = subprocess.Popen(
+            argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
+            stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
+            close_fds=True, pass_fds=self.pass_fds,
+            # own process group: a Ctrl-C at circusd's terminal reaches circusd
+            # only, which then stops children gracefully
+            process_group=0 if self.new_process_group else None,
+            **kwargs)
+        self.started = time.time()
+        return self._popen
+
+    # --- state ------------------------------------------------------------
+    @property
+    def pid(self):
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def stdout(self):
+        return self._popen.stdout if self._popen is not None else None
+
+    @property
+    def stderr(self):
+        return self._popen.stderr if self._popen is not None else None
+
+    def reaped(self, wait_status):
+        """Record the exit, given the raw status from waitpid."""
+        self.returncode = os.waitstatus_to_exitcode(wait_status)
+        if self._popen is not None:
+            # tell Popen too, so it never waits on a pid that may be reused
+            self._popen.returncode = self.returncode
+
+    @property
+    def alive(self):
+        return self._popen is not None and self.returncode is None
+
+    @property
+    def status(self):
+        if self._popen is None:
+            return UNEXISTING
+        if self.returncode is not None:
+            return DEAD_OR_ZOMBIE
+        if self.poll() is not None:
+            return DEAD_OR_ZOMBIE
+        return RUNNING
+
+    def poll(self):
+        """Non-blocking check for callers that own no reaper."""
+        if self.returncode is None and self._popen is not None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.returncode
+            if pid:
+                self.reaped(status)
+        return self.returncode
+
+    def age(self):
+        return time.time() - self.started if self.started else 0.0
+
+    # --- signals ----------------------------------------------------------
+    def send_signal(self, signum):
+        if self.alive:
+            os.kill(self.pid, signum)
+
+    def children(self, recursive=False):
+        proc = self._ps()
+        if proc is None:
+            return []
+        try:
+            return [c.pid for c in proc.children(recursive=recursive)]
+        except _psutil_errors():
+            return []
+
+    def is_child(self, pid):
+        return pid in self.children(recursive=True)
+
+    def send_signal_child(self, pid, signum):
+        if not self.is_child(pid):
+            raise ValueError("%d is not a child of process %d" % (pid, self.pid))
+        os.kill(pid, signum)
+
+    def send_signal_children(self, signum, recursive=True):
+        for pid in self.children(recursive=recursive):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout=10.0):
+        """Terminate and wait, for programs that use Process on its own."""
+        if not self.alive:
+            return
+        self.send_signal(signal.SIGTERM)
+        deadline = time.time() + timeout
+        while self.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        if self.poll() is None:
+            self.send_signal(signal.SIGKILL)
+            self._popen.wait()
+            self.returncode = self._popen.returncode
+
+    # --- information ------------------------------------------------------
+    def _ps(self):
+        if self._psutil is None and self.alive:
+            import psutil
+            try:
+                self._psutil = psutil.Process(self.pid)
+            except psutil.Error:
+                return None
+        return self._psutil
+
+    def info(self):
+        """The documented info mapping, from psutil."""
+        proc = self._ps()
+        if proc is None:
+            return "No such process (stopped?)"
+        return process_info(proc, self.started)
+
+    def __repr__(self):
+        return "<Process wid=%s pid=%s>" % (self.wid, self.pid)
+
+
+def _psutil_errors():
+    import psutil
+    return psutil.Error
+
+
+def _groups_of(uid, gid):
+    import pwd
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return []
+    return os.getgrouplist(entry.pw_name, gid if gid is not None else entry.pw_gid)
+
+
+def process_info(proc, started=None):
+    """Describe a psutil.Process the way the stats commands document it."""
+    import psutil
+    try:
+        with proc.oneshot():
+            mem = proc.memory_info()
+            cpu_times = proc.cpu_times()
+            ctime = cpu_times.user + cpu_times.system
+            info = {
+                "pid": proc.pid,
+                "cpu": proc.cpu_percent(interval=None),
+                "mem": round(proc.memory_percent(), 1),
+                "mem_info1": bytes2human(mem.rss),
+                "mem_info2": bytes2human(mem.vms),
+                "rss": mem.rss,
+                "vms": mem.vms,
+                "ctime": "%d:%05.2f" % divmod(ctime, 60),
+                "nice": proc.nice(),
+                "username": proc.username(),
+                "cmdline": " ".join(proc.cmdline()),
+                "create_time": proc.create_time(),
+            }
+        info["children"] = [c.pid for c in proc.children()]
+        info["age"] = time.time() - (started or info["create_time"])
+        return info
+    except psutil.NoSuchProcess:
+        return "No such process (stopped?)"
+    except psutil.AccessDenied:
+        return "Access denied to process %d" % proc.pid

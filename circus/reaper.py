@@ -1,0 +1,84 @@
+"""Route the exit of every child to its owner, driven by SIGCHLD.
+
+One waitid() peek tells which child has exited without reaping it, so a
+child that belongs to someone else in this process (a subprocess a hook ran)
+is left for its owner, and ours are found in O(1) through the pid map.
+"""
+import logging
+import os
+import signal
+import threading
+
+logger = logging.getLogger("circus")
+
+
+class Reaper:
+    def __init__(self, loop):
+        self.loop = loop
+        self._owners = {}
+        self._pidfds = {}
+        # signal handlers live in the main thread only; elsewhere (an arbiter
+        # run in a background thread) each child gets a pidfd on the loop
+        self._by_signal = threading.current_thread() is threading.main_thread()
+        self._started = False
+
+    def start(self):
+        if self._by_signal and not self._started:
+            self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self._started = True
+
+    def close(self):
+        if self._by_signal and self._started:
+            self.loop.remove_signal_handler(signal.SIGCHLD)
+        for pid in list(self._pidfds):
+            self._forget_pidfd(pid)
+        self._started = False
+
+    def watch(self, pid, callback):
+        """callback(pid, wait_status) runs on the loop once pid has exited."""
+        self._owners[pid] = callback
+        if not self._by_signal:
+            fd = os.pidfd_open(pid)
+            self._pidfds[pid] = fd
+            self.loop.add_reader(fd, self._reap_pid, pid)
+
+    def __len__(self):
+        return len(self._owners)
+
+    def reap(self):
+        while self._owners:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            if info.si_pid not in self._owners:
+                # the first zombie is not ours: check ours one by one instead
+                for pid in list(self._owners):
+                    self._reap_pid(pid)
+                return
+            self._reap_pid(info.si_pid)
+
+    def _reap_pid(self, pid):
+        try:
+            waited, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            # reaped behind our back (os.wait elsewhere); report it as lost
+            waited, status = pid, 255 << 8
+        if not waited:
+            return
+        callback = self._owners.pop(pid, None)
+        self._forget_pidfd(pid)
+        if callback is None:
+            return
+        try:
+            callback(pid, status)
+        except Exception:
+            logger.exception("error while handling the exit of pid %d", pid)
+
+    def _forget_pidfd(self, pid):
+        fd = self._pidfds.pop(pid, None)
+        if fd is not None:
+            self.loop.remove_reader(fd)
+            os.close(fd)

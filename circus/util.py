@@ -1,0 +1,160 @@
+"""Small helpers shared by every layer: conversions, names, substitution."""
+import grp
+import importlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import sys
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_PUBSUB = "tcp://127.0.0.1:5556"
+DEFAULT_STATS = "tcp://127.0.0.1:5557"
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", "none", ""}
+
+
+def to_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("%r is not a boolean (use true or false)" % (value,))
+
+
+def to_signum(value):
+    """Accept 15, '15', 'TERM', 'SIGTERM', 'sigterm'."""
+    if isinstance(value, signal.Signals):
+        return int(value)
+    if isinstance(value, int):
+        return signal.Signals(value).value
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return signal.Signals(int(text)).value
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return signal.Signals[text].value
+    except KeyError:
+        raise ValueError("%r is not a signal name or number" % (value,)) from None
+
+
+def to_uid(value):
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise ValueError("no such user: %r" % text) from None
+
+
+def to_gid(value):
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError("no such group: %r" % text) from None
+
+
+def resolve_name(dotted, default_module=None):
+    """Import 'pkg.mod.attr' or 'pkg.mod:attr'; a bare name is looked up in
+    default_module first (so 'FileStream' means circus.stream.FileStream)."""
+    if callable(dotted) and not isinstance(dotted, str):
+        return dotted
+    name = str(dotted).strip()
+    if default_module is not None and "." not in name and ":" not in name:
+        module = importlib.import_module(default_module)
+        if hasattr(module, name):
+            return getattr(module, name)
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+    else:
+        module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        raise ImportError("%r is not a dotted name (module.attribute)" % name)
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError("module %r has no attribute %r" % (module_name, attr)) from None
+    return obj
+
+
+def which(program, path=None):
+    """Find program on PATH, then beside the running interpreter so that a
+    circusd started from a virtualenv finds that virtualenv's scripts."""
+    if os.sep in program:
+        return program
+    search = path if path is not None else os.environ.get("PATH", os.defpath)
+    search = search + os.pathsep + os.path.dirname(sys.executable)
+    return shutil.which(program, path=search) or program
+
+
+# $(circus.x.y) in any case; the legacy $(WID), $WID and $(ENV.X) of the
+# original documentation; and ${socket:NAME} from the socket section docs.
+_SUBST = re.compile(
+    r"\$\(\s*(circus\.[\w.\-]+|wid|env\.[\w\-]+)\s*\)|\$\{socket:([\w.\-]+)\}|\$WID\b",
+    re.IGNORECASE,
+)
+
+
+def find_variables(text):
+    """Return the lower-cased names referenced in text ('sockets.web', 'wid'...)."""
+    names = []
+    for match in _SUBST.finditer(text or ""):
+        names.append(_variable_name(match))
+    return names
+
+
+def _variable_name(match):
+    name, socket_name = match.group(1), match.group(2)
+    if socket_name:
+        return "sockets." + socket_name.lower()
+    if name is None:
+        return "wid"
+    name = name.lower()
+    return name[len("circus."):] if name.startswith("circus.") else name
+
+
+def substitute(text, variables):
+    """Replace variables in text. variables maps lower-cased names
+    ('wid', 'sockets.web', 'env.home', 'numprocesses') to values; an unknown
+    name raises KeyError naming it."""
+    if not text or "$" not in text:
+        return text
+
+    def repl(match):
+        name = _variable_name(match)
+        try:
+            return str(variables[name])
+        except KeyError:
+            raise KeyError("unknown variable $(circus.%s)" % name) from None
+
+    return _SUBST.sub(repl, text)
+
+
+def env_variables(env):
+    return {"env." + k.lower(): v for k, v in env.items()}
+
+
+def bytes2human(n):
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            return "%.0f%s" % (n / size, unit) if n / size >= 10 else "%.1f%s" % (n / size, unit)
+    return "%dB" % n

@@ -1,0 +1,50 @@
+#!/bin/sh
+# One entry point for a new machine:
+#   ./dev.sh run    set up .venv and start circusd on the embedded default config
+#   ./dev.sh test   set up .venv (and the system tools the tests drive) and run the tests
+set -eu
+cd "$(dirname "$0")"
+VENV=${CIRCUS_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+setup_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --upgrade pip
+    # greenlet 3 first, then meinheld without its greenlet<0.5 pin (see setup.py).
+    "$VENV/bin/pip" install -q "greenlet>=3"
+    "$VENV/bin/pip" install -q --no-deps "meinheld==1.0.2"
+    "$VENV/bin/pip" install -q -e ".[test]"
+}
+
+system_tools() {
+    # Tests drive real nginx, wrk and tmux; install them when we can.
+    missing=""
+    for tool in nginx wrk tmux; do
+        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
+        echo "dev.sh: please install:$missing" >&2; return 0; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+}
+
+case "${1:-run}" in
+    run)
+        setup_venv
+        shift 2>/dev/null || true
+        exec "$VENV/bin/circusd" "$@"
+        ;;
+    test)
+        setup_venv
+        system_tools
+        shift
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: $0 run [circusd args] | test [pytest args]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,40 @@
+from setuptools import find_packages, setup
+
+# meinheld is a runtime dependency too, but it cannot be listed here: its
+# release pins greenlet<0.5, which does not build on Python 3.11, so pip would
+# fail resolving it. dev.sh installs it with --no-deps after greenlet 3.
+install_requires = [
+    "pyzmq>=25",
+    "psutil>=5.9",
+    "waitress>=2.1",
+    "greenlet>=3",
+    "chaussette>=1.3",
+]
+
+setup(
+    name="circus",
+    version="1.0.0.dev0",
+    description="A process and socket manager for Python web stacks",
+    long_description=open("README.rst").read(),
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    include_package_data=True,
+    package_data={"circus": ["*.ini"]},
+    python_requires=">=3.9",
+    install_requires=install_requires,
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "circusd = circus.circusd:main",
+            "circusctl = circus.circusctl:main",
+            "circus-worker = circus.sockets.worker:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

@@ -1,0 +1,1 @@
+"""Small WSGI applications the worker tests serve."""
