@@ -63,6 +63,7 @@ class Arbiter:
         self._thread = None
         self._notify = None
         self._socket_configs = {}
+        self._listeners = []
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -94,6 +95,12 @@ class Arbiter:
     def publish(self, topic, msg):
         if self.controller is not None:
             self.controller.publish(topic, msg)
+        for listener in self._listeners:
+            listener(topic, msg)
+
+    def subscribe(self, listener):
+        """listener(topic, msg) is called in-process for every event."""
+        self._listeners.append(listener)
 
     # --- running ----------------------------------------------------------
     def start(self):

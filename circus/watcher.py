@@ -16,7 +16,7 @@ import time
 
 from circus.process import Process
 from circus.stream import get_stream
-from circus.util import resolve_name, to_signum
+from circus.util import resolve_name, to_gid, to_signum, to_uid
 
 logger = logging.getLogger("circus")
 
@@ -64,8 +64,8 @@ class Watcher:
         self.warmup_delay = float(warmup_delay)
         self.working_dir = working_dir
         self.shell = bool(shell)
-        self.uid = uid
-        self.gid = gid
+        self.uid = to_uid(uid)
+        self.gid = to_gid(gid)
         self.max_retry = int(max_retry)
         self.send_hup = bool(send_hup)
         self.env = dict(env or {})
