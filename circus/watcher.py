@@ -271,6 +271,7 @@ class Watcher:
         logger.warning("watcher %s: pid %d not ready after %.1fs, killing it",
                        self.name, process.pid, self.ready_timeout)
         process.ready_future.set_result(False)
+        process.stopping = True
         self.notify_event("ready_timeout", {"process_pid": process.pid,
                                             "timeout": self.ready_timeout})
         self._spawn_task(self.kill_process(process))
@@ -451,7 +452,8 @@ class Watcher:
         self.status = "active"
         self._failures = 0
         self._gave_up = None
-        await self._spawn_missing()
+        # started means ready: watchers of lower priority start after this one serves
+        await self._wait_ready(await self._spawn_missing())
         if self.status != "active":
             return False
         logger.info("watcher %s started", self.name)
@@ -526,6 +528,8 @@ class Watcher:
         if not processes:
             return 0
         results = await asyncio.gather(*(p.ready_future for p in processes))
+        # the ones that failed are being killed: let the caller see them gone
+        await asyncio.gather(*(p.exit_future for p, ok in zip(processes, results) if not ok))
         return sum(1 for r in results if r)
 
     async def _recycle(self, process):

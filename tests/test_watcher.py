@@ -376,3 +376,55 @@ def test_hook_by_dotted_name_refuses_spawn(tmp_path):
             await arbiter.events.topic("watcher.nospawn.stop")
             assert "before_spawn" in watcher._gave_up
     run(main())
+
+
+NOTIFY_SCRIPT = (
+    "import os, socket, sys, time\n"
+    "time.sleep(float(sys.argv[1]))\n"
+    "if sys.argv[2] == 'ready':\n"
+    "    addr = os.environ['NOTIFY_SOCKET']\n"
+    "    addr = '\\0' + addr[1:] if addr.startswith('@') else addr\n"
+    "    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "    s.sendto(b'READY=1', addr)\n"
+    "time.sleep(120)\n")
+
+
+def test_ready_notify_gates_reload(tmp_path):
+    cmd = script(tmp_path, "notifier.py", NOTIFY_SCRIPT)
+
+    async def main():
+        watcher = Watcher("web", cmd + " 0.3 ready", numprocesses=2, ready="notify",
+                          ready_timeout=10)
+        async with running([watcher]) as arbiter:
+            assert all(p.ready_future.result() for p in watcher.processes.values())
+            old = set(watcher.pids)
+            started = time.monotonic()
+            mark = len(arbiter.events.items)
+            await watcher.reload()
+            assert time.monotonic() - started >= 0.3  # waited for READY=1
+            topics = arbiter.events.topics()[mark:]
+            assert topics.index("watcher.web.ready") < topics.index("watcher.web.kill")
+            assert not set(watcher.pids) & old
+    run(main())
+
+
+def test_replacement_never_ready_is_killed_and_old_keeps_serving(tmp_path):
+    cmd = script(tmp_path, "notifier.py", NOTIFY_SCRIPT)
+
+    async def main():
+        watcher = Watcher("web", cmd + " 0 ready", numprocesses=1, ready="notify",
+                          ready_timeout=1.0)
+        async with running([watcher]) as arbiter:
+            old = watcher.pids
+            watcher.args = None
+            watcher.cmd = cmd + " 0 never"
+            mark = len(arbiter.events.items)
+            await watcher.reload()
+            assert watcher.pids == old  # the old worker is still the one serving
+            topics = arbiter.events.topics()[mark:]
+            assert "watcher.web.ready_timeout" in topics
+            killed = [m["process_pid"] for t, m in arbiter.events.items[mark:]
+                      if t == "watcher.web.kill"]
+            assert killed and old[0] not in killed
+            assert watcher.status == "active"
+    run(main())
