@@ -269,9 +269,14 @@ class Arbiter:
             await watcher.start()
 
     async def stop_watchers(self):
-        # reverse start order: what starts first (highest priority) stops last
-        await asyncio.gather(*(w.stop() for w in self.iter_watchers(reverse=False)
-                               if w.lock is not None))
+        # reverse start order: the highest priority (plugins, databases)
+        # stops last; watchers of equal priority stop together
+        by_priority = {}
+        for watcher in self.watchers:
+            if watcher.lock is not None:
+                by_priority.setdefault(watcher.priority, []).append(watcher)
+        for priority in sorted(by_priority):
+            await asyncio.gather(*(w.stop() for w in by_priority[priority]))
 
     async def restart(self):
         await self.stop_watchers()
