@@ -137,7 +137,7 @@ class Arbiter:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._done = asyncio.Event()
-        self.reaper = Reaper(self.loop)
+        self.reaper = Reaper(self.loop, reap_strangers=os.getpid() == 1)
         self.reaper.start()
         in_main = threading.current_thread() is threading.main_thread()
         try:

@@ -13,8 +13,11 @@ logger = logging.getLogger("circus")
 
 
 class Reaper:
-    def __init__(self, loop):
+    def __init__(self, loop, reap_strangers=False):
         self.loop = loop
+        # as PID 1 (a container's main process) orphans are re-parented to
+        # us and nobody else will ever collect them
+        self.reap_strangers = reap_strangers
         self._owners = {}
         self._pidfds = {}
         # signal handlers live in the main thread only; elsewhere (an arbiter
@@ -46,13 +49,16 @@ class Reaper:
         return len(self._owners)
 
     def reap(self):
-        while self._owners:
+        while self._owners or self.reap_strangers:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
             if info is None:
                 return
+            if info.si_pid not in self._owners and self.reap_strangers:
+                self._reap_pid(info.si_pid)
+                continue
             if info.si_pid not in self._owners:
                 # the first zombie is not ours: check ours one by one instead
                 for pid in list(self._owners):
