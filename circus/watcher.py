@@ -240,11 +240,11 @@ class Watcher:
             self._read_stream(process, process.stdout, "stdout", self.stdout_stream)
         if self.stderr_stream:
             self._read_stream(process, process.stderr, "stderr", self.stderr_stream)
+        logger.debug("watcher %s: spawned pid %d (wid %d)", self.name, pid, process.wid)
+        self.notify_event("spawn", {"process_id": process.wid, "process_pid": pid})
         self._arm_ready(process)
         self._arm_uptime(process)
         self._arm_max_age(process)
-        logger.debug("watcher %s: spawned pid %d (wid %d)", self.name, pid, process.wid)
-        self.notify_event("spawn", {"process_id": process.wid, "process_pid": pid})
         self.call_hook("after_spawn", pid=pid)
         return process
 
@@ -256,7 +256,7 @@ class Watcher:
             process.timers.append(self._loop.call_later(
                 self.ready_delay, self.process_ready, process.pid))
         else:
-            process.ready_future.set_result(True)
+            self.process_ready(process.pid)
 
     def process_ready(self, pid):
         """The process said it is ready (sd_notify READY=1) or its delay ran out."""
@@ -410,17 +410,20 @@ class Watcher:
         self.call_hook("after_signal", pid=process.pid, signum=signum)
         return True
 
-    async def kill_process(self, process, graceful=True):
-        """stop_signal, up to graceful_timeout, then SIGKILL; returns the exit code."""
+    async def kill_process(self, process, graceful=True, signum=None, timeout=None):
+        """stop_signal (or signum), up to graceful_timeout (or timeout), then
+        SIGKILL; returns the exit code."""
         if process.returncode is not None:
             return process.returncode
         process.stopping = True
         tree = process.children(recursive=True) if self.stop_children else []
-        signum = self.stop_signal if graceful else signal.SIGKILL
+        signum = (signum or self.stop_signal) if graceful else signal.SIGKILL
         self.notify_event("kill", {"process_id": process.wid, "process_pid": process.pid})
         self.send_signal(process.pid, signum)
         _signal_pids(tree, signum)
-        timeout = self.graceful_timeout if graceful else 0
+        if timeout is None:
+            timeout = self.graceful_timeout
+        timeout = timeout if graceful else 0
         try:
             await asyncio.wait_for(asyncio.shield(process.exit_future), timeout or None)
         except asyncio.TimeoutError:
@@ -593,9 +596,14 @@ class Watcher:
                 self.send_signal(process.pid, signum)
         return [p.pid for p in targets]
 
-    async def kill(self, pid, graceful=True):
+    async def kill(self, pid, graceful=True, signum=None, graceful_timeout=None):
+        """Stop one process; an active watcher then replaces it, as after a crash."""
         process = self.processes[int(pid)]
-        return await self.kill_process(process, graceful)
+        code = await self.kill_process(process, graceful, signum, graceful_timeout)
+        if self.status == "active":
+            async with self._lock:
+                await self._spawn_missing()
+        return code
 
     async def close(self):
         """Stop everything and release streams; the watcher is then unusable."""

@@ -60,8 +60,9 @@ def children_of(pid):
 class Circusd:
     """A circusd subprocess running a config written from a template."""
 
-    def __init__(self, tmp_path, config, extra_args=(), env=None):
+    def __init__(self, tmp_path, config, extra_args=(), env=None, cwd=None):
         self.tmp_path = tmp_path
+        self.cwd = str(cwd or tmp_path)
         self.endpoint = "tcp://127.0.0.1:%d" % free_port()
         self.pubsub = "tcp://127.0.0.1:%d" % free_port()
         header = "[circus]\nendpoint = %s\npubsub_endpoint = %s\n" % (self.endpoint, self.pubsub)
@@ -82,7 +83,7 @@ class Circusd:
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "circus.circusd", str(self.config_path), "--log-level", "debug"]
             + self.extra_args,
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=str(self.tmp_path), env=self.env)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env)
         if wait:
             wait_for(lambda: b"Arbiter now waiting" in self.read_log() or self.proc.poll() is not None,
                      timeout=20, message="circusd to start")

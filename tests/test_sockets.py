@@ -196,5 +196,7 @@ def test_workers_accept_on_the_shared_socket_and_socket_outlives_them(tmp_path):
             assert web.fileno() == fd_before  # never closed by a reload
         assert not web.bound
         with socket.socket() as probe:
+            # SO_REUSEADDR passes over TIME_WAIT leftovers, never a listener
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))  # released at quit
     run(main())

@@ -172,10 +172,10 @@ def test_reload_starts_new_processes_before_stopping_old_ones():
             new = set(watcher.pids)
             assert len(new) == 4 and not (new & old)
             assert min(samples) >= 4
-            topics = arbiter.events.topics()
+            topics = [t for t in arbiter.events.topics() if t.endswith((".spawn", ".kill"))]
             first_kill = topics.index("watcher.web.kill")
             assert topics[first_kill - 4:first_kill] == ["watcher.web.spawn"] * 4
-            assert "watcher.web.reload" in topics
+            assert "watcher.web.reload" in arbiter.events.topics()
     run(main())
 
 

@@ -1,0 +1,144 @@
+"""The recipes under recipes/, run as their READMEs say: a real circusd on
+the recipe's own server.ini (ports moved to free ones), real HTTP, and a
+real nginx where the recipe has one."""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import string
+import subprocess
+
+import pytest
+
+from conftest import ROOT, free_port, http_get, wait_for
+
+RECIPES = os.path.join(ROOT, "recipes")
+
+
+def recipe_config(name, filename, ports, paths=None):
+    """The recipe's config text with its ports (and socket paths) replaced;
+    the [circus] endpoints are left to the fixture."""
+    text = open(os.path.join(RECIPES, name, filename)).read()
+    text = re.sub(r"^(endpoint|pubsub_endpoint|stats_endpoint) = .*\n", "", text, flags=re.M)
+    for old, new in ports.items():
+        text = re.sub(r"^port = %d$" % old, "port = %d" % new, text, flags=re.M)
+    for old, new in (paths or {}).items():
+        text = text.replace(old, new)
+    return text
+
+
+def wait_http(port, path, expect_status=200, timeout=20):
+    def ok():
+        try:
+            status, body = http_get(port, path)
+        except OSError:
+            return None
+        return (status, body) if status == expect_status else None
+    return wait_for(ok, timeout=timeout, message="HTTP %d on %s" % (expect_status, path))
+
+
+def serving_pids(port, path, count, parse):
+    """Ask until count distinct workers have answered."""
+    pids = set()
+
+    def enough():
+        pids.add(parse(http_get(port, path)[1]))
+        return len(pids) >= count
+    wait_for(enough, timeout=20, interval=0, message="%d workers answering" % count)
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["server.ini", "server-builtin.ini"])
+def test_pyramid_hello_world(circusd, config):
+    pytest.importorskip("pyramid")
+    port = free_port()
+    daemon = circusd(recipe_config("pyramid", config, {8080: port}),
+                     cwd=os.path.join(RECIPES, "pyramid"))
+    status, body = wait_http(port, "/hello/tarek")
+    assert body == b"Hello tarek!"
+    assert http_get(port, "/nothing-here")[0] == 404
+    assert len(daemon.children()) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["server.ini", "server-chaussette.ini"])
+def test_django_project(circusd, config):
+    pytest.importorskip("django")
+    port = free_port()
+    daemon = circusd(recipe_config("django", config, {8000: port}),
+                     cwd=os.path.join(RECIPES, "django"))
+    status, body = wait_http(port, "/hello/circus/")
+    answer = json.loads(body)
+    assert answer["hello"] == "circus"
+    pids = serving_pids(port, "/hello/x/", 2, lambda b: json.loads(b)["pid"])
+    assert pids == {c.pid for c in daemon.children()}
+    assert b"Hello from Django" in http_get(port, "/")[1]
+
+
+def _nginx():
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                      else None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_nginx() is None, reason="nginx is not installed (./dev.sh test installs it)")
+def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
+    web_port, console_port, listen_port = free_port(), free_port(), free_port()
+    api_socket = str(tmp_path / "api.sock")
+    daemon = circusd(recipe_config("nginx", "server.ini", {8000: web_port, 8080: console_port},
+                                   {"/tmp/circus-api.sock": api_socket}),
+                     cwd=os.path.join(RECIPES, "nginx"))
+    wait_http(web_port, "/")
+    wait_for(lambda: os.path.exists(api_socket), message="the unix socket")
+
+    # {SHA} is one of the schemes nginx reads from an htpasswd file
+    digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("admin:{SHA}%s\n" % digest)
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    template = open(os.path.join(RECIPES, "nginx", "nginx.conf.template")).read()
+    conf = string.Template(template).safe_substitute(
+        LISTEN_PORT=listen_port, RECIPE_DIR=os.path.join(RECIPES, "nginx"),
+        API_SOCKET=api_socket, WEB_PORT=web_port, CONSOLE_PORT=console_port,
+        HTPASSWD=str(htpasswd))
+    (prefix / "nginx.conf").write_text(conf)
+    log = open(tmp_path / "nginx.log", "wb")
+    nginx = subprocess.Popen([_nginx(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                              "-e", str(prefix / "logs" / "error.log")],
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        status, body = wait_http(listen_port, "/")
+        web = json.loads(body)
+        assert web["upstream"] == "tcp" and web["forwarded_for"] == "127.0.0.1"
+        api = json.loads(wait_http(listen_port, "/api/items")[1])
+        assert api["upstream"] == "unix" and api["path"] == "/api/items"
+        status, css = http_get(listen_port, "/static/style.css")
+        assert status == 200 and b"served by nginx itself" in css
+        assert http_get(listen_port, "/console/")[0] == 401
+
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", listen_port, timeout=5)
+        for password, expected in ((b"wrong", 401), (b"s3cret", 200)):
+            token = base64.b64encode(b"admin:" + password).decode()
+            conn.request("GET", "/console/", headers={"Authorization": "Basic " + token})
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == expected
+        assert json.loads(body)["upstream"] == "console"
+        conn.close()
+
+        workers = {c.pid for c in daemon.children()}
+        assert len(workers) == 5
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+        log.close()
