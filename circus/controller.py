@@ -34,30 +34,32 @@ class Controller:
         self._serve_task = None
         self._tasks = set()
         self._auth = None
+        self._monitors = []
 
     async def start(self):
         if self.curve_secret_key:
-            from circus.security import start_authenticator, server_keys
+            from circus.security import start_authenticator
             self._auth = start_authenticator(self.context, self.curve_authorized_keys)
         if self.endpoint:
             self.router = self.context.socket(zmq.ROUTER)
             self.router.linger = 0
-            self._secure(self.router)
+            self._secure(self.router, "command")
             _bind(self.router, self.endpoint)
             self._serve_task = asyncio.get_running_loop().create_task(self._serve())
         if self.pubsub_endpoint:
             self.pub = self.context.socket(zmq.PUB)
             self.pub.linger = 0
-            self._secure(self.pub)
+            self._secure(self.pub, "event")
             _bind(self.pub, self.pubsub_endpoint)
 
-    def _secure(self, sock):
+    def _secure(self, sock, label):
         if self.curve_secret_key:
-            from circus.security import server_keys
+            from circus.security import server_keys, watch_refusals
             public, secret = server_keys(self.curve_secret_key)
             sock.curve_server = True
             sock.curve_publickey = public
             sock.curve_secretkey = secret
+            self._monitors.append(watch_refusals(sock, label))
 
     async def stop(self):
         if self._serve_task is not None:
@@ -72,6 +74,13 @@ class Controller:
                     await asyncio.wait_for(asyncio.shield(task), 1.0)
                 except (asyncio.TimeoutError, Exception):
                     pass
+        for task in self._monitors:
+            task.cancel()
+        for task in self._monitors:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         for sock in (self.router, self.pub):
             if sock is not None:
                 sock.close(linger=0)
@@ -103,16 +112,18 @@ class Controller:
             frames = await self.router.recv_multipart()
             if len(frames) < 2:
                 continue
+            # the envelope is [identity] from a DEALER and [identity, b""]
+            # from a REQ socket; echoing it serves both
             task = asyncio.get_running_loop().create_task(
-                self._handle(frames[0], frames[-1]))
+                self._handle(frames[:-1], frames[-1]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, identity, raw):
+    async def _handle(self, envelope, raw):
         reply = await self.dispatch(raw)
         if reply is not None:
             try:
-                await self.router.send_multipart([identity, json.dumps(reply).encode()])
+                await self.router.send_multipart(envelope + [json.dumps(reply).encode()])
             except zmq.ZMQError as exc:
                 logger.warning("could not send a reply: %s", exc)
 
@@ -141,8 +152,10 @@ class Controller:
                 raise CommandError(errors.INVALID_MESSAGE, "'properties' must be an object")
             command.validate(props)
             result = await command.run(self.arbiter, props)
-            reply = dict(result or {})
-            reply["status"] = "ok"
+            # the command's own fields win: `status NAME` answers
+            # {"status": "active"}, as the documented clients expect
+            reply = {"status": "ok"}
+            reply.update(result or {})
         except CommandError as exc:
             reply = exc.reply()
         except MessageError as exc:
