@@ -1,4 +1,4 @@
-from circus.commands.base import Command
+from circus.commands.base import ArgumentError, Command
 
 
 class List(Command):
@@ -27,6 +27,12 @@ class List(Command):
     """
 
     name = "list"
+    usage = "[<name>]"
+
+    def message(self, *args, **opts):
+        if len(args) > 1:
+            raise ArgumentError("list takes at most one watcher name")
+        return self.make_message(name=args[0] if args else None)
 
     async def execute(self, arbiter, props):
         if "name" in props:
@@ -36,7 +42,7 @@ class List(Command):
 
     def console_msg(self, msg):
         if msg.get("status") != "ok":
-            return msg.get("reason", "error")
+            return self.console_error(msg)
         items = msg.get("watchers", msg.get("pids", []))
         return ",".join(str(i) for i in items)
 

@@ -1,5 +1,3 @@
-import asyncio
-
 from circus.commands.base import Command
 
 
@@ -27,8 +25,16 @@ class Quit(Command):
     """
 
     name = "quit"
+    options = [("waiting", False, "answer once every process has stopped")]
+
+    def message(self, *args, **opts):
+        msg = super().message(*args)
+        if opts.get("waiting"):
+            msg["properties"]["waiting"] = True
+        return msg
 
     async def execute(self, arbiter, props):
+        import asyncio
         if props.get("waiting"):
             await arbiter.stop_watchers()
         # answer first: the reply must leave before the endpoint closes

@@ -1,4 +1,4 @@
-from circus.commands.base import Command
+from circus.commands.base import ArgumentError, Command
 
 
 class Status(Command):
@@ -26,6 +26,12 @@ class Status(Command):
     """
 
     name = "status"
+    usage = "[<name>]"
+
+    def message(self, *args, **opts):
+        if len(args) > 1:
+            raise ArgumentError("status takes at most one watcher name")
+        return self.make_message(name=args[0] if args else None)
 
     async def execute(self, arbiter, props):
         if "name" in props:
@@ -36,7 +42,9 @@ class Status(Command):
         if "statuses" in msg:
             return "\n".join("%s: %s" % (name, status)
                              for name, status in sorted(msg["statuses"].items()))
-        return msg.get("status", "error") if "reason" not in msg else msg["reason"]
+        if "reason" in msg:
+            return self.console_error(msg)
+        return msg.get("status", "error")
 
 
 command = Status()

@@ -1,0 +1,211 @@
+"""Clients of circusd's command endpoint.
+
+    from circus.client import CircusClient
+    client = CircusClient(endpoint="tcp://127.0.0.1:5555", timeout=5)
+    client.call({"command": "incr", "properties": {"name": "web"}})
+    # -> {"status": "ok", "numprocesses": 2, "time": ..., "id": ...}
+    client.stop()
+
+A DEALER socket sends one frame, the JSON request with a fresh "id"; a reply
+whose id is not the request's (a late answer to an earlier, timed-out call)
+is dropped. `call` returns error replies as they are: only a timeout or a
+transport failure raises CallError.
+
+This module imports neither asyncio nor psutil, so that circusctl starts
+fast; AsyncCircusClient imports zmq.asyncio when it is created.
+"""
+import json
+import os
+import time
+
+import zmq
+
+from circus.util import DEFAULT_ENDPOINT
+
+
+class CallError(Exception):
+    """No answer: timeout, or the endpoint cannot be reached."""
+
+
+class CallTimeout(CallError):
+    """circusd did not answer within the timeout."""
+
+
+def make_message(command, **props):
+    return {"command": command, "properties": props or {}}
+
+
+def new_id():
+    return os.urandom(16).hex()
+
+
+def _request(cmd):
+    if isinstance(cmd, (str, bytes)):
+        try:
+            cmd = json.loads(cmd)
+        except ValueError as exc:
+            raise CallError("invalid JSON command: %s" % exc) from None
+    if not isinstance(cmd, dict):
+        raise CallError("a command is a mapping, not %r" % type(cmd).__name__)
+    msg = dict(cmd)
+    msg["id"] = new_id()
+    return msg
+
+
+def configure_curve(sock, curve_key=None, server_key=None):
+    """Make sock a CURVE client: curve_key is the client's secret key file,
+    server_key the server's public key file (zmq.auth certificate format)."""
+    if not curve_key and not server_key:
+        return
+    if not (curve_key and server_key):
+        raise CallError("CURVE needs both a client key (--curve-key) and the server's "
+                        "public key (--server-key)")
+    from circus.security import client_keys, public_key
+    try:
+        public, secret = client_keys(curve_key)
+        sock.curve_serverkey = public_key(server_key)
+    except (OSError, ValueError) as exc:
+        raise CallError(str(exc)) from None
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
+class CircusClient:
+    def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0, ssh_server=None,
+                 ssh_keyfile=None, curve_key=None, server_key=None):
+        self.context = context or zmq.Context.instance()
+        self.timeout = float(timeout)
+        self.tunnel = None
+        if ssh_server:
+            from circus.sshtunnel import SSHTunnel, TunnelError
+            self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile,
+                                    timeout=max(self.timeout, 10.0))
+            try:
+                endpoint = self.tunnel.open()
+            except TunnelError as exc:
+                self.tunnel = None
+                raise CallError(str(exc)) from None
+        self.endpoint = endpoint
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        try:
+            configure_curve(self.socket, curve_key, server_key)
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.stop()
+            raise CallError("cannot connect to %s: %s" % (endpoint, exc)) from None
+        except CallError:
+            self.stop()
+            raise
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+
+    def send(self, cmd):
+        """Send a request without waiting; returns the message sent."""
+        msg = _request(cmd)
+        try:
+            self.socket.send(json.dumps(msg).encode(), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            raise CallError(str(exc)) from None
+        return msg
+
+    def cast(self, cmd):
+        """Fire and forget: circusd sends no reply to a cast."""
+        msg = _request(cmd)
+        msg["msg_type"] = "cast"
+        try:
+            self.socket.send(json.dumps(msg).encode(), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            raise CallError(str(exc)) from None
+        return msg
+
+    def call(self, cmd):
+        """Send a request, return circusd's reply mapping."""
+        msg = self.send(cmd)
+        return self.receive(msg["id"])
+
+    def receive(self, msg_id, timeout=None):
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poller.poll(remaining * 1000):
+                raise CallTimeout("Timed out.")
+            try:
+                raw = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            try:
+                reply = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(reply, dict) and reply.get("id") == msg_id:
+                return reply
+
+    def stop(self):
+        if getattr(self, "socket", None) is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class AsyncCircusClient:
+    """The same protocol on an asyncio loop: `await client.call(cmd)`."""
+
+    def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0,
+                 curve_key=None, server_key=None):
+        import zmq.asyncio
+        self.context = context or zmq.asyncio.Context.instance()
+        self.timeout = float(timeout)
+        self.endpoint = endpoint
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        try:
+            configure_curve(self.socket, curve_key, server_key)
+        except CallError:
+            self.stop()
+            raise
+        self.socket.connect(endpoint)
+
+    async def send(self, cmd):
+        msg = _request(cmd)
+        await self.socket.send(json.dumps(msg).encode())
+        return msg
+
+    async def cast(self, cmd):
+        msg = _request(cmd)
+        msg["msg_type"] = "cast"
+        await self.socket.send(json.dumps(msg).encode())
+        return msg
+
+    async def call(self, cmd):
+        msg = await self.send(cmd)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await self.socket.poll(remaining * 1000, zmq.POLLIN):
+                raise CallTimeout("Timed out.")
+            try:
+                reply = json.loads(await self.socket.recv())
+            except ValueError:
+                continue
+            if isinstance(reply, dict) and reply.get("id") == msg["id"]:
+                return reply
+
+    def stop(self):
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.stop()

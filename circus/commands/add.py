@@ -1,0 +1,100 @@
+from circus.commands.base import ArgumentError, Command, MessageError, bad_data
+
+
+class Add(Command):
+    """Add a watcher
+
+    This command adds a watcher dynamically to the arbiter. Its options are
+    validated exactly like a [watcher:NAME] section of the config file.
+
+    ZMQ Message
+    -----------
+
+    ::
+
+        {
+            "command": "add",
+            "properties": {
+                "cmd": "/path/to/commandline --option",
+                "name": "nameofwatcher",
+                "args": [],
+                "options": {},
+                "start": false
+            }
+        }
+
+    - cmd: full command line to execute in a process
+    - args: array, arguments passed to the command (optional)
+    - name: name of the watcher
+    - options: options of the watcher (as in the config file)
+    - start: start the watcher after its creation
+
+    The response returns the status "ok".
+
+    Command line
+    ------------
+
+    ::
+
+        $ circusctl add [--start] <name> <cmd>
+
+    - <name>: name of the watcher to create
+    - <cmd>: full command line to execute in a process (quote it, or give
+      the words as separate arguments)
+    - --start: start the watcher immediately
+    """
+
+    name = "add"
+    properties = ["name", "cmd"]
+    options = [("start", False, "start the watcher immediately")]
+    usage = "<name> <cmd>"
+
+    def message(self, *args, **opts):
+        if len(args) < 2:
+            raise ArgumentError("add needs a name and a command")
+        if len(args) == 2:
+            cmd = args[1]
+        else:
+            import shlex
+            cmd = shlex.join(args[1:])
+        return self.make_message(name=args[0], cmd=cmd, start=bool(opts.get("start")))
+
+    def validate(self, props):
+        super().validate(props)
+        name = props["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise MessageError("property 'name' must be a non-empty string")
+        if not isinstance(props["cmd"], str) or not props["cmd"].strip():
+            raise MessageError("property 'cmd' must be a non-empty string")
+        if not isinstance(props.get("options", {}), dict):
+            raise MessageError("property 'options' must be a mapping")
+        args = props.get("args")
+        if args is not None and not isinstance(args, (str, list)):
+            raise MessageError("property 'args' must be a string or a list")
+
+    async def execute(self, arbiter, props):
+        from circus.arbiter import ArbiterError
+        from circus.config import ConfigError
+        name = props["name"].strip()
+        options = dict(props.get("options") or {})
+        if props.get("args") is not None:
+            options["args"] = props["args"]
+        for key in ("name", "cmd", "start"):
+            options.pop(key, None)
+        try:
+            arbiter.get_watcher(name)
+        except KeyError:
+            pass
+        else:
+            raise MessageError("watcher %s already exists" % name)
+        try:
+            await arbiter.add_watcher(name, props["cmd"],
+                                      start=self.bool_prop(props, "start"), **options)
+        except ArbiterError as exc:
+            raise MessageError(str(exc)) from None
+        except (ValueError, ConfigError) as exc:
+            raise bad_data(str(exc)) from None
+        return {}
+
+
+command = Add()

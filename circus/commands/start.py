@@ -1,0 +1,66 @@
+from circus.commands.base import ArgumentError, Command
+
+MATCH_OPTION = ("match", None, "how <name> designates watchers: simple (default), "
+                "glob or regex", ("simple", "glob", "regex"))
+
+
+class Start(Command):
+    """Start the arbiter or a watcher
+
+    ZMQ Message
+    -----------
+
+    ::
+
+        {"command": "start", "properties": {"name": "<name>", "match": "simple"}}
+
+    The response returns the status "ok". With a name, that watcher is
+    started; without, every watcher is, by priority. "match" may be "glob"
+    or "regex", making the name a pattern (on lower-case names; a regex
+    matches from the start of the name); the response then lists the
+    "watchers" it matched.
+
+    Command line
+    ------------
+
+    ::
+
+        $ circusctl start [<name>] [--match=simple|glob|regex] [--waiting]
+    """
+
+    name = "start"
+    usage = "[<name>]"
+    options = [MATCH_OPTION]
+    waits = True
+
+    def message(self, *args, **opts):
+        if len(args) > 1:
+            raise ArgumentError("%s takes at most one watcher name" % self.name)
+        if opts.get("match") and not args:
+            raise ArgumentError("--match needs a name pattern")
+        return self.make_message(name=args[0] if args else None, match=opts.get("match"))
+
+    def accepted(self, arbiter, props):
+        if props.get("match", "simple") not in (None, "simple") and "name" in props:
+            return {"watchers": [w.name for w in self.matching_watchers(arbiter, props)]}
+        return {}
+
+    async def execute(self, arbiter, props):
+        if "name" not in props:
+            await self.on_arbiter(arbiter, props)
+            return {}
+        watchers = self.matching_watchers(arbiter, props)
+        for watcher in watchers:
+            await self.on_watcher(watcher, props)
+        if props.get("match", "simple") not in (None, "simple"):
+            return {"watchers": [w.name for w in watchers]}
+        return {}
+
+    async def on_arbiter(self, arbiter, props):
+        await arbiter.start_watchers()
+
+    async def on_watcher(self, watcher, props):
+        await watcher.start()
+
+
+command = Start()

@@ -1,0 +1,113 @@
+from circus.commands.base import ArgumentError, Command, int_arg
+
+
+class Stats(Command):
+    """Get process infos
+
+    ZMQ Message
+    -----------
+
+    For every watcher::
+
+        {"command": "stats"}
+
+    answers {"infos": {<watcher>: {<pid>: <info>, ...}, ...}}. For a
+    watcher::
+
+        {"command": "stats", "properties": {"name": <name>}}
+
+    answers {"name": <name>, "info": {<pid>: <info>, ...}}. For a process::
+
+        {"command": "stats", "properties": {"name": <name>, "process": <pid>}}
+
+    answers {"name": <name>, "process": <pid>, "info": <info>}, where an info
+    is::
+
+        {
+            "pid": 47864, "cpu": 0.1, "mem": 0.1, "mem_info1": "3M",
+            "mem_info2": "2G", "ctime": "0:00.41", "nice": 0,
+            "username": "root", "cmdline": "python", "children": [],
+            "age": 12.5, ...
+        }
+
+    (or a string such as "No such process (stopped?)" for a process that
+    just went away). Pids are mapping keys, so strings in JSON.
+
+    Command line
+    ------------
+
+    ::
+
+        $ circusctl stats [<watchername>] [<pid>]
+    """
+
+    name = "stats"
+    usage = "[<name>] [<pid>]"
+
+    def message(self, *args, **opts):
+        if len(args) > 2:
+            raise ArgumentError("stats takes an optional watcher name and pid")
+        props = {}
+        if args:
+            props["name"] = args[0]
+        if len(args) == 2:
+            props["process"] = int_arg(args[1], "<pid>")
+        return self.make_message(**props)
+
+    async def execute(self, arbiter, props):
+        if "name" not in props:
+            return {"infos": {w.name: w.info() for w in arbiter.iter_watchers()}}
+        watcher = self.watcher(arbiter, props)
+        pid = props.get("process", props.get("pid"))
+        if pid is not None:
+            process = self.process(watcher, self.int_prop({"pid": pid}, "pid"))
+            return {"name": watcher.name, "process": process.pid,
+                    "info": watcher.process_info(process.pid)}
+        return {"name": watcher.name, "info": watcher.info()}
+
+    def console_msg(self, msg):
+        if "infos" in msg:
+            return "\n".join(_watcher_table(name, infos)
+                             for name, infos in sorted(msg["infos"].items()))
+        if "process" in msg:
+            return _watcher_table(msg.get("name", ""), {str(msg["process"]): msg["info"]})
+        if "info" in msg:
+            return _watcher_table(msg.get("name", ""), msg["info"])
+        return super().console_msg(msg)
+
+
+_COLUMNS = (("PID", "pid", "%-8s"), ("CPU%", "cpu", "%6s"), ("MEM%", "mem", "%6s"),
+            ("RSS", "mem_info1", "%7s"), ("VMS", "mem_info2", "%7s"),
+            ("AGE", "age", "%8s"), ("USER", "username", " %-10s"))
+
+
+def _age(seconds):
+    seconds = int(seconds or 0)
+    if seconds < 3600:
+        return "%d:%02d" % divmod(seconds, 60)
+    hours, seconds = divmod(seconds, 3600)
+    return "%dh%02d" % (hours, seconds // 60)
+
+
+def _watcher_table(name, infos):
+    lines = ["%s:" % name]
+    if not infos:
+        lines.append("  (no processes)")
+        return "\n".join(lines)
+    lines.append("  " + " ".join(fmt % title for title, _, fmt in _COLUMNS) + " CMDLINE")
+    for pid in sorted(infos, key=lambda p: int(p)):
+        info = infos[pid]
+        if not isinstance(info, dict):
+            lines.append("  %-8s %s" % (pid, info))
+            continue
+        cells = []
+        for _, key, fmt in _COLUMNS:
+            value = info.get(key, "")
+            if key == "age":
+                value = _age(value)
+            cells.append(fmt % (value,))
+        lines.append("  " + " ".join(cells) + " " + str(info.get("cmdline", "")))
+    return "\n".join(lines)
+
+
+command = Stats()

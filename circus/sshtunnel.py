@@ -1,0 +1,111 @@
+"""Reach a remote circusd through the system's ssh client.
+
+`circusctl --ssh user@host[:port]` runs
+
+    ssh -N -o ExitOnForwardFailure=yes -L 127.0.0.1:<free port>:<host>:<port> user@host
+
+and talks to tcp://127.0.0.1:<free port>: the endpoint is resolved on the
+remote side, so `tcp://127.0.0.1:5555` is the remote host's loopback (the
+safe default). An ipc:// endpoint is forwarded as a unix socket path
+(OpenSSH 6.7 or later). Authentication is ssh's business: agent, keys
+(--ssh-keyfile), known_hosts. No paramiko or pexpect needed.
+"""
+import os
+import socket
+import subprocess
+import time
+
+
+class TunnelError(Exception):
+    pass
+
+
+def parse_server(server):
+    """'user@host:2222' -> ('user@host', 2222); the port is optional."""
+    target, port = server, None
+    if server.count(":") == 1 and not server.endswith("]"):
+        target, _, text = server.rpartition(":")
+        try:
+            port = int(text)
+        except ValueError:
+            raise TunnelError("invalid ssh port in %r" % server) from None
+    if not target:
+        raise TunnelError("invalid ssh server %r" % server)
+    return target, port
+
+
+def forward_spec(endpoint, local_port):
+    """The -L argument that forwards local_port to endpoint (seen remotely)."""
+    if endpoint.startswith("tcp://"):
+        host, sep, port = endpoint[len("tcp://"):].rpartition(":")
+        if not sep or not port.isdigit():
+            raise TunnelError("cannot tunnel %r: no port" % endpoint)
+        host = host.strip("[]")
+        if host in ("*", "0.0.0.0"):
+            host = "127.0.0.1"
+        return "127.0.0.1:%d:%s:%s" % (local_port, host, port)
+    if endpoint.startswith("ipc://"):
+        return "127.0.0.1:%d:%s" % (local_port, endpoint[len("ipc://"):])
+    raise TunnelError("cannot tunnel %r: only tcp:// and ipc:// endpoints" % endpoint)
+
+
+def ssh_command(server, endpoint, local_port, keyfile=None, ssh="ssh"):
+    target, port = parse_server(server)
+    cmd = [ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+           "-L", forward_spec(endpoint, local_port)]
+    if port is not None:
+        cmd += ["-p", str(port)]
+    if keyfile:
+        cmd += ["-i", os.path.expanduser(keyfile)]
+    cmd.append(target)
+    return cmd
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SSHTunnel:
+    def __init__(self, server, endpoint, keyfile=None, timeout=10.0):
+        self.server = server
+        self.endpoint = endpoint
+        self.keyfile = keyfile
+        self.timeout = timeout
+        self.process = None
+        self.local_port = None
+
+    def open(self):
+        """Start ssh; returns the local endpoint once the forward accepts."""
+        self.local_port = free_port()
+        cmd = ssh_command(self.server, self.endpoint, self.local_port, self.keyfile)
+        try:
+            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise TunnelError("cannot run ssh: %s" % exc) from None
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace").strip()
+                raise TunnelError("ssh to %s failed: %s" % (self.server, error or
+                                                            "exit status %d"
+                                                            % self.process.returncode))
+            try:
+                socket.create_connection(("127.0.0.1", self.local_port), 0.2).close()
+                return "tcp://127.0.0.1:%d" % self.local_port
+            except OSError:
+                time.sleep(0.05)
+        self.close()
+        raise TunnelError("ssh to %s: no tunnel after %.0fs" % (self.server, self.timeout))
+
+    def close(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

@@ -1,0 +1,68 @@
+"""Waiting for circusd's events in tests, instead of sleeping."""
+import time
+
+from circus.consumer import CircusConsumer
+
+
+class EventLog:
+    """Subscribes to a circusd's PUB socket and records what arrives."""
+
+    def __init__(self, daemon, topics=("",)):
+        self.daemon = daemon
+        self.consumer = CircusConsumer(list(topics), endpoint=daemon.pubsub, timeout=0.05)
+        self.items = []
+        self._seen = 0
+
+    def close(self):
+        self.consumer.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pump(self, timeout):
+        event = self.consumer.recv(timeout)
+        while event is not None:
+            self.items.append(event)
+            event = self.consumer.recv(0)
+
+    def sync(self, watcher, timeout=10.0):
+        """Return once the subscription is live: PUB drops what is sent before
+        it reaches circusd, so poke a harmless `set` until its event comes."""
+        deadline = time.monotonic() + timeout
+        topic = "watcher.%s.updated" % watcher
+        while time.monotonic() < deadline:
+            priority = self.daemon.call("get", name=watcher, keys=["priority"])
+            self.daemon.call("set", name=watcher, options=priority["options"])
+            self._pump(0.1)
+            if any(t == topic for t, _ in self.items):
+                self.items.clear()
+                self._seen = 0
+                return self
+        raise AssertionError("no event from circusd after %.1fs" % timeout)
+
+    def wait(self, predicate, timeout=10.0, message="event"):
+        """The first event (topic, msg) not yet returned that satisfies predicate."""
+        deadline = time.monotonic() + timeout
+        index = self._seen
+        while True:
+            while index < len(self.items):
+                topic, msg = self.items[index]
+                index += 1
+                if predicate(topic, msg):
+                    return topic, msg
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for %s; got %s"
+                                     % (message, [t for t, _ in self.items]))
+            self._pump(min(remaining, 0.2))
+
+    def topic(self, topic, timeout=10.0, **fields):
+        return self.wait(lambda t, m: t == topic and all(m.get(k) == v
+                                                          for k, v in fields.items()),
+                         timeout, message="%s %s" % (topic, fields or ""))
+
+    def topics(self):
+        return [t for t, _ in self.items]

@@ -1,0 +1,558 @@
+"""Every command over a real ZeroMQ connection to a running circusd: the
+reply fields, and the effect on real processes."""
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+
+import pytest
+import zmq
+
+from conftest import PYTHON, free_port, pid_alive, wait_for
+from events import EventLog
+
+SLEEP = """
+[watcher:sleeper]
+cmd = sleep 300
+numprocesses = %d
+graceful_timeout = 5
+"""
+
+# a process that ignores SIGTERM: stopping it takes graceful_timeout
+STUBBORN = ("%s -c \"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "open('ready-$(circus.wid)', 'w').close(); time.sleep(300)\"" % PYTHON)
+
+# a process with a child of its own
+PARENT = ("%s -c \"import subprocess, time; subprocess.Popen(['sleep', '300']); "
+          "time.sleep(300)\"" % PYTHON)
+
+
+def sleeper(circusd, n=1, extra=""):
+    return circusd(SLEEP % n + extra)
+
+
+def pids(daemon, name="sleeper"):
+    return daemon.call("list", name=name)["pids"]
+
+
+def ok(reply):
+    assert reply["status"] != "error", reply
+    assert isinstance(reply["time"], float)
+    return reply
+
+
+def error(reply, errno):
+    assert reply["status"] == "error", reply
+    assert reply["errno"] == errno, reply
+    return reply
+
+
+def wait_pids(daemon, count, name="sleeper", exclude=()):
+    return wait_for(lambda: (lambda p: p if len(p) == count and not set(p) & set(exclude)
+                             else None)(pids(daemon, name)),
+                    message="%d processes in %s" % (count, name))
+
+
+# --- reading ------------------------------------------------------------------
+
+def test_list_status_numbers(circusd):
+    daemon = circusd(SLEEP % 2 + "\n[watcher:idle]\ncmd = sleep 300\nautostart = false\n")
+    reply = ok(daemon.call("list"))
+    assert reply["watchers"] == ["idle", "sleeper"]
+    listed = ok(daemon.call("list", name="sleeper"))["pids"]
+    assert sorted(listed) == sorted(c.pid for c in daemon.children())
+    assert ok(daemon.call("status"))["statuses"] == {"idle": "stopped", "sleeper": "active"}
+    assert daemon.call("status", name="sleeper")["status"] == "active"
+    assert daemon.call("status", name="IDLE")["status"] == "stopped"
+    assert ok(daemon.call("numwatchers"))["numwatchers"] == 2
+    assert ok(daemon.call("numprocesses"))["numprocesses"] == 2
+    assert ok(daemon.call("numprocesses", name="idle"))["numprocesses"] == 1
+
+
+def test_stats_for_all_one_watcher_one_process(circusd):
+    daemon = sleeper(circusd, 2)
+    listed = pids(daemon)
+    every = ok(daemon.call("stats"))["infos"]
+    assert set(every["sleeper"]) == {str(p) for p in listed}
+    one = ok(daemon.call("stats", name="sleeper"))
+    assert one["name"] == "sleeper"
+    for pid, info in one["info"].items():
+        assert info["pid"] == int(pid)
+        assert {"cpu", "mem", "mem_info1", "mem_info2", "ctime", "nice", "username",
+                "cmdline", "children", "age"} <= set(info)
+        assert info["cmdline"] == "sleep 300"
+    proc = ok(daemon.call("stats", name="sleeper", process=listed[0]))
+    assert proc["process"] == listed[0]
+    assert proc["info"]["pid"] == listed[0]
+    error(daemon.call("stats", name="sleeper", process=1), 3)
+
+
+def test_dstats_describes_circusd(circusd):
+    daemon = sleeper(circusd)
+    info = ok(daemon.call("dstats"))["info"]
+    assert info["pid"] == daemon.proc.pid
+    assert set(pids(daemon)) <= set(info["children"])
+    assert "circus.circusd" in info["cmdline"]
+
+
+def test_globaloptions(circusd):
+    daemon = sleeper(circusd)
+    options = ok(daemon.call("globaloptions"))["options"]
+    assert options["endpoint"] == daemon.endpoint
+    assert options["pubsub_endpoint"] == daemon.pubsub
+    assert "check_delay" in options
+    assert ok(daemon.call("globaloptions", keys=["endpoint"]))["options"] == \
+        {"endpoint": daemon.endpoint}
+    assert ok(daemon.call("globaloptions", option="pubsub_endpoint"))["options"] == \
+        {"pubsub_endpoint": daemon.pubsub}
+    error(daemon.call("globaloptions", keys=["nope"]), 3)
+
+
+def test_listsockets(circusd):
+    port = free_port()
+    daemon = circusd(SLEEP % 1 + "\n[socket:web]\nhost = 127.0.0.1\nport = %d\n" % port)
+    sockets = ok(daemon.call("listsockets"))["sockets"]
+    assert len(sockets) == 1
+    assert sockets[0]["name"] == "web"
+    assert sockets[0]["host"] == "127.0.0.1"
+    assert sockets[0]["port"] == port
+    assert isinstance(sockets[0]["fd"], int)
+
+
+def test_listen_names_the_pubsub_endpoint(circusd):
+    daemon = sleeper(circusd)
+    assert ok(daemon.call("listen"))["pubsub_endpoint"] == daemon.pubsub
+
+
+def test_options_and_get(circusd):
+    daemon = sleeper(circusd, 1, "rlimit_nofile = 512\nenv = A=1\n")
+    options = ok(daemon.call("options", name="sleeper"))["options"]
+    assert options["cmd"] == "sleep 300"
+    assert options["numprocesses"] == 1
+    assert options["graceful_timeout"] == 5.0
+    assert options["rlimit_nofile"] == 512
+    assert options["env"] == {"A": "1"}
+    got = ok(daemon.call("get", name="sleeper", keys=["numprocesses", "graceful_timeout"]))
+    assert got["options"] == {"numprocesses": 1, "graceful_timeout": 5.0}
+    error(daemon.call("get", name="sleeper", keys=["nope"]), 3)
+
+
+# --- changing the number of processes ------------------------------------------
+
+def test_incr_decr(circusd):
+    daemon = sleeper(circusd)
+    reply = ok(daemon.call("incr", name="sleeper", nb=2, waiting=True))
+    assert reply["numprocesses"] == 3
+    assert len(daemon.children()) == 3
+    reply = ok(daemon.call("incr", name="sleeper"))
+    assert reply["numprocesses"] == 4
+    wait_for(lambda: len(daemon.children()) == 4)
+    before = pids(daemon)
+    reply = ok(daemon.call("decr", name="sleeper", nb=3, waiting=True))
+    assert reply["numprocesses"] == 1
+    assert len(daemon.children()) == 1
+    # the oldest go first
+    assert pids(daemon) == [before[-1]]
+    assert ok(daemon.call("decr", name="sleeper", nb=5, waiting=True))["numprocesses"] == 0
+    assert daemon.children() == []
+
+
+def test_decr_without_waiting_answers_before_the_processes_exit(circusd, tmp_path):
+    daemon = circusd("[watcher:stubborn]\ncmd = %s\nnumprocesses = 2\n"
+                     "graceful_timeout = 0.5\n" % STUBBORN)
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 2)
+    started = time.monotonic()
+    reply = ok(daemon.call("decr", name="stubborn"))
+    assert reply["numprocesses"] == 1
+    assert time.monotonic() - started < 0.5
+    assert len(daemon.children()) == 2  # the one going still runs
+    started = time.monotonic()
+    reply = ok(daemon.call("decr", name="stubborn", waiting=True))
+    assert reply["numprocesses"] == 0
+    assert time.monotonic() - started >= 0.45  # waited for the SIGKILL
+    wait_for(lambda: daemon.children() == [])
+
+
+def test_commands_run_concurrently(circusd, tmp_path):
+    daemon = circusd("[watcher:stubborn]\ncmd = %s\ngraceful_timeout = 1.5\n" % STUBBORN
+                     + SLEEP % 1)
+    wait_for(lambda: list(tmp_path.glob("ready-*")))
+    done = {}
+
+    def slow():
+        done["decr"] = daemon.call("decr", name="stubborn", waiting=True)
+        done["decr_at"] = time.monotonic()
+
+    thread = threading.Thread(target=slow)
+    started = time.monotonic()
+    thread.start()
+    wait_for(lambda: daemon.call("numprocesses", name="stubborn")["numprocesses"] == 0)
+    # another client, another watcher: served at once, never "already running"
+    assert ok(daemon.call("incr", name="sleeper", waiting=True))["numprocesses"] == 2
+    assert ok(daemon.call("status"))["statuses"]["sleeper"] == "active"
+    assert "decr" not in done
+    assert time.monotonic() - started < 1.2
+    thread.join(10)
+    assert done["decr"]["numprocesses"] == 0
+    assert done["decr_at"] - started >= 1.4
+
+
+def test_ten_clients_at_once(circusd):
+    config = "".join("[watcher:w%d]\ncmd = sleep 300\n\n" % i for i in range(5))
+    daemon = circusd(config)
+    from circus.client import CircusClient
+    barrier = threading.Barrier(10)
+    results = {}
+
+    def client(i):
+        c = CircusClient(endpoint=daemon.endpoint, timeout=10)
+        try:
+            barrier.wait()
+            if i < 5:
+                results[i] = c.call({"command": "incr", "properties":
+                                     {"name": "w%d" % i, "nb": i + 1, "waiting": True}})
+            elif i < 8:
+                results[i] = c.call({"command": "list"})
+            else:
+                results[i] = c.call({"command": "stats", "properties": {"name": "w0"}})
+        finally:
+            c.stop()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 10
+    for i in range(5):
+        assert ok(results[i])["numprocesses"] == i + 2
+        assert len(pids(daemon, "w%d" % i)) == i + 2
+    for i in range(5, 8):
+        assert ok(results[i])["watchers"] == ["w%d" % n for n in range(5)]
+    for i in range(8, 10):
+        assert ok(results[i])["name"] == "w0"
+
+
+# --- adding, removing, changing watchers ---------------------------------------
+
+def test_add_start_and_rm(circusd):
+    daemon = sleeper(circusd)
+    with EventLog(daemon).sync("sleeper") as events:
+        reply = ok(daemon.call("add", name="extra", cmd="sleep 301",
+                               options={"numprocesses": 2, "graceful_timeout": "3"},
+                               start=True))
+        events.topic("watcher.extra.add", name="extra")
+        assert daemon.call("status", name="extra")["status"] == "active"
+        extra = pids(daemon, "extra")
+        assert len(extra) == 2
+        assert daemon.call("get", name="extra", keys=["graceful_timeout"])["options"] == \
+            {"graceful_timeout": 3.0}
+        ok(daemon.call("rm", name="extra", waiting=True))
+        events.topic("watcher.extra.remove")
+        assert ok(daemon.call("list"))["watchers"] == ["sleeper"]
+        assert not any(pid_alive(p) for p in extra)
+    ok(daemon.call("add", name="later", cmd="sleep", args=["302"]))
+    assert daemon.call("status", name="later")["status"] == "stopped"
+    ok(daemon.call("start", name="later", waiting=True))
+    assert [c.cmdline() for c in daemon.children() if c.pid in pids(daemon, "later")] == \
+        [["sleep", "302"]]
+
+
+def test_add_errors(circusd):
+    daemon = sleeper(circusd)
+    assert "already exists" in error(daemon.call("add", name="sleeper", cmd="sleep 1"),
+                                     3)["reason"]
+    reason = error(daemon.call("add", name="x", cmd="sleep 1",
+                               options={"numprocesses": "many"}), 6)["reason"]
+    assert "numprocesses" in reason
+    error(daemon.call("add", name="x", cmd="sleep 1", options={"bogus": 1}), 6)
+    error(daemon.call("add", name="x"), 3)
+    error(daemon.call("add", name="x", cmd=["sleep"]), 3)
+    assert ok(daemon.call("list"))["watchers"] == ["sleeper"]
+
+
+def test_set_simple_options_and_numprocesses(circusd):
+    daemon = sleeper(circusd)
+    with EventLog(daemon).sync("sleeper") as events:
+        ok(daemon.call("set", name="sleeper", options={"graceful_timeout": "7",
+                                                       "max_retry": 2}))
+        _, msg = events.topic("watcher.sleeper.updated")
+        assert msg["options"] == {"graceful_timeout": 7.0, "max_retry": 2}
+        before = pids(daemon)
+        assert daemon.call("get", name="sleeper", keys=["graceful_timeout", "max_retry"])[
+            "options"] == {"graceful_timeout": 7.0, "max_retry": 2}
+        assert pids(daemon) == before  # nothing restarted
+        ok(daemon.call("set", name="sleeper", key="numprocesses", value=3, waiting=True))
+        assert len(daemon.children()) == 3
+        assert before[0] in pids(daemon)
+
+
+def test_set_spawn_option_reloads_gracefully(circusd):
+    daemon = sleeper(circusd, 2)
+    before = pids(daemon)
+    with EventLog(daemon).sync("sleeper") as events:
+        ok(daemon.call("set", name="sleeper", options={"cmd": "sleep 303"}, waiting=True))
+        events.topic("watcher.sleeper.updated")
+        events.topic("watcher.sleeper.reload")
+    after = pids(daemon)
+    assert len(after) == 2 and not set(after) & set(before)
+    assert {" ".join(c.cmdline()) for c in daemon.children()} == {"sleep 303"}
+
+
+def test_set_rejects_bad_values_and_changes_nothing(circusd):
+    daemon = sleeper(circusd)
+    reply = error(daemon.call("set", name="sleeper",
+                              options={"graceful_timeout": 1, "max_age": "old"}), 6)
+    assert "max_age" in reply["reason"]
+    assert daemon.call("get", name="sleeper", keys=["graceful_timeout"])["options"] == \
+        {"graceful_timeout": 5.0}
+    error(daemon.call("set", name="sleeper", options={"nope": 1}), 6)
+    error(daemon.call("set", name="sleeper", options={"name": "other"}), 6)
+    error(daemon.call("set", name="sleeper", options={}), 3)
+    error(daemon.call("set", name="sleeper", options=[1]), 3)
+    error(daemon.call("set", name="nope", options={"max_age": 1}), 3)
+
+
+# --- process control ------------------------------------------------------------
+
+def test_signal_one_process_and_all(circusd):
+    daemon = sleeper(circusd, 2)
+    first, second = pids(daemon)
+    with EventLog(daemon).sync("sleeper") as events:
+        reply = ok(daemon.call("signal", name="sleeper", pid=first, signum="TERM"))
+        assert reply["pids"] == [first]
+        _, msg = events.topic("watcher.sleeper.reap", process_pid=first)
+        assert msg["exit_code"] == -signal.SIGTERM
+        assert pid_alive(second)
+        # the watcher replaced the process killed behind its back
+        wait_pids(daemon, 2, exclude=[first])
+        ok(daemon.call("signal", name="sleeper", signal=signal.SIGKILL))
+        for pid in pids(daemon):
+            events.topic("watcher.sleeper.reap", process_pid=pid)
+    error(daemon.call("signal", name="sleeper", signum="NOSUCH"), 3)
+    error(daemon.call("signal", name="sleeper"), 3)
+    error(daemon.call("signal", name="sleeper", pid=1, signum=15), 3)
+
+
+def test_signal_children_and_recursive(circusd):
+    daemon = circusd("[watcher:parent]\ncmd = %s\n" % PARENT)
+
+    def child_of(pid):
+        import psutil
+        return wait_for(lambda: [c.pid for c in psutil.Process(pid).children()],
+                        message="the child of %d" % pid)[0]
+
+    parent = pids(daemon, "parent")[0]
+    child = child_of(parent)
+    ok(daemon.call("signal", name="parent", pid=parent, signum="TERM", children=True))
+    wait_for(lambda: not pid_alive(child), message="the child to die")
+    assert pid_alive(parent)
+    ok(daemon.call("signal", name="parent", pid=parent, signum="TERM", recursive=True))
+    wait_for(lambda: not pid_alive(parent), message="the parent to die")
+    # one child by its pid
+    parent = wait_pids(daemon, 1, "parent", exclude=[parent])[0]
+    child = child_of(parent)
+    ok(daemon.call("signal", name="parent", pid=parent, child_pid=child, signum=9))
+    wait_for(lambda: not pid_alive(child))
+    assert pid_alive(parent)
+    error(daemon.call("signal", name="parent", pid=parent, child_pid=1, signum=9), 3)
+
+
+def test_kill_one_process_then_all(circusd):
+    daemon = sleeper(circusd, 2)
+    first, second = pids(daemon)
+    with EventLog(daemon).sync("sleeper") as events:
+        reply = ok(daemon.call("kill", name="sleeper", pid=first, waiting=True))
+        assert reply["pids"] == [first]
+        events.topic("watcher.sleeper.kill", process_pid=first)
+        assert not pid_alive(first) and pid_alive(second)
+        # the watcher is active: the process is replaced
+        now = wait_pids(daemon, 2, exclude=[first])
+        ok(daemon.call("kill", name="sleeper", signum="KILL", waiting=True))
+        _, msg = events.topic("watcher.sleeper.reap", process_pid=now[0])
+        assert msg["exit_code"] == -signal.SIGKILL
+        wait_pids(daemon, 2, exclude=now)
+    error(daemon.call("kill", name="sleeper", pid=1), 3)
+
+
+def test_stop_start_restart_with_match(circusd):
+    daemon = circusd("".join("[watcher:%s]\ncmd = sleep 300\n\n" % n
+                             for n in ("web-1", "web-2", "worker")))
+    web = pids(daemon, "web-1") + pids(daemon, "web-2")
+    reply = ok(daemon.call("stop", name="web-*", match="glob", waiting=True))
+    assert sorted(reply["watchers"]) == ["web-1", "web-2"]
+    assert ok(daemon.call("status"))["statuses"] == \
+        {"web-1": "stopped", "web-2": "stopped", "worker": "active"}
+    assert not any(pid_alive(p) for p in web)
+    reply = ok(daemon.call("start", name=r"web-\d", match="regex", waiting=True))
+    assert sorted(reply["watchers"]) == ["web-1", "web-2"]
+    assert set(ok(daemon.call("status"))["statuses"].values()) == {"active"}
+    worker = pids(daemon, "worker")
+    ok(daemon.call("restart", name="worker", waiting=True))
+    assert pids(daemon, "worker") != worker and len(pids(daemon, "worker")) == 1
+    ok(daemon.call("stop", waiting=True))
+    assert set(ok(daemon.call("status"))["statuses"].values()) == {"stopped"}
+    assert daemon.children() == []
+    ok(daemon.call("start", waiting=True))
+    assert len(daemon.children()) == 3
+    ok(daemon.call("restart", waiting=True))
+    assert len(daemon.children()) == 3
+    error(daemon.call("stop", name="web", match="fuzzy"), 3)
+    error(daemon.call("stop", name="web-3"), 3)
+    assert ok(daemon.call("stop", name="nothing*", match="glob"))["watchers"] == []
+
+
+def test_reload_watcher_and_all(circusd):
+    daemon = sleeper(circusd, 2, "\n[watcher:other]\ncmd = sleep 301\n")
+    with EventLog(daemon).sync("sleeper") as events:
+        before = pids(daemon)
+        ok(daemon.call("reload", name="sleeper", waiting=True))
+        events.topic("watcher.sleeper.reload")
+        after = pids(daemon)
+        assert len(after) == 2 and not set(before) & set(after)
+        ok(daemon.call("reload", name="sleeper", sequential=True, waiting=True))
+        assert not set(after) & set(pids(daemon))
+        other = pids(daemon, "other")
+        ok(daemon.call("reload", waiting=True))
+        events.topic("watcher.other.reload")
+        assert pids(daemon, "other") != other
+
+
+def test_reloadconfig_adds_and_removes(circusd):
+    daemon = sleeper(circusd)
+    text = daemon.config_path.read_text()
+    daemon.config_path.write_text(text + "\n[watcher:new]\ncmd = sleep 304\n")
+    reply = ok(daemon.call("reloadconfig", waiting=True))
+    assert reply["changes"]["added"] == ["new"]
+    assert ok(daemon.call("list"))["watchers"] == ["new", "sleeper"]
+    assert len(pids(daemon, "new")) == 1
+    daemon.config_path.write_text(text.replace("[watcher:sleeper]", "[watcher:bad]\nnope = 1\n"
+                                               "[watcher:sleeper]"))
+    reply = error(daemon.call("reloadconfig", waiting=True), 5)
+    assert "nope" in reply["reason"]
+    assert ok(daemon.call("list"))["watchers"] == ["new", "sleeper"]
+
+
+def test_quit(circusd):
+    daemon = sleeper(circusd, 2)
+    children = pids(daemon)
+    ok(daemon.call("quit"))
+    assert daemon.proc.wait(10) == 0
+    assert not any(pid_alive(p) for p in children)
+
+
+# --- events ---------------------------------------------------------------------
+
+def test_lifecycle_events(circusd):
+    daemon = sleeper(circusd)
+    with EventLog(daemon, ["watcher.sleeper."]).sync("sleeper") as events:
+        ok(daemon.call("incr", name="sleeper", waiting=True))
+        _, spawn = events.topic("watcher.sleeper.spawn")
+        assert isinstance(spawn["process_pid"], int) and isinstance(spawn["time"], float)
+        ok(daemon.call("stop", name="sleeper", waiting=True))
+        _, kill = events.topic("watcher.sleeper.kill")
+        assert "process_pid" in kill
+        _, reap = events.topic("watcher.sleeper.reap", process_pid=spawn["process_pid"])
+        assert reap["exit_code"] == -signal.SIGTERM
+        events.topic("watcher.sleeper.stop")
+        ok(daemon.call("start", name="sleeper", waiting=True))
+        events.topic("watcher.sleeper.start")
+        assert not [t for t in events.topics() if not t.startswith("watcher.sleeper.")]
+
+
+def test_max_retry_give_up_is_an_event(circusd):
+    daemon = sleeper(circusd)
+    with EventLog(daemon).sync("sleeper") as events:
+        ok(daemon.call("add", name="broken", cmd="false", options={"max_retry": 2},
+                       start=True))
+        _, msg = events.topic("watcher.broken.max_retry")
+        assert msg["max_retry"] == 2 and "reason" in msg
+        _, stop = events.topic("watcher.broken.stop")
+        assert "gave up" in stop["reason"]
+    assert daemon.call("status", name="broken")["status"] == "stopped"
+
+
+# --- errors ---------------------------------------------------------------------
+
+def raw_call(daemon, payload, socket_type=zmq.DEALER, timeout=5.0):
+    sock = zmq.Context.instance().socket(socket_type)
+    sock.linger = 0
+    try:
+        sock.connect(daemon.endpoint)
+        sock.send(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+        if not sock.poll(timeout * 1000):
+            return None
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
+
+
+def test_error_replies(circusd):
+    daemon = sleeper(circusd)
+    reply = raw_call(daemon, b"{not json")
+    assert reply["status"] == "error" and reply["errno"] == 1 and reply["id"] is None
+    assert raw_call(daemon, [1, 2])["errno"] == 1
+    reply = raw_call(daemon, {"id": "a1", "command": "frobnicate"})
+    assert reply["errno"] == 2 and reply["id"] == "a1"
+    assert raw_call(daemon, {"id": "a2"})["errno"] == 3
+    assert raw_call(daemon, {"id": "a3", "command": "list", "properties": [1]})["errno"] == 3
+    error(daemon.call("incr"), 3)  # missing property
+    error(daemon.call("incr", name="sleeper", nb="two"), 3)  # ill-typed
+    error(daemon.call("incr", name=5), 3)
+    reply = error(daemon.call("incr", name="ghost"), 3)
+    assert reply["reason"] == "program ghost not found"
+    # and circusd is still fine
+    assert ok(daemon.call("status", name="sleeper"))["status"] == "active"
+
+
+def test_command_names_are_case_insensitive_and_req_sockets_work(circusd):
+    daemon = sleeper(circusd)
+    reply = raw_call(daemon, {"id": "x", "command": "LIST"}, socket_type=zmq.REQ)
+    assert reply["watchers"] == ["sleeper"] and reply["id"] == "x"
+
+
+def test_cast_gets_no_reply_but_is_done(circusd):
+    daemon = sleeper(circusd)
+    msg = {"id": "c1", "command": "incr", "msg_type": "cast",
+           "properties": {"name": "sleeper", "nb": 2}}
+    assert raw_call(daemon, msg, timeout=0.3) is None
+    wait_for(lambda: len(daemon.children()) == 3)
+    assert raw_call(daemon, dict(msg, command="nope"), timeout=0.3) is None
+
+
+def test_ipc_endpoints_are_private(circusd, tmp_path):
+    daemon = circusd(SLEEP % 1, start=False)
+    daemon.endpoint = "ipc://%s" % (tmp_path / "ctl.sock")
+    daemon.pubsub = "ipc://%s" % (tmp_path / "pub.sock")
+    daemon.config_path.write_text("[circus]\nendpoint = %s\npubsub_endpoint = %s\n"
+                                  % (daemon.endpoint, daemon.pubsub) + SLEEP % 1)
+    daemon.start()
+    for name in ("ctl.sock", "pub.sock"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+    assert ok(daemon.call("list"))["watchers"] == ["sleeper"]
+    with EventLog(daemon).sync("sleeper"):
+        pass
+
+
+# --- signals to circusd ---------------------------------------------------------
+
+def test_sighup_reloads_the_config(circusd):
+    daemon = sleeper(circusd)
+    daemon.config_path.write_text(daemon.config_path.read_text()
+                                  + "\n[watcher:hup]\ncmd = sleep 305\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "hup" in daemon.call("list")["watchers"])
+    wait_for(lambda: len(pids(daemon, "hup")) == 1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_stop_signals_quit(circusd, signum):
+    daemon = sleeper(circusd, 2)
+    children = pids(daemon)
+    daemon.proc.send_signal(signum)
+    assert daemon.proc.wait(10) == 0
+    assert not any(pid_alive(p) for p in children)
+    assert b"Arbiter exiting" in daemon.read_log()
