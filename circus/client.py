@@ -157,7 +157,9 @@ class CircusClient:
 
 
 class AsyncCircusClient:
-    """The same protocol on an asyncio loop: `await client.call(cmd)`."""
+    """The same protocol on an asyncio loop: `await client.call(cmd)`.
+    Calls may run concurrently on one client: one reader hands each reply
+    to the call whose id it carries."""
 
     def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0,
                  curve_key=None, server_key=None):
@@ -167,6 +169,8 @@ class AsyncCircusClient:
         self.endpoint = endpoint
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
+        self._pending = {}
+        self._reader = None
         try:
             configure_curve(self.socket, curve_key, server_key)
         except CallError:
@@ -186,20 +190,35 @@ class AsyncCircusClient:
         return msg
 
     async def call(self, cmd):
-        msg = await self.send(cmd)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not await self.socket.poll(remaining * 1000, zmq.POLLIN):
-                raise CallTimeout("Timed out.")
+        import asyncio
+        msg = _request(cmd)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[msg["id"]] = future
+        try:
+            await self.socket.send(json.dumps(msg).encode())
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.ensure_future(self._read())
+            return await asyncio.wait_for(future, self.timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout("Timed out.") from None
+        finally:
+            self._pending.pop(msg["id"], None)
+
+    async def _read(self):
+        while self.socket is not None:
+            raw = await self.socket.recv()
             try:
-                reply = json.loads(await self.socket.recv())
+                reply = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(reply, dict) and reply.get("id") == msg["id"]:
-                return reply
+            future = self._pending.get(reply.get("id")) if isinstance(reply, dict) else None
+            if future is not None and not future.done():
+                future.set_result(reply)
 
     def stop(self):
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
         if self.socket is not None:
             self.socket.close(linger=0)
             self.socket = None

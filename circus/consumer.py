@@ -27,9 +27,14 @@ class CircusConsumer:
         self.timeout = float(timeout)
         self.tunnel = None
         if ssh_server:
-            from circus.sshtunnel import SSHTunnel
+            from circus.client import CallError
+            from circus.sshtunnel import SSHTunnel, TunnelError
             self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile)
-            endpoint = self.tunnel.open()
+            try:
+                endpoint = self.tunnel.open()
+            except TunnelError as exc:
+                self.tunnel = None
+                raise CallError(str(exc)) from None
         self.endpoint = endpoint
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0

@@ -1,0 +1,172 @@
+"""The Python clients: CircusClient, AsyncCircusClient, CircusConsumer, ssh tunnels."""
+import asyncio
+import json
+import os
+import stat
+import textwrap
+
+import pytest
+import zmq
+
+from circus.client import AsyncCircusClient, CallError, CallTimeout, CircusClient
+from circus.consumer import CircusConsumer
+from circus.sshtunnel import TunnelError, forward_spec, parse_server, ssh_command
+from conftest import PYTHON, free_port, wait_for
+
+CONFIG = "[watcher:sleeper]\ncmd = sleep 300\n"
+
+
+def test_call_send_cast(circusd):
+    daemon = circusd(CONFIG)
+    client = CircusClient(endpoint=daemon.endpoint, timeout=5)
+    try:
+        reply = client.call({"command": "list"})
+        assert reply["status"] == "ok" and reply["watchers"] == ["sleeper"]
+        assert len(reply["id"]) == 32
+        # a JSON string works too, and error replies come back, not raise
+        reply = client.call('{"command": "status", "properties": {"name": "ghost"}}')
+        assert reply["status"] == "error" and reply["errno"] == 3
+        # a reply to an earlier request (its id) is dropped, not taken for this one's
+        stale = client.send({"command": "list"})
+        wait_for(lambda: client.socket.poll(10))
+        reply = client.call({"command": "numwatchers"})
+        assert reply["numwatchers"] == 1 and reply["id"] != stale["id"]
+        client.cast({"command": "incr", "properties": {"name": "sleeper"}})
+        wait_for(lambda: len(daemon.children()) == 2)
+        with pytest.raises(CallError):
+            client.call("{not json")
+    finally:
+        client.stop()
+
+
+def test_timeout(circusd):
+    client = CircusClient(endpoint="tcp://127.0.0.1:%d" % free_port(), timeout=0.2)
+    try:
+        with pytest.raises(CallTimeout):
+            client.call({"command": "list"})
+    finally:
+        client.stop()
+
+
+def test_async_client(circusd):
+    daemon = circusd(CONFIG)
+
+    async def main():
+        async with AsyncCircusClient(endpoint=daemon.endpoint, timeout=5) as client:
+            replies = await asyncio.gather(*(client.call({"command": "status"})
+                                             for _ in range(5)))
+            assert {r["statuses"]["sleeper"] for r in replies} == {"active"}
+            assert len({r["id"] for r in replies}) == 5
+            reply = await client.call({"command": "incr", "properties":
+                                       {"name": "sleeper", "waiting": True}})
+            assert reply["numprocesses"] == 2
+        async with AsyncCircusClient(endpoint="tcp://127.0.0.1:%d" % free_port(),
+                                     timeout=0.2) as client:
+            with pytest.raises(CallTimeout):
+                await client.call({"command": "list"})
+
+    asyncio.run(main())
+
+
+def test_consumer_iterates_topic_and_message(circusd):
+    daemon = circusd(CONFIG)
+    with CircusConsumer(["watcher.sleeper."], endpoint=daemon.pubsub, timeout=0.1) as consumer:
+        event = None
+        for _ in range(100):
+            daemon.call("set", name="sleeper", options={"priority": 0})
+            event = consumer.recv(0.1)
+            if event:
+                break
+        assert event[0] == "watcher.sleeper.updated"
+        daemon.call("incr", name="sleeper")
+        for topic, message in consumer:
+            if topic == "watcher.sleeper.spawn":
+                assert isinstance(message["process_pid"], int)
+                break
+
+
+def test_ssh_command_line():
+    assert parse_server("deploy@web1") == ("deploy@web1", None)
+    assert parse_server("deploy@web1:2222") == ("deploy@web1", 2222)
+    assert forward_spec("tcp://127.0.0.1:5555", 40000) == "127.0.0.1:40000:127.0.0.1:5555"
+    assert forward_spec("tcp://*:5555", 40000) == "127.0.0.1:40000:127.0.0.1:5555"
+    assert forward_spec("ipc:///run/circus.sock", 40000) == "127.0.0.1:40000:/run/circus.sock"
+    with pytest.raises(TunnelError):
+        forward_spec("inproc://x", 1)
+    assert ssh_command("deploy@web1:2222", "tcp://127.0.0.1:5555", 40000, "~/.ssh/k") == [
+        "ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+        "-L", "127.0.0.1:40000:127.0.0.1:5555", "-p", "2222",
+        "-i", os.path.expanduser("~/.ssh/k"), "deploy@web1"]
+
+
+# Stands in for ssh (no ssh server in the test environment): it honours -L by
+# forwarding the local port itself, so the client's tunnel handling runs for real.
+FAKE_SSH = textwrap.dedent("""\
+    #!%s
+    import socket, sys, threading
+    args = sys.argv[1:]
+    if args[-1] == "nobody@nowhere":
+        sys.stderr.write("ssh: Could not resolve hostname nowhere\\n")
+        sys.exit(255)
+    _, lport, host, rport = args[args.index("-L") + 1].split(":")
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", int(lport)))
+    server.listen(8)
+
+    def pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            b.close()
+
+    while True:
+        conn, _ = server.accept()
+        remote = socket.create_connection((host, int(rport)))
+        threading.Thread(target=pipe, args=(conn, remote), daemon=True).start()
+        threading.Thread(target=pipe, args=(remote, conn), daemon=True).start()
+    """ % PYTHON)
+
+
+def test_client_through_an_ssh_tunnel(circusd, tmp_path, monkeypatch):
+    daemon = circusd(CONFIG)
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SSH)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", "%s:%s" % (fake.parent, os.environ["PATH"]))
+    client = CircusClient(endpoint=daemon.endpoint, timeout=5, ssh_server="me@example.org")
+    try:
+        assert client.endpoint != daemon.endpoint
+        assert client.call({"command": "list"})["watchers"] == ["sleeper"]
+        tunnel = client.tunnel.process
+    finally:
+        client.stop()
+    assert tunnel.poll() is not None  # stop() ends ssh
+    with pytest.raises(CallError, match="Could not resolve"):
+        CircusClient(endpoint=daemon.endpoint, ssh_server="nobody@nowhere")
+
+
+def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
+    import subprocess
+    from conftest import BIN, ROOT
+    daemon = circusd(CONFIG)
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SSH)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH="%s:%s" % (fake.parent, os.environ["PATH"]))
+    result = subprocess.run([os.path.join(BIN, "circusctl"), "--ssh", "me@example.org",
+                             "--endpoint", daemon.endpoint, "status"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    assert (result.returncode, result.stdout) == (0, "sleeper: active\n"), result.stderr
+    result = subprocess.run([os.path.join(BIN, "circusctl"), "--ssh", "nobody@nowhere",
+                             "--endpoint", daemon.endpoint, "status"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    assert result.returncode == 3 and "Could not resolve" in result.stderr

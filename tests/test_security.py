@@ -1,0 +1,132 @@
+"""CURVE on the command and event endpoints: refuse without the key, serve with it."""
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+import pytest
+
+from circus.client import CallTimeout, CircusClient
+from circus.consumer import CircusConsumer
+from conftest import BIN, PYTHON, ROOT, wait_for
+
+
+@pytest.fixture
+def keys(tmp_path):
+    keydir = tmp_path / "keys"
+    for name in ("circusd", "alice", "mallory"):
+        result = subprocess.run([PYTHON, "-m", "circus.security", "keygen", str(keydir), name],
+                                capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=ROOT))
+        assert result.returncode == 0, result.stderr
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    shutil.copy(keydir / "alice.key", authorized / "alice.key")
+    return keydir, authorized
+
+
+@pytest.fixture
+def secure(circusd, keys):
+    keydir, authorized = keys
+    return circusd("[circus]\ncurve_secret_key = %s\ncurve_authorized_keys = %s\n\n"
+                   "[watcher:sleeper]\ncmd = sleep 300\n"
+                   % (keydir / "circusd.key_secret", authorized))
+
+
+def client(daemon, keydir, name, timeout=5.0):
+    kwargs = {}
+    if name:
+        kwargs = dict(curve_key=str(keydir / ("%s.key_secret" % name)),
+                      server_key=str(keydir / "circusd.key"))
+    return CircusClient(endpoint=daemon.endpoint, timeout=timeout, **kwargs)
+
+
+def call(daemon, keydir, name, timeout=5.0, command="list"):
+    c = client(daemon, keydir, name, timeout)
+    try:
+        return c.call({"command": command})
+    finally:
+        c.stop()
+
+
+def test_keygen_writes_a_private_secret(keys):
+    keydir, _ = keys
+    assert stat.S_IMODE(os.stat(keydir / "alice.key_secret").st_mode) == 0o600
+    from circus.security import load_keys
+    public, secret = load_keys(keydir / "alice.key_secret")
+    assert len(public) == len(secret) == 40
+    assert load_keys(keydir / "alice.key") == (public, None)
+
+
+def test_refuses_without_the_key_and_serves_with_it(secure, keys):
+    keydir, _ = keys
+    assert call(secure, keydir, "alice")["watchers"] == ["sleeper"]
+    with pytest.raises(CallTimeout):
+        call(secure, keydir, None, timeout=0.5)  # no CURVE at all
+    wait_for(lambda: b"refused a connection on the command endpoint" in secure.read_log())
+    with pytest.raises(CallTimeout):
+        call(secure, keydir, "mallory", timeout=0.5)  # a key nobody authorised
+    wait_for(lambda: b"refused a client: its CURVE key" in secure.read_log())
+    # refusals leave circusd serving
+    assert call(secure, keydir, "alice", command="status")["statuses"] == {"sleeper": "active"}
+
+
+def test_authorized_keys_are_read_again(secure, keys):
+    keydir, authorized = keys
+    with pytest.raises(CallTimeout):
+        call(secure, keydir, "mallory", timeout=0.5)
+    shutil.copy(keydir / "mallory.key", authorized / "mallory.key")
+    assert call(secure, keydir, "mallory")["watchers"] == ["sleeper"]
+
+
+def test_events_are_protected_too(secure, keys):
+    keydir, _ = keys
+    good = CircusConsumer([""], endpoint=secure.pubsub, timeout=0.1,
+                          curve_key=str(keydir / "alice.key_secret"),
+                          server_key=str(keydir / "circusd.key"))
+    bad = CircusConsumer([""], endpoint=secure.pubsub, timeout=0.1)
+    c = client(secure, keydir, "alice")
+    try:
+        deadline = time.monotonic() + 10
+        event = None
+        while event is None and time.monotonic() < deadline:
+            c.call({"command": "set", "properties": {"name": "sleeper",
+                                                     "options": {"priority": 0}}})
+            event = good.recv(0.1)
+        assert event is not None and event[0] == "watcher.sleeper.updated"
+        assert bad.recv(0.3) is None
+    finally:
+        c.stop()
+        good.stop()
+        bad.stop()
+
+
+def test_circusctl_with_keys(secure, keys):
+    keydir, _ = keys
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    circusctl = os.path.join(BIN, "circusctl")
+    result = subprocess.run([circusctl, "--endpoint", secure.endpoint,
+                             "--curve-key", str(keydir / "alice.key_secret"),
+                             "--server-key", str(keydir / "circusd.key"), "status"],
+                            capture_output=True, text=True, env=env)
+    assert (result.returncode, result.stdout) == (0, "sleeper: active\n"), result.stderr
+    env.update(CIRCUSCTL_CURVE_KEY=str(keydir / "alice.key_secret"),
+               CIRCUSCTL_SERVER_KEY=str(keydir / "circusd.key"),
+               CIRCUSCTL_ENDPOINT=secure.endpoint)
+    result = subprocess.run([circusctl, "list"], capture_output=True, text=True, env=env)
+    assert (result.returncode, result.stdout) == (0, "sleeper\n"), result.stderr
+    result = subprocess.run([circusctl, "--timeout", "0.5", "--curve-key",
+                             str(keydir / "mallory.key_secret"), "list"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 3
+    result = subprocess.run([circusctl, "--server-key", "", "--curve-key",
+                             str(keydir / "alice.key_secret"), "list"],
+                            capture_output=True, text=True, env=dict(env,
+                                                                    CIRCUSCTL_SERVER_KEY=""))
+    assert result.returncode == 3 and "server" in result.stderr
+
+
+def test_off_by_default(circusd):
+    daemon = circusd("[watcher:sleeper]\ncmd = sleep 300\n")
+    assert daemon.call("list")["watchers"] == ["sleeper"]
