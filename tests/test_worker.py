@@ -1,0 +1,521 @@
+"""circus-worker: the built-in WSGI worker, driven the way circusd drives it.
+
+The test plays circusd: it binds the listening socket, starts workers that
+inherit the fd, waits for their READY=1 on a NOTIFY_SOCKET it owns (the
+kernel tells which pid sent it), then talks HTTP to them.
+"""
+import http.client
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from circus.sockets.notify import notify
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+BACKENDS = ["waitress", "meinheld", "wsgiref"]
+KEEPALIVE_BACKENDS = ["waitress", "meinheld"]  # wsgiref closes after each response
+HELLO = "tests.apps.hello:application"
+SLOW = "tests.apps.slow:application"
+CREDS = struct.Struct("3i")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def wait_for(predicate, timeout=10.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
+        time.sleep(0.01)
+
+
+# -- the circusd side ------------------------------------------------------------
+
+class Notifications:
+    """The NOTIFY_SOCKET end: a datagram socket that learns the sender's pid."""
+
+    def __init__(self, address):
+        self.address = address  # as put in NOTIFY_SOCKET
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.seen = []  # (pid, message)
+
+    def _receive(self, timeout):
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data, ancdata, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(CREDS.size))
+        except socket.timeout:
+            return
+        pid = None
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = CREDS.unpack(payload[:CREDS.size])[0]
+        self.seen.append((pid, data.decode()))
+
+    def wait(self, worker, message, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while (worker.pid, message) not in self.seen:
+            left = deadline - time.monotonic()
+            code = worker.proc.poll()
+            if code is not None and (worker.pid, message) not in self.seen:
+                # a datagram may still be queued: read what is there first
+                self._receive(0.05)
+                if (worker.pid, message) in self.seen:
+                    break
+                raise AssertionError("worker exited (%s) before %s:\n%s"
+                                     % (code, message, worker.log()))
+            if left <= 0:
+                raise AssertionError("no %s from pid %d:\n%s" % (message, worker.pid, worker.log()))
+            self._receive(min(left, 0.1))
+
+    def close(self):
+        self.sock.close()
+
+
+class Worker:
+    def __init__(self, proc, log_path):
+        self.proc = proc
+        self.pid = proc.pid
+        self.log_path = log_path
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def shortdir():
+    # unix socket paths must stay under ~108 bytes: pytest's tmp_path may not
+    path = tempfile.mkdtemp(prefix="cw-", dir="/tmp")
+    yield path
+    for name in os.listdir(path):
+        os.unlink(os.path.join(path, name))
+    os.rmdir(path)
+
+
+@pytest.fixture
+def notifications():
+    box = Notifications("@circus-worker-test-%s" % uuid.uuid4().hex)
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def tcp_listener():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)  # as circusd leaves its sockets
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def spawn(tmp_path, notifications):
+    """spawn(args, fds=(), ready=True, cwd=ROOT, env=None, python_args=()) -> Worker.
+    Every process started is killed at teardown if still running."""
+    started = []
+
+    def start(args, fds=(), ready=True, cwd=ROOT, env=None, python_args=()):
+        log_path = tmp_path / ("worker-%d.log" % len(started))
+        full_env = dict(os.environ, NOTIFY_SOCKET=notifications.address, PYTHONPATH=ROOT)
+        full_env.update(env or {})
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [PYTHON, *python_args, "-m", "circus.sockets.worker", *args],
+                pass_fds=list(fds), cwd=cwd, env=full_env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        worker = Worker(proc, log_path)
+        started.append(worker)
+        if ready:
+            notifications.wait(worker, "READY=1")
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+        worker.proc.wait()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10.0):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def connect(where, timeout=10.0):
+    if isinstance(where, str):
+        return UnixHTTPConnection(where, timeout=timeout)
+    return http.client.HTTPConnection("127.0.0.1", where, timeout=timeout)
+
+
+def get(where, path="/"):
+    """One request on a fresh connection: (status, headers, body)."""
+    conn = connect(where)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        conn.close()
+
+
+def pid_of(body):
+    return int(body.split()[0].split("=")[1])
+
+
+def fd_args(sock, backend, *extra):
+    return ["--fd", str(sock.fileno()), "--backend", backend, *extra]
+
+
+# -- serving -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("app", [HELLO, "tests.apps.hello.application"],
+                         ids=["colon", "dotted"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_serves_on_inherited_fd(spawn, tcp_listener, backend, app):
+    worker = spawn(fd_args(tcp_listener, backend, app), fds=[tcp_listener.fileno()])
+    port = tcp_listener.getsockname()[1]
+    for path in ("/", "/a/b"):
+        status, _, body = get(port, path)
+        assert status == 200
+        assert body == "pid=%d path=%s\n" % (worker.pid, path)
+    assert worker.stop() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keeps_connection_alive(spawn, tcp_listener, backend):
+    worker = spawn(fd_args(tcp_listener, backend, HELLO), fds=[tcp_listener.fileno()])
+    conn = connect(tcp_listener.getsockname()[1])
+    try:
+        for i in range(3):
+            conn.request("GET", "/%d" % i)
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.read().decode() == "pid=%d path=/%d\n" % (worker.pid, i)
+    finally:
+        conn.close()
+    assert worker.stop() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unix_socket_fd(spawn, shortdir, backend):
+    path = os.path.join(shortdir, "web.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(128)
+        worker = spawn(fd_args(listener, backend, HELLO), fds=[listener.fileno()])
+        status, _, body = get(path, "/unix")
+        assert (status, body) == (200, "pid=%d path=/unix\n" % worker.pid)
+        assert worker.stop() == 0
+        assert os.path.exists(path), "the worker must not remove circusd's socket"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_workers_share_one_fd(spawn, tcp_listener, backend):
+    fd = tcp_listener.fileno()
+    port = tcp_listener.getsockname()[1]
+    workers = {w.pid: w for w in (spawn(fd_args(tcp_listener, backend, HELLO), fds=[fd])
+                                  for _ in range(2))}
+    first = pid_of(get(port)[2])
+    assert first in workers
+    # freeze whoever answered: the next connection can only be the other's
+    os.kill(first, signal.SIGSTOP)
+    try:
+        other = pid_of(get(port)[2])
+    finally:
+        os.kill(first, signal.SIGCONT)
+    assert other in workers and other != first
+    for worker in workers.values():
+        assert worker.stop() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_binds_host_and_port(spawn, backend):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = spawn(["--host", "127.0.0.1", "--port", str(port), "--backend", backend, HELLO])
+    status, _, body = get(port, "/bound")
+    assert (status, body) == (200, "pid=%d path=/bound\n" % worker.pid)
+    assert worker.stop() == 0
+
+
+def test_binds_unix_path(spawn, shortdir):
+    path = os.path.join(shortdir, "own.sock")
+    worker = spawn(["--host", "unix:" + path, HELLO])
+    assert get(path)[0] == 200
+    assert worker.stop() == 0
+    assert not os.path.exists(path), "a socket the worker bound is removed at exit"
+
+
+def test_default_backend_is_waitress(spawn, tcp_listener):
+    worker = spawn(["--fd", str(tcp_listener.fileno()), HELLO], fds=[tcp_listener.fileno()])
+    _, headers, _ = get(tcp_listener.getsockname()[1])
+    assert headers.get("Server") == "waitress"
+    assert worker.stop() == 0
+
+
+def test_hooks_and_python_path(spawn, tcp_listener, tmp_path):
+    appdir = tmp_path / "elsewhere"
+    appdir.mkdir()
+    (appdir / "otherapp.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'other']\n")
+    hook_log = tmp_path / "hooks.log"
+    worker = spawn(fd_args(tcp_listener, "waitress",
+                           "--python-path", str(appdir),
+                           "--pre-hook", "tests.apps.hooks.pre",
+                           "--post-hook", "tests.apps.hooks:post",
+                           "otherapp.application"),
+                   fds=[tcp_listener.fileno()], env={"HOOK_LOG": str(hook_log)})
+    assert hook_log.read_text() == "pre backend=waitress app=otherapp.application\n"
+    assert get(tcp_listener.getsockname()[1])[2] == "other"
+    assert worker.stop() == 0
+    assert hook_log.read_text().splitlines() == [
+        "pre backend=waitress app=otherapp.application", "post backend=waitress"]
+
+
+def test_current_directory_is_importable(spawn, tcp_listener, tmp_path):
+    # like chaussette: `app.application` finds ./app.py. python -P keeps
+    # Python itself from putting the cwd on sys.path, as a console script would
+    (tmp_path / "app.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'from cwd']\n")
+    worker = spawn(fd_args(tcp_listener, "wsgiref", "app.application"),
+                   fds=[tcp_listener.fileno()], cwd=str(tmp_path), python_args=["-P"])
+    assert get(tcp_listener.getsockname()[1])[2] == "from cwd"
+    assert worker.stop() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_access_log_only_on_request(spawn, tcp_listener, backend):
+    fd = tcp_listener.fileno()
+    port = tcp_listener.getsockname()[1]
+    quiet = spawn(fd_args(tcp_listener, backend, HELLO), fds=[fd])
+    get(port, "/quiet-path")
+    assert quiet.stop() == 0
+    assert "/quiet-path" not in quiet.log()
+
+    loud = spawn(fd_args(tcp_listener, backend, "--access-log", HELLO), fds=[fd])
+    get(port, "/loud-path")
+    assert loud.stop() == 0
+    assert "/loud-path" in loud.log() and " 200 " in loud.log()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tests.apps.nosuchmodule:application"], "cannot load application"),
+    (["tests.apps.hello:nosuchname"], "cannot load application"),
+    (["--fd", "987", HELLO], "--fd 987 is not an open socket"),
+    (["--pre-hook", "tests.apps.hello.broken", HELLO], "pre-hook"),
+])
+def test_start_errors_exit_1(spawn, args, message):
+    worker = spawn(args, ready=False)
+    assert worker.proc.wait(15) == 1
+    assert message in worker.log()
+
+
+# -- stopping ------------------------------------------------------------------------
+
+def start_slow_request(port, started_file, seconds=1):
+    """Send a request to the slow app and return the connection once the
+    application is running it (the app writes started_file)."""
+    conn = connect(port, timeout=30)
+    conn.request("GET", "/?%s" % seconds)
+    wait_for(lambda: os.path.exists(started_file) and open(started_file).read(),
+             message="the slow request to start")
+    return conn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT, signal.SIGINT],
+                         ids=["TERM", "QUIT", "INT"])
+def test_stop_finishes_request_in_flight(spawn, tcp_listener, tmp_path, backend, sig):
+    started = str(tmp_path / "started")
+    worker = spawn(fd_args(tcp_listener, backend, "--graceful-timeout", "10", SLOW),
+                   fds=[tcp_listener.fileno()], env={"SLOW_APP_STARTED": started})
+    conn = start_slow_request(tcp_listener.getsockname()[1], started)
+    worker.proc.send_signal(sig)
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read().decode() == "pid=%d slept=1.0\n" % worker.pid
+    if backend == "waitress":
+        # the response started after the stop: it tells the client to go
+        assert response.getheader("Connection") == "close"
+    assert worker.proc.wait(10) == 0
+    conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", KEEPALIVE_BACKENDS)
+def test_stop_closes_idle_keepalive_connection_cleanly(spawn, tcp_listener, backend):
+    # keep-alive far longer than the test: only the stop can close it
+    worker = spawn(fd_args(tcp_listener, backend, "--keep-alive", "60", HELLO),
+                   fds=[tcp_listener.fileno()])
+    conn = connect(tcp_listener.getsockname()[1])
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Connection", "").lower() != "close"
+    response.read()
+    began = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    conn.sock.settimeout(10)
+    try:
+        data = conn.sock.recv(100)
+    except ConnectionResetError:
+        pytest.fail("the idle keep-alive connection was reset")
+    assert data == b""  # FIN, not RST
+    assert worker.proc.wait(10) == 0
+    assert time.monotonic() - began < 5
+    conn.close()
+
+
+@pytest.mark.slow
+def test_stop_closes_silent_connection_cleanly_wsgiref(spawn, tcp_listener):
+    # wsgiref has no keep-alive: its idle connection is one that sent nothing yet
+    import psutil
+    worker = spawn(fd_args(tcp_listener, "wsgiref", HELLO), fds=[tcp_listener.fileno()])
+    port = tcp_listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        local = client.getsockname()
+        wait_for(lambda: any(c.raddr and tuple(c.raddr) == local
+                             for c in psutil.Process(worker.pid).net_connections()),
+                 message="the worker to accept the connection")
+        worker.proc.send_signal(signal.SIGTERM)
+        client.settimeout(10)
+        assert client.recv(100) == b""
+        assert worker.proc.wait(10) == 0
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stopped_worker_hands_over_to_sibling(spawn, tcp_listener, notifications, tmp_path,
+                                              backend):
+    fd = tcp_listener.fileno()
+    port = tcp_listener.getsockname()[1]
+    started = str(tmp_path / "started")
+    args = fd_args(tcp_listener, backend, "--graceful-timeout", "20", SLOW)
+    env = {"SLOW_APP_STARTED": started}
+    leaving = spawn(args, fds=[fd], env=env)
+    staying = spawn(args, fds=[fd], env=env)
+
+    # the slow request must land on `leaving`: freeze the other meanwhile
+    os.kill(staying.pid, signal.SIGSTOP)
+    try:
+        conn = start_slow_request(port, started, seconds=2)
+    finally:
+        os.kill(staying.pid, signal.SIGCONT)
+    assert open(started).read() == "%d\n" % leaving.pid
+
+    leaving.proc.send_signal(signal.SIGTERM)
+    notifications.wait(leaving, "STOPPING=1")
+    # `leaving` no longer accepts; its request is still running
+    for _ in range(5):
+        status, _, body = get(port, "/?0")
+        assert status == 200 and pid_of(body) == staying.pid
+    assert leaving.proc.poll() is None
+
+    response = conn.getresponse()
+    assert response.status == 200
+    assert pid_of(response.read().decode()) == leaving.pid
+    conn.close()
+    assert leaving.proc.wait(10) == 0
+    assert get(port, "/?0")[0] == 200  # the socket is still fine for the sibling
+    assert staying.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_graceful_timeout_expires(spawn, tcp_listener, tmp_path, backend):
+    started = str(tmp_path / "started")
+    worker = spawn(fd_args(tcp_listener, backend, "--graceful-timeout", "1", SLOW),
+                   fds=[tcp_listener.fileno()], env={"SLOW_APP_STARTED": started})
+    conn = start_slow_request(tcp_listener.getsockname()[1], started, seconds=30)
+    began = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(10) == 3  # documented: requests were cut
+    assert time.monotonic() - began < 5
+    conn.close()
+
+
+@pytest.mark.slow
+def test_second_sigint_exits_at_once(spawn, tcp_listener, tmp_path):
+    started = str(tmp_path / "started")
+    worker = spawn(fd_args(tcp_listener, "waitress", "--graceful-timeout", "60", SLOW),
+                   fds=[tcp_listener.fileno()], env={"SLOW_APP_STARTED": started})
+    conn = start_slow_request(tcp_listener.getsockname()[1], started, seconds=30)
+    worker.proc.send_signal(signal.SIGINT)
+    wait_for(lambda: "stopping gracefully" in worker.log(), message="the first SIGINT")
+    worker.proc.send_signal(signal.SIGINT)
+    assert worker.proc.wait(10) == 3
+    conn.close()
+
+
+# -- notify ---------------------------------------------------------------------------
+
+def test_notify_without_socket(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert notify("READY=1") is False
+
+
+def test_notify_to_missing_socket(monkeypatch, shortdir):
+    monkeypatch.setenv("NOTIFY_SOCKET", os.path.join(shortdir, "nobody"))
+    assert notify("READY=1") is False
+    monkeypatch.setenv("NOTIFY_SOCKET", "@circus-nobody-%s" % uuid.uuid4().hex)
+    assert notify("READY=1") is False
+
+
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_notify_sends_datagram(monkeypatch, shortdir, kind):
+    if kind == "path":
+        address = os.path.join(shortdir, "notify")
+    else:
+        address = "@circus-notify-test-%s" % uuid.uuid4().hex
+    box = Notifications(address)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        assert notify("READY=1") is True
+        box._receive(5)
+        assert box.seen == [(os.getpid(), "READY=1")]
+    finally:
+        box.close()
+
+
+def test_worker_warns_when_notify_socket_is_dead(spawn, tcp_listener, shortdir):
+    worker = spawn(fd_args(tcp_listener, "waitress", HELLO), fds=[tcp_listener.fileno()],
+                   env={"NOTIFY_SOCKET": os.path.join(shortdir, "gone")}, ready=False)
+    wait_for(lambda: "could not send READY=1" in worker.log(), message="the warning")
+    assert get(tcp_listener.getsockname()[1])[0] == 200
+    assert worker.stop() == 0
