@@ -10,6 +10,7 @@ import shutil
 import signal
 import string
 import subprocess
+import tempfile
 
 import pytest
 
@@ -88,7 +89,11 @@ def _nginx():
 @pytest.mark.skipif(_nginx() is None, reason="nginx is not installed (./dev.sh test installs it)")
 def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
     web_port, console_port, listen_port = free_port(), free_port(), free_port()
-    api_socket = str(tmp_path / "api.sock")
+    # nginx's workers run as an unprivileged user, which cannot enter
+    # pytest's private tmp_path: the socket goes where they can reach it
+    run_dir = tempfile.mkdtemp(prefix="circus-nginx-")
+    os.chmod(run_dir, 0o755)
+    api_socket = os.path.join(run_dir, "api.sock")
     daemon = circusd(recipe_config("nginx", "server.ini", {8000: web_port, 8080: console_port},
                                    {"/tmp/circus-api.sock": api_socket}),
                      cwd=os.path.join(RECIPES, "nginx"))
@@ -97,15 +102,17 @@ def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
 
     # {SHA} is one of the schemes nginx reads from an htpasswd file
     digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
-    htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text("admin:{SHA}%s\n" % digest)
+    htpasswd = os.path.join(run_dir, "htpasswd")
+    with open(htpasswd, "w") as handle:
+        handle.write("admin:{SHA}%s\n" % digest)
+    os.chmod(htpasswd, 0o644)
     prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     template = open(os.path.join(RECIPES, "nginx", "nginx.conf.template")).read()
     conf = string.Template(template).safe_substitute(
         LISTEN_PORT=listen_port, RECIPE_DIR=os.path.join(RECIPES, "nginx"),
         API_SOCKET=api_socket, WEB_PORT=web_port, CONSOLE_PORT=console_port,
-        HTPASSWD=str(htpasswd))
+        HTPASSWD=htpasswd)
     (prefix / "nginx.conf").write_text(conf)
     log = open(tmp_path / "nginx.log", "wb")
     nginx = subprocess.Popen([_nginx(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
@@ -142,3 +149,5 @@ def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
             nginx.kill()
             nginx.wait()
         log.close()
+        daemon.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
