@@ -151,6 +151,8 @@ class Arbiter:
                 for signum in _STOP_SIGNALS:
                     self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
                 self.loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+            for watcher in self._system_watchers():
+                self._register(watcher)
             self.started_at = time.time()
             self.status = "starting"
             logger.info("Starting master on pid %d", self.pid)
@@ -192,6 +194,18 @@ class Arbiter:
         self.controller = Controller(self, self.endpoint, self.pubsub_endpoint,
                                      context=self.context, **_curve_options(self.options))
         await self.controller.start()
+
+    def _system_watchers(self):
+        """Plugins and circusd-stats run as watchers of their own (named
+        plugin:NAME and circusd-stats), visible to every command."""
+        watchers = []
+        if self.plugins:
+            from circus.plugins import make_plugin_watcher
+            watchers += [make_plugin_watcher(conf, self) for conf in self.plugins]
+        if self.stats_endpoint:
+            from circus.stats import make_stats_watcher
+            watchers.append(make_stats_watcher(self))
+        return [w for w in watchers if w.name.lower() not in self._by_name]
 
     def _start_notify(self):
         if any(w.ready == "notify" for w in self.watchers) or self._notify_wanted():
