@@ -1,0 +1,234 @@
+"""Control plane at scale: our circusd against the original Circus 0.19.
+
+Both daemons run the same ini file (one watcher of `sleep` processes) from
+their own virtualenv, and are driven by the same raw ZeroMQ client
+(suite.rawclient), so each figure compares the daemons only.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import time
+
+from suite import util
+from suite.rawclient import RawClient, RawError
+from suite.util import log
+
+SLEEP_CMD = "sleep 3600"
+
+
+def daemon_config(endpoint, pubsub, numprocesses):
+    return ("[circus]\n"
+            "endpoint = %s\n"
+            "pubsub_endpoint = %s\n"
+            "\n"
+            "[watcher:sleepers]\n"
+            "cmd = %s\n"
+            "numprocesses = %d\n" % (endpoint, pubsub, SLEEP_CMD, numprocesses))
+
+
+class Daemon:
+    """One circusd (ours or 0.19) on a config with N sleep processes."""
+
+    def __init__(self, label, bindir, workdir, numprocesses):
+        self.label = label
+        self.bindir = bindir
+        self.numprocesses = numprocesses
+        self.endpoint = "tcp://127.0.0.1:%d" % util.free_port()
+        self.pubsub = "tcp://127.0.0.1:%d" % util.free_port()
+        self.dir = tempfile.mkdtemp(prefix="%s-%d-" % (label, numprocesses),
+                                    dir=os.path.abspath(workdir))
+        self.config = os.path.join(self.dir, "circus.ini")
+        with open(self.config, "w") as handle:
+            handle.write(daemon_config(self.endpoint, self.pubsub, numprocesses))
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        self.service = util.Service(
+            "circusd(%s)" % label, [os.path.join(bindir, "circusd"), self.config],
+            cwd=self.dir, env=env, log_path=os.path.join(self.dir, "circusd.log"))
+        self.client = None
+
+    @property
+    def pid(self):
+        return self.service.pid
+
+    def sleepers(self):
+        return [p for p in util.children(self.pid) if util.comm(p) == "sleep"]
+
+    def start_and_time(self, timeout=120):
+        """Seconds from the exec of circusd until numprocesses sleep
+        processes run (exec'd, not merely forked)."""
+        self.service.start()
+        t0 = self.service.started_at
+        confirmed = set()
+        deadline = t0 + timeout
+        while True:
+            kids = util.children(self.pid)
+            if len(kids) >= self.numprocesses:
+                for pid in kids:
+                    if pid not in confirmed and util.comm(pid) == "sleep":
+                        confirmed.add(pid)
+                confirmed &= set(kids)
+                if len(confirmed) >= self.numprocesses:
+                    elapsed = time.monotonic() - t0
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s: %d/%d processes after %ds" % (
+                    self.label, len(confirmed), self.numprocesses, timeout))
+            self.service.check()
+            time.sleep(0.002)
+        self.client = RawClient(self.endpoint, timeout=120)
+        util.wait_until(lambda: self.client.try_call("list", timeout=1.0) is not None, 30,
+                        what="%s to answer" % self.label)
+        return elapsed
+
+    def latency(self, command, repeat, budget=None, **props):
+        """Round trip times (ms) of repeat calls on one persistent socket;
+        with a budget (seconds), fewer calls once it is spent (at least one)."""
+        times = []
+        t0 = time.monotonic()
+        for _ in range(repeat):
+            if times and budget is not None and time.monotonic() - t0 > budget:
+                break
+            reply, seconds = self.client.call(command, **props)
+            if reply.get("status") != "ok":
+                raise RawError("%s: %s answered %r" % (self.label, command, reply))
+            times.append(seconds * 1000.0)
+        return times
+
+    def respawn_times(self, count):
+        """kill -9 one sleep process, count times: ms until a new one runs."""
+        times = []
+        for _ in range(count):
+            before = set(self.sleepers())
+            victim = random.choice(sorted(before))
+            t0 = time.perf_counter()
+            os.kill(victim, signal.SIGKILL)
+            deadline = t0 + 30
+            while True:
+                kids = util.children(self.pid)
+                fresh = [p for p in kids if p not in before and util.comm(p) == "sleep"]
+                if fresh:
+                    times.append((time.perf_counter() - t0) * 1000.0)
+                    break
+                if time.perf_counter() > deadline:
+                    times.append(None)
+                    break
+                time.sleep(0.0005)
+            time.sleep(0.2)
+        return times
+
+    def wait_count(self, target, timeout=120):
+        t0 = time.monotonic()
+        util.wait_until(lambda: len(self.sleepers()) == target, timeout, interval=0.005,
+                        what="%s: %d processes" % (self.label, target))
+        return time.monotonic() - t0
+
+    def scale(self, command, nb):
+        """incr/decr by nb with waiting: round trip and time until the
+        number of running processes matches (ms)."""
+        target = len(self.sleepers()) + (nb if command == "incr" else -nb)
+        t0 = time.perf_counter()
+        reply, seconds = self.client.call(command, name="sleepers", nb=nb, waiting=True)
+        if reply.get("status") != "ok":
+            raise RawError("%s: %s answered %r" % (self.label, command, reply))
+        self.wait_count(target)
+        return seconds * 1000.0, (time.perf_counter() - t0) * 1000.0
+
+    def idle(self, seconds):
+        """circusd's own CPU (percent of one core) over seconds of idleness."""
+        cpu0, t0 = util.cpu_seconds(self.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = util.cpu_seconds(self.pid), time.monotonic()
+        return 100.0 * (cpu1 - cpu0) / (t1 - t0)
+
+    def quit(self):
+        """quit: ms until circusd has exited and every child is gone."""
+        kids = util.children(self.pid)
+        t0 = time.perf_counter()
+        try:
+            self.client.call("quit", timeout=60, waiting=True)
+        except RawError:
+            pass  # some daemons close the socket before answering
+        self.service.proc.wait(120)
+        exited = (time.perf_counter() - t0) * 1000.0
+        util.wait_until(lambda: not any(util.alive(p) for p in kids), 60, interval=0.002,
+                        what="children to go")
+        return exited, (time.perf_counter() - t0) * 1000.0
+
+    def stop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self.service.stop(timeout=60)
+
+
+def circusctl_wall(bindir, endpoint, runs, workdir, label):
+    """hyperfine over `circusctl --endpoint E status`: the whole process."""
+    out = os.path.join(workdir, "hyperfine-%s.json" % label)
+    argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out,
+            "--style", "none",
+            "%s --endpoint %s status" % (os.path.join(bindir, "circusctl"), endpoint)]
+    util.run_quiet(argv, timeout=300, check=True)
+    with open(out) as handle:
+        result = json.load(handle)["results"][0]
+    times = [t * 1000.0 for t in result["times"]]
+    return {"median_ms": result["median"] * 1000.0, "mean_ms": result["mean"] * 1000.0,
+            "min_ms": result["min"] * 1000.0, "max_ms": result["max"] * 1000.0,
+            "runs": len(times)}
+
+
+def run(plan, daemons, workdir):
+    """plan: sizes, idle_seconds, repeats...; daemons: [(label, bindir)]."""
+    results = {"sizes": plan["sizes"], "daemons": [label for label, _ in daemons],
+               "idle_seconds": plan["idle_seconds"], "by_daemon": {}}
+    biggest = max(plan["sizes"])
+    # interleave the daemons size by size, so drift hits both alike
+    for size in plan["sizes"]:
+        starts = {label: [] for label, _ in daemons}
+        for _ in range(plan.get("start_repeat", 1) - 1):
+            for label, bindir in daemons:
+                daemon = Daemon(label, bindir, workdir, size)
+                try:
+                    starts[label].append(daemon.start_and_time())
+                finally:
+                    daemon.stop()
+        for label, bindir in daemons:
+            entry = results["by_daemon"].setdefault(label, {"sizes": {}})
+            log("control: %s with %d processes", label, size)
+            daemon = Daemon(label, bindir, workdir, size)
+            try:
+                starts[label].append(daemon.start_and_time())
+                row = {"start_s": util.summary(starts[label])["median"],
+                       "start_runs_s": starts[label]}
+                row["rss_mb"] = util.rss_bytes(daemon.pid) / 2 ** 20
+                row["list_ms"] = util.summary(daemon.latency("list", plan["list_repeat"]))
+                row["status_ms"] = util.summary(daemon.latency("status", plan["list_repeat"]))
+                if size <= plan.get("stats_max_size", size):
+                    row["stats_ms"] = util.summary(daemon.latency(
+                        "stats", plan["stats_repeat"], budget=plan.get("stats_budget")))
+                if size == min(plan["sizes"]) and plan.get("circusctl_runs"):
+                    if os.path.exists(os.path.join(bindir, "circusctl")):
+                        entry["circusctl_status"] = circusctl_wall(
+                            bindir, daemon.endpoint, plan["circusctl_runs"], workdir, label)
+                if size == biggest:
+                    time.sleep(1.0)  # let the start's bookkeeping settle
+                    row["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])
+                    row["rss_mb"] = util.rss_bytes(daemon.pid) / 2 ** 20
+                    row["respawn_ms"] = util.summary(daemon.respawn_times(plan["respawns"]))
+                    incr, decr = [], []
+                    for _ in range(plan["scale_repeat"]):
+                        incr.append(daemon.scale("incr", plan["scale_by"]))
+                        decr.append(daemon.scale("decr", plan["scale_by"]))
+                    row["scale_by"] = plan["scale_by"]
+                    row["incr_reply_ms"] = util.summary([a for a, _ in incr])
+                    row["incr_running_ms"] = util.summary([b for _, b in incr])
+                    row["decr_reply_ms"] = util.summary([a for a, _ in decr])
+                    row["decr_gone_ms"] = util.summary([b for _, b in decr])
+                    row["quit_ms"], row["quit_all_gone_ms"] = daemon.quit()
+                entry["sizes"][str(size)] = row
+            finally:
+                daemon.stop()
+    return results

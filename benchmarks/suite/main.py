@@ -1,0 +1,174 @@
+"""The benchmark suite's entry point (benchmarks/run.py calls main())."""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from suite import control, envs, reload, servers, util, web
+from suite.report import render
+from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
+
+SCENARIOS = ("web", "reload", "control")
+
+# what each mode runs; see benchmarks/README for the reasons
+PLANS = {
+    "full": {
+        "web": {"apps": ["hello", "work"], "workers": [2, 4], "duration": 8, "rounds": 3,
+                "warmup": 2, "stacks": "all"},
+        "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 5,
+                   "max_age_variance": 3, "warmup": 2,
+                   "stacks": ["circus-meinheld", "circus-waitress", "circus-chaussette",
+                              "gunicorn-sync", "gunicorn-meinheld"]},
+        "control": {"sizes": [100, 500, 1000], "idle_seconds": 30, "list_repeat": 500,
+                    "stats_repeat": 5, "stats_budget": 8, "respawns": 10,
+                    "start_repeat": 3, "scale_by": 100, "scale_repeat": 3,
+                    "circusctl_runs": 30, "old_circus": True},
+    },
+    "quick": {
+        "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
+                "stacks": ["circus-meinheld", "circus-waitress", "gunicorn-sync",
+                           "gunicorn-meinheld", "nginx"]},
+        "reload": {"steady": 3, "load": 6, "reloads": 3, "max_age": 2, "max_age_variance": 1,
+                   "warmup": 1, "stacks": ["circus-meinheld", "gunicorn-sync"]},
+        "control": {"sizes": [100, 1000], "idle_seconds": 5, "list_repeat": 200,
+                    "stats_repeat": 2, "stats_max_size": 500, "respawns": 3, "scale_by": 100,
+                    "scale_repeat": 1,
+                    "circusctl_runs": 10, "old_circus": True},
+    },
+    # the CI smoke test: the project's venv and wrk only, a few seconds
+    "smoke": {
+        "web": {"apps": ["hello"], "workers": [2], "duration": 2, "rounds": 1, "warmup": 1,
+                "stacks": ["circus-meinheld"]},
+        "reload": None,
+        "control": {"sizes": [10], "idle_seconds": 1, "list_repeat": 20, "stats_repeat": 2,
+                    "respawns": 2, "scale_by": 5, "scale_repeat": 1, "circusctl_runs": 0,
+                    "old_circus": False},
+    },
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description="Run the circus benchmark suite and write a dated result file "
+                    "(Markdown + JSON) and PNG plots.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", dest="mode", const="quick",
+                      help="fewer configurations and short runs (under 3 minutes)")
+    mode.add_argument("--smoke", action="store_const", dest="mode", const="smoke",
+                      help="the smallest scenario, for CI: no extra installs, no plots")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios among %s (default: all)"
+                             % ",".join(SCENARIOS))
+    parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"),
+                        help="directory for the result files (default: benchmarks/results)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.set_defaults(mode="full")
+    return parser
+
+
+def select_stacks(names):
+    stacks = servers.circus_stacks() + servers.gunicorn_stacks() + [servers.nginx_stack()]
+    if names == "all":
+        return stacks
+    by_key = {s.key: s for s in stacks}
+    return [by_key[n] for n in names]
+
+
+def check_tools(mode, only, skipped):
+    if not shutil.which("wrk") and ({"web", "reload"} & only):
+        raise SystemExit("wrk is needed for the web and reload scenarios: apt-get install wrk")
+    if mode != "smoke" and not envs.nginx_path():
+        skipped["nginx ceiling"] = "nginx is not installed"
+    if mode != "smoke" and not shutil.which("hyperfine"):
+        skipped["circusctl wall time"] = "hyperfine is not installed"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        raise SystemExit("unknown scenario(s): %s" % ", ".join(sorted(unknown)))
+    plan = PLANS[args.mode]
+    started = time.monotonic()
+    stamp = time.strftime("%Y-%m-%d-%H%M")
+    os.makedirs(args.out, exist_ok=True)
+    workdir = os.path.join(WORK_DIR, "run-%s-%s" % (stamp, args.mode))
+    os.makedirs(workdir, exist_ok=True)
+    skipped = {}
+    check_tools(args.mode, only, skipped)
+
+    needs_gunicorn = args.mode != "smoke"
+    gunicorn_bin = envs.gunicorn_env() if needs_gunicorn else None
+    old_bin = None
+    if "control" in only and plan["control"] and plan["control"]["old_circus"]:
+        old_bin = envs.circus019_env()
+
+    data = {"mode": args.mode, "command": _command_line(argv),
+            "machine": envs.machine(gunicorn_bin, old_bin), "skipped": skipped,
+            "notes": [], "plans": {k: v for k, v in plan.items() if k in only}}
+    if args.mode == "smoke":
+        data["notes"].append("smoke mode: the smallest scenario of each kind, checks that the "
+                             "suite works; its numbers mean little")
+
+    if "web" in only and plan["web"]:
+        stacks = [s for s in select_stacks(plan["web"]["stacks"])
+                  if s.kind != "nginx" or "nginx ceiling" not in skipped]
+        data["web"] = web.run(plan["web"], stacks, workdir, gunicorn_bin)
+    if "reload" in only and plan["reload"]:
+        data["reload"] = reload.run(plan["reload"], select_stacks(plan["reload"]["stacks"]),
+                                    workdir, gunicorn_bin)
+    if "control" in only and plan["control"]:
+        daemons = [("circus", os.path.dirname(PYTHON))]
+        if old_bin:
+            daemons.append(("circus-0.19", old_bin))
+        cplan = dict(plan["control"])
+        if "circusctl wall time" in skipped:
+            cplan["circusctl_runs"] = 0
+        data["control"] = control.run(cplan, daemons, workdir)
+
+    data["elapsed_s"] = time.monotonic() - started
+    data["load_average_at_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+    stem = os.path.join(args.out, "%s-%s" % (stamp, args.mode))
+    data["json_name"] = os.path.basename(stem) + ".json"
+    data["plots"] = []
+    if gunicorn_bin and not args.no_plots:
+        data["plots"] = plots(data, stem, gunicorn_bin)
+    with open(stem + ".json", "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    with open(stem + ".md", "w") as handle:
+        handle.write(render(data))
+    shutil.rmtree(workdir, ignore_errors=True)
+    log("done in %.0f s: %s.md", data["elapsed_s"], stem)
+    print(stem + ".md")
+    return 0
+
+
+def plots(data, stem, gunicorn_bin):
+    """Draw with the matplotlib of the gunicorn venv; the JSON is written
+    first so that the plots read exactly what the table shows."""
+    data["plots"] = []
+    with open(stem + ".json", "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.py")
+    proc = subprocess.run([os.path.join(gunicorn_bin, "python"), script, stem + ".json", stem],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        log("plots failed: %s", proc.stderr[-2000:])
+        data["notes"].append("plots failed: %s" % proc.stderr.strip().splitlines()[-1])
+        return []
+    return proc.stdout.split()
+
+
+def _command_line(argv):
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python benchmarks/run.py"] + args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The Markdown result file: every figure straight from the run's data."""
+
+
+def num(value, digits=1, unit=""):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and digits is not None:
+        return ("%%.%df" % digits) % value + unit
+    return "%s%s" % (value, unit)
+
+
+def rng(summary, digits=1):
+    """median (min–max) of a util.summary()."""
+    if not summary or summary.get("median") is None:
+        return "n/a"
+    if summary["n"] == 1:
+        return num(summary["median"], digits)
+    return "%s (%s–%s)" % (num(summary["median"], digits), num(summary["min"], digits),
+                           num(summary["max"], digits))
+
+
+def table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join(" --- " for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _group(web, app, workers):
+    for group in (web or {}).get("groups", []):
+        if group["app"] == app and group["workers"] == workers:
+            return group
+    return None
+
+
+def _ratio(group, circus_key, gunicorn_key):
+    if group is None:
+        return None
+    for ratio in group["ratios"]:
+        if ratio["circus"] == circus_key and ratio["gunicorn"] == gunicorn_key:
+            return ratio
+    return None
+
+
+def _control(data, daemon, size, key):
+    control = data.get("control") or {}
+    try:
+        return control["by_daemon"][daemon]["sizes"][str(size)][key]
+    except KeyError:
+        return None
+
+
+def _verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "yes" if ok else "**no**"
+
+
+def targets(data):
+    """(target, measured, met) for the targets of the other issues."""
+    rows = []
+    start = _control(data, "circus", 1000, "start_s")
+    runs = _control(data, "circus", 1000, "start_runs_s") or []
+    measured = num(start, 2, " s")
+    if len(runs) > 1:
+        measured += " (median of %d starts: %s)" % (len(runs),
+                                                     ", ".join("%.2f" % r for r in runs))
+    rows.append(("1000 `sleep` processes of one watcher all running within 1 s of circusd's "
+                 "start", measured, _verdict(None if start is None else start <= 1.0)))
+    control = data.get("control") or {}
+    biggest = max(control.get("sizes") or [0])
+    idle = _control(data, "circus", biggest, "idle_cpu_pct")
+    rows.append(("idle circusd with 1000 children under 0.1% of one core",
+                 "%s with %d children over %s s" % (num(idle, 3, " %"), biggest,
+                                                    control.get("idle_seconds")),
+                 _verdict(None if idle is None or biggest < 1000 else idle < 0.1)))
+    respawn = _control(data, "circus", biggest, "respawn_ms")
+    worst = respawn["max"] if respawn else None
+    rows.append(("a crashed (`kill -9`) process respawned within 50 ms",
+                 "median %s, worst %s (%d kills, %d processes)" % (
+                     num(respawn and respawn["median"], 1, " ms"), num(worst, 1, " ms"),
+                     respawn["n"] if respawn else 0, biggest),
+                 _verdict(None if worst is None else worst <= 50)))
+    for command in ("list", "status"):
+        value = _control(data, "circus", biggest, "%s_ms" % command)
+        rows.append(("`%s` round trip under 0.3 ms (client side over a persistent DEALER "
+                     "socket: an upper bound of the in-daemon time)" % command,
+                     "median %s with %d processes" % (num(value and value["median"], 3, " ms"),
+                                                      biggest),
+                     _verdict(None if not value else value["median"] < 0.3)))
+    stats = _control(data, "circus", 500, "stats_ms")
+    rows.append(("`stats` for 500 processes under 50 ms",
+                 "median %s" % num(stats and stats["median"], 1, " ms"),
+                 _verdict(None if not stats else stats["median"] < 50)))
+    ctl = (control.get("by_daemon", {}).get("circus") or {}).get("circusctl_status")
+    old = (control.get("by_daemon", {}).get("circus-0.19") or {}).get("circusctl_status")
+    rows.append(("`circusctl status` as a whole process under 80 ms wall time (hyperfine)",
+                 "median %s (Circus 0.19's circusctl: %s)" % (
+                     num(ctl and ctl["median_ms"], 1, " ms"),
+                     num(old and old["median_ms"], 1, " ms")),
+                 _verdict(None if not ctl else ctl["median_ms"] < 80)))
+    group = _group(data.get("web"), "hello", 2)
+    for circus_key, gunicorn_key, text, strict in (
+            ("circus-meinheld", "gunicorn-meinheld",
+             "built-in worker (meinheld) at least matches gunicorn's meinheld worker", False),
+            ("circus-waitress", "gunicorn-sync",
+             "built-in worker (waitress) beats gunicorn sync", True)):
+        ratio = _ratio(group, circus_key, gunicorn_key)
+        measured = "n/a"
+        ok = None
+        if ratio:
+            measured = "%.2fx requests/s (per-round %s)" % (
+                ratio["ratio"], rng(ratio["per_round"], 2))
+            ok = ratio["ratio"] > 1.0 if strict else ratio["ratio"] >= 1.0
+        rows.append(("hello world, 2 workers, wrk -t2 -c50: " + text, measured, _verdict(ok)))
+    reload = data.get("reload") or {}
+    for row in reload.get("rows", []):
+        if row["kind"] != "circus" or "steady" not in row:
+            continue
+        bad = sum(row[p]["errors"] + row[p]["non2xx"] for p in ("reload", "recycle"))
+        rows.append(("%s: 0 errors during %d reloads and max_age recycling, keep-alive on"
+                     % (row["label"], reload["reloads"]),
+                     "%d errors, %d non-2xx (reload); %d errors, %d non-2xx (recycle)" % (
+                         row["reload"]["errors"], row["reload"]["non2xx"],
+                         row["recycle"]["errors"], row["recycle"]["non2xx"]),
+                     _verdict(bad == 0)))
+        worst = max(row["reload_p99_ratio"] or 0, row["recycle_p99_ratio"] or 0)
+        rows.append(("%s: p99 during reloads and recycling no more than 2x steady" % row["label"],
+                     "%.2fx (reload), %.2fx (recycle)" % (row["reload_p99_ratio"] or 0,
+                                                          row["recycle_p99_ratio"] or 0),
+                     _verdict(worst <= 2.0)))
+    return rows
+
+
+def machine_section(data):
+    machine = data["machine"]
+    rows = [("mode", data["mode"]), ("command", "`%s`" % data["command"]),
+            ("suite run time", num(data.get("elapsed_s"), 0, " s"))]
+    rows += [(key, "n/a" if value is None else value) for key, value in machine.items()]
+    return table(["item", "value"], rows)
+
+
+def web_section(web):
+    out = ["Each figure is the median of %d interleaved wrk runs of %d s "
+           "(`wrk -t%d -c%d -d%ds --timeout %s --latency`), the range in brackets is min–max "
+           "over those runs; errors and non-2xx are totals over all runs. Ratios are this "
+           "stack's requests/s over the gunicorn stack's, both measured in this group, "
+           "back to back." % (web["rounds"], web["duration"], web["threads"],
+                              web["connections"], web["duration"], web["timeout"])]
+    for group in web["groups"]:
+        gunicorns = [r for r in group["rows"] if r["kind"] == "gunicorn" and r["runs"]]
+        headers = ["server", "requests/s", "p50 ms", "p99 ms", "errors", "non-2xx"]
+        headers += ["x %s" % r["key"] for r in gunicorns]
+        rows = []
+        for row in group["rows"]:
+            if not row["runs"]:
+                rows.append([row["label"], "failed: %s" % row.get("failure", "no run")]
+                            + [""] * (len(headers) - 2))
+                continue
+            cells = [row["label"], rng(row["rps"], 0), rng(row["p50_ms"], 2),
+                     rng(row["p99_ms"], 2), sum(r["errors"] for r in row["runs"]),
+                     sum(r["non2xx"] for r in row["runs"])]
+            for other in gunicorns:
+                ratio = _ratio(group, row["key"], other["key"])
+                cells.append("%.2f" % ratio["ratio"] if ratio else "")
+            rows.append(cells)
+        out.append("### %s app, %d workers\n\n%s" % (group["app"], group["workers"],
+                                                    table(headers, rows)))
+    return "\n\n".join(out)
+
+
+def reload_section(reload):
+    out = ["App `%s`, %d workers. Steady: wrk for %d s; then the same load for %d s with %d "
+           "reloads evenly spaced (circus: `reload` with waiting=true; gunicorn: `kill -HUP`), "
+           "then %d s of recycling on a fresh start (circus: max_age = %s, max_age_variance = "
+           "%s; gunicorn: --max-requests %d --max-requests-jitter %d). wrk keeps its "
+           "connections alive. Errors are wrk's socket errors (connect/read/write/timeout); "
+           "workers seen counts every worker pid seen during the phase." % (
+               reload["app"], reload["workers"], reload["steady_duration"],
+               reload["load_duration"], reload["reloads"], reload["load_duration"],
+               reload["max_age"], reload["max_age_variance"],
+               reload["gunicorn_recycle"]["max-requests"],
+               reload["gunicorn_recycle"]["max-requests-jitter"])]
+    headers = ["server", "phase", "requests/s", "p50 ms", "p99 ms", "p99 / steady",
+               "errors (c/r/w/t)", "non-2xx", "workers seen", "reload took ms"]
+    rows = []
+    for row in reload["rows"]:
+        if "steady" not in row:
+            rows.append([row["label"], "failed: %s" % row.get("failure")] + [""] * 8)
+            continue
+        for phase in ("steady", "reload", "recycle"):
+            result = row[phase]
+            errors = "%d (%d/%d/%d/%d)" % (result["errors"], result["errors_connect"],
+                                           result["errors_read"], result["errors_write"],
+                                           result["errors_timeout"])
+            ratio = row.get("%s_p99_ratio" % phase)
+            took = ""
+            if phase == "reload":
+                took = ", ".join("%.0f" % t for t in row["reload_ms"])
+            rows.append([row["label"], phase, num(result["rps"], 0), num(result["p50_ms"], 2),
+                         num(result["p99_ms"], 2), "" if ratio is None else "%.2f" % ratio,
+                         errors, result["non2xx"],
+                         row.get("%s_workers_seen" % phase, ""), took])
+    out.append(table(headers, rows))
+    return "\n\n".join(out)
+
+
+def control_section(control):
+    daemons = control["daemons"]
+    both = len(daemons) == 2
+    headers = ["measure"] + daemons + (["%s / %s" % (daemons[1], daemons[0])] if both else [])
+    rows = []
+
+    def add(label, values, digits, unit="", lower_is_better=True):
+        cells = [num(v, digits) if not isinstance(v, str) else v for v in values]
+        if both:
+            a, b = values
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a:
+                cells.append("%.1f" % (b / a))
+            else:
+                cells.append("")
+        rows.append([label + (" (%s)" % unit if unit else "")] + cells)
+
+    def get(daemon, size, key, field=None):
+        value = control["by_daemon"].get(daemon, {}).get("sizes", {}).get(str(size), {}).get(key)
+        if field and isinstance(value, dict):
+            return value.get(field)
+        return value
+
+    sizes = control["sizes"]
+    biggest = max(sizes)
+    for size in sizes:
+        count = len(get(daemons[0], size, "start_runs_s") or [])
+        add("start until %d processes run%s" % (size, ", median of %d" % count
+                                                 if count > 1 else ""),
+            [get(d, size, "start_s") for d in daemons], 3, "s")
+    for size in sizes:
+        for command in ("list", "status", "stats"):
+            if all(get(d, size, "%s_ms" % command) is None for d in daemons):
+                continue
+            add("`%s` round trip, median, %d processes" % (command, size),
+                [get(d, size, "%s_ms" % command, "median") for d in daemons],
+                3 if command != "stats" else 1, "ms")
+    add("respawn after `kill -9`, median, %d processes" % biggest,
+        [get(d, biggest, "respawn_ms", "median") for d in daemons], 1, "ms")
+    add("respawn after `kill -9`, worst", [get(d, biggest, "respawn_ms", "max")
+                                           for d in daemons], 1, "ms")
+    add("circusd CPU, idle %s s, %d processes" % (control["idle_seconds"], biggest),
+        [get(d, biggest, "idle_cpu_pct") for d in daemons], 3, "% of one core")
+    add("circusd RSS, %d processes" % biggest, [get(d, biggest, "rss_mb") for d in daemons],
+        1, "MiB")
+    scale = get(daemons[0], biggest, "scale_by")
+    for key, text in (("incr_reply_ms", "`incr` by %s, reply (waiting)"),
+                      ("incr_running_ms", "`incr` by %s, until all run"),
+                      ("decr_reply_ms", "`decr` by %s, reply (waiting)"),
+                      ("decr_gone_ms", "`decr` by %s, until all gone")):
+        add(text % scale, [get(d, biggest, key, "median") for d in daemons], 1, "ms")
+    add("`quit` with %d processes, until circusd exited" % biggest,
+        [get(d, biggest, "quit_ms") for d in daemons], 1, "ms")
+    add("`quit` with %d processes, until every child is gone" % biggest,
+        [get(d, biggest, "quit_all_gone_ms") for d in daemons], 1, "ms")
+    ctl = [(control["by_daemon"].get(d) or {}).get("circusctl_status") for d in daemons]
+    add("`circusctl status`, whole process (hyperfine median)",
+        [c["median_ms"] if c else None for c in ctl], 1, "ms")
+    intro = ("Both daemons run the same ini file (one watcher, `cmd = sleep 3600`, "
+             "numprocesses = N) from their own virtualenv and are driven by the same raw "
+             "ZeroMQ DEALER client (one JSON frame out, one back), so these figures compare "
+             "the daemons. Start time runs from the exec of circusd until N children have "
+             "exec'd `sleep`. Command round trips are medians over repeated calls on one "
+             "persistent socket. The last column is how many times larger the second "
+             "daemon's figure is.")
+    return intro + "\n\n" + table(headers, rows)
+
+
+def render(data):
+    parts = ["# circus benchmarks: %s (%s mode)" % (data["machine"]["date"], data["mode"])]
+    parts.append(
+        "Written by `%s`; every figure below comes from that run and nothing was edited by "
+        "hand. Raw data: `%s`. How to read it: benchmarks/README." % (
+            data["command"], data["json_name"]))
+    parts.append("## Machine\n\n" + machine_section(data))
+    notes = list(data.get("notes", []))
+    notes.append("wrk runs on the same machine as the servers with %d threads; on %d CPUs the "
+                 "load generator and the servers share the cores, so absolute requests/s are "
+                 "those of this machine and the ratios are what carries over."
+                 % (2, data["machine"]["cpu_count"]))
+    notes.append("load average at the end: %s" % data.get("load_average_at_end", "n/a"))
+    for scenario, reason in data.get("skipped", {}).items():
+        notes.append("%s: not measured: %s" % (scenario, reason))
+    parts.append("## Notes\n\n" + "\n".join("- " + n for n in notes))
+    parts.append("## Targets\n\n" + table(["target", "measured", "met"], targets(data)))
+    if data.get("web"):
+        parts.append("## Web throughput and latency\n\n" + web_section(data["web"]))
+    if data.get("reload"):
+        parts.append("## Reloads and recycling under load\n\n" + reload_section(data["reload"]))
+    if data.get("control"):
+        parts.append("## Control plane at scale\n\n" + control_section(data["control"]))
+    if data.get("plots"):
+        parts.append("## Plots\n\n" + "\n".join("![%s](%s)" % (p, p) for p in data["plots"]))
+    return "\n\n".join(parts) + "\n"

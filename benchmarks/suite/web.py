@@ -1,0 +1,88 @@
+"""Web throughput and latency: every stack, same app, same worker count.
+
+For each (app, workers) group all stacks are started side by side (each on
+its own port; idle servers cost nothing measurable), warmed up, then wrk runs
+against them in turn, round after round: A B C ... A B C ... so that whatever
+else the machine does during the group hits every stack alike.
+"""
+from suite import util, wrk
+from suite.servers import Server
+from suite.util import log
+
+FIELDS = ("rps", "p50_ms", "p99_ms", "errors", "non2xx")
+
+
+def run(plan, stacks, workdir, gunicorn_bin):
+    groups = []
+    for app in plan["apps"]:
+        for workers in plan["workers"]:
+            groups.append(run_group(plan, stacks, app, workers, workdir, gunicorn_bin))
+    return {"duration": plan["duration"], "rounds": plan["rounds"], "threads": wrk.THREADS,
+            "connections": wrk.CONNECTIONS, "timeout": wrk.TIMEOUT, "groups": groups}
+
+
+def run_group(plan, stacks, app, workers, workdir, gunicorn_bin):
+    log("web: app %s, %d workers: %s", app, workers, ", ".join(s.key for s in stacks))
+    runs = {s.key: [] for s in stacks}
+    failures = {}
+    with util.Services() as services:
+        servers = []
+        for stack in stacks:
+            server = Server(stack, app, workers, workdir, gunicorn_bin=gunicorn_bin)
+            services.add(server.service)
+            servers.append(server.start())
+        live = []
+        for server in servers:
+            try:
+                live.append(server.wait_ready())
+            except Exception as error:  # report it; measure the others
+                failures[server.stack.key] = str(error).splitlines()[0]
+                log("web: %s did not start: %s", server.stack.key, error)
+        for server in live:
+            wrk.run(server.port, plan["warmup"])
+        for round_no in range(plan["rounds"]):
+            for server in live:
+                try:
+                    result = wrk.run(server.port, plan["duration"])
+                except wrk.WrkError as error:
+                    failures[server.stack.key] = str(error).splitlines()[0]
+                    continue
+                result["round"] = round_no
+                runs[server.stack.key].append(result)
+                log("web:   round %d %-20s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  "
+                    "errors %d  non-2xx %d", round_no + 1, server.stack.key, result["rps"],
+                    result["p50_ms"], result["p99_ms"], result["errors"], result["non2xx"])
+    rows = []
+    for stack in stacks:
+        row = {"key": stack.key, "label": stack.label, "kind": stack.kind,
+               "runs": runs[stack.key]}
+        for field in FIELDS:
+            row[field] = util.summary([r[field] for r in runs[stack.key]])
+        if stack.key in failures:
+            row["failure"] = failures[stack.key]
+        rows.append(row)
+    group = {"app": app, "workers": workers, "rows": rows}
+    group["ratios"] = ratios(rows)
+    return group
+
+
+def ratios(rows):
+    """Each circus stack's requests/s over each gunicorn stack's, in this
+    group: the ratio of the medians, and the range of the per-round ratios
+    (round i of A against round i of B, measured back to back)."""
+    out = []
+    for row in rows:
+        if row["kind"] != "circus" or not row["runs"]:
+            continue
+        for other in rows:
+            if other["kind"] != "gunicorn" or not other["runs"]:
+                continue
+            per_round = []
+            theirs = {r["round"]: r["rps"] for r in other["runs"]}
+            for run in row["runs"]:
+                if theirs.get(run["round"]):
+                    per_round.append(run["rps"] / theirs[run["round"]])
+            out.append({"circus": row["key"], "gunicorn": other["key"],
+                        "ratio": row["rps"]["median"] / other["rps"]["median"],
+                        "per_round": util.summary(per_round)})
+    return out

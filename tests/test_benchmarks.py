@@ -1,0 +1,89 @@
+"""The benchmark suite's smallest scenario runs and writes a well-formed result.
+
+Checks the shape of the result file (sections, table headers, machine
+information, numbers that parse), never the numbers themselves. Needs the
+project's venv and wrk only: smoke mode installs nothing and draws no plots.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "benchmarks", "run.py")
+
+pytestmark = pytest.mark.slow
+
+NUMBER = re.compile(r"^-?\d+(\.\d+)?( \(-?\d+(\.\d+)?–-?\d+(\.\d+)?\))?$")
+
+
+def _table(text, first_header):
+    """Rows (lists of cells) of the Markdown table whose first header is given."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_header:
+            assert set(lines[index + 1].replace("|", "").split()) == {"---"}, lines[index + 1]
+            rows = []
+            for row in lines[index + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip().strip("|").split("|")])
+                assert len(rows[-1]) == len(cells), row
+            return cells, rows
+    raise AssertionError("no table starting with %r" % first_header)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_smoke_run_writes_a_well_formed_result(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, RUN, "--smoke", "--out", str(out)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md_files = sorted(out.glob("*-smoke.md"))
+    assert len(md_files) == 1, list(out.iterdir())
+    assert proc.stdout.strip() == str(md_files[0])
+    assert re.match(r"\d{4}-\d{2}-\d{2}-\d{4}-smoke\.md$", md_files[0].name)
+    text = md_files[0].read_text()
+
+    for section in ("# circus benchmarks:", "## Machine", "## Notes", "## Targets",
+                    "## Web throughput and latency", "### hello app, 2 workers",
+                    "## Control plane at scale"):
+        assert section in text, section
+
+    headers, rows = _table(text, "item")
+    machine = {row[0]: row[1] for row in rows}
+    for key in ("date", "cpu", "cpu_count", "python", "circus", "pyzmq", "wrk"):
+        assert machine.get(key) not in (None, "", "n/a"), key
+    assert int(machine["cpu_count"]) >= 1
+    assert machine["python"].count(".") == 2
+
+    headers, rows = _table(text, "server")
+    assert headers[:6] == ["server", "requests/s", "p50 ms", "p99 ms", "errors", "non-2xx"]
+    assert rows and rows[0][0].startswith("circus")
+    for cell in rows[0][1:6]:
+        assert NUMBER.match(cell), cell
+    assert float(rows[0][1].split()[0]) > 0
+
+    headers, rows = _table(text, "measure")
+    assert headers == ["measure", "circus"]
+    measured = {row[0]: row[1] for row in rows}
+    for label in ("start until 10 processes run (s)",
+                  "`list` round trip, median, 10 processes (ms)",
+                  "respawn after `kill -9`, median, 10 processes (ms)",
+                  "circusd CPU, idle 1 s, 10 processes (% of one core)"):
+        assert NUMBER.match(measured[label]), (label, measured.get(label))
+
+    headers, rows = _table(text, "target")
+    assert headers == ["target", "measured", "met"]
+    assert all(row[2] in ("yes", "**no**", "not measured") for row in rows)
+
+    data = json.loads((out / md_files[0].name.replace(".md", ".json")).read_text())
+    assert data["mode"] == "smoke"
+    assert data["web"]["groups"][0]["rows"][0]["runs"][0]["requests"] > 0
+    assert data["control"]["by_daemon"]["circus"]["sizes"]["10"]["start_s"] > 0
