@@ -29,6 +29,11 @@ def read_proc_file(pid, name):
         return handle.read()
 
 
+async def cmdline(pid):
+    # a vfork parent resumes before exec has filled in the new argv: wait
+    return (await until(lambda: read_proc_file(pid, "cmdline"), message="exec")).split(b"\0")
+
+
 def proc_environ(pid):
     raw = read_proc_file(pid, "environ")
     return dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
@@ -297,17 +302,19 @@ def test_spawn_options_env_cwd_rlimits_executable_shell(tmp_path):
         shell = Watcher("shell", "sleep 120 && echo $HOME", shell=True)
         async with running([env_watcher, copied, renamed, shell]):
             pid = env_watcher.pids[0]
+            await cmdline(pid)
             env = proc_environ(pid)
             assert env == {b"FOO": b"bar-1"}  # no copy_env: nothing else leaks
             assert os.readlink("/proc/%d/cwd" % pid) == str(tmp_path)
             assert psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE) == (123, 123)
+            await cmdline(copied.pids[0])
             copied_env = proc_environ(copied.pids[0])
             assert copied_env[b"CIRCUS_TEST_OUTER"] == b"outer-value"
             assert b"PYTHONPATH" in copied_env
-            cmdline = read_proc_file(renamed.pids[0], "cmdline").split(b"\0")
-            assert cmdline[0] == b"my-display-name"
+            argv = await cmdline(renamed.pids[0])
+            assert argv[0] == b"my-display-name"
             assert os.readlink("/proc/%d/exe" % renamed.pids[0]).endswith("sleep")
-            shell_cmd = read_proc_file(shell.pids[0], "cmdline").split(b"\0")
+            shell_cmd = await cmdline(shell.pids[0])
             assert shell_cmd[:2] == [b"/bin/sh", b"-c"]
     run(main())
 
