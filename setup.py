@@ -24,7 +24,8 @@ setup(
     python_requires=">=3.9",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # the recipes' tests run real Pyramid and Django projects
+        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2"],
     },
     entry_points={
         "console_scripts": [
