@@ -615,11 +615,21 @@ class Watcher:
                 stream.close()
 
     # --- information ------------------------------------------------------
-    def info(self):
-        return {p.pid: p.info() for p in list(self.processes.values())}
+    def info(self, snapshot=None):
+        """{pid: info} of every process. One /proc snapshot serves them all
+        (pass one to share it between watchers): per-process psutil calls
+        scan the whole system for children each, O(N^2)."""
+        if snapshot is None:
+            from circus.procstats import Snapshot
+            snapshot = Snapshot()
+        return {p.pid: snapshot.info(p.pid, p.started) for p in list(self.processes.values())}
 
-    def process_info(self, pid):
-        return self.processes[int(pid)].info()
+    def process_info(self, pid, snapshot=None):
+        process = self.processes[int(pid)]
+        if snapshot is None:
+            from circus.procstats import Snapshot
+            snapshot = Snapshot()
+        return snapshot.info(process.pid, process.started)
 
     def __repr__(self):
         return "<Watcher %s %s %d/%d>" % (self.name, self.status,

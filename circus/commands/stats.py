@@ -55,15 +55,17 @@ class Stats(Command):
         return self.make_message(**props)
 
     async def execute(self, arbiter, props):
+        from circus.procstats import Snapshot
+        snapshot = Snapshot()  # one look at /proc for every watcher
         if "name" not in props:
-            return {"infos": {w.name: w.info() for w in arbiter.iter_watchers()}}
+            return {"infos": {w.name: w.info(snapshot) for w in arbiter.iter_watchers()}}
         watcher = self.watcher(arbiter, props)
         pid = props.get("process", props.get("pid"))
         if pid is not None:
             process = self.process(watcher, self.int_prop({"pid": pid}, "pid"))
             return {"name": watcher.name, "process": process.pid,
-                    "info": watcher.process_info(process.pid)}
-        return {"name": watcher.name, "info": watcher.info()}
+                    "info": watcher.process_info(process.pid, snapshot)}
+        return {"name": watcher.name, "info": watcher.info(snapshot)}
 
     def console_msg(self, msg):
         if "infos" in msg:

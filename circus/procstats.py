@@ -1,0 +1,156 @@
+"""Process statistics for many processes at once, read straight from /proc.
+
+The stats command describes every process circusd runs. psutil does it one
+process at a time, and its children() scans every process of the system
+for each call: O(N^2) for N workers, seconds for 500. A Snapshot reads each
+/proc/<pid>/stat of the system once, which gives the parent map (children)
+and the figures of our own processes in the same pass; then one more read
+per process for its command line. The mapping is the one process_info()
+builds with psutil (same keys, same units, cpu% computed the way psutil's
+cpu_percent(interval=None) does: since the previous look at that process).
+Where /proc does not look like Linux's, it falls back to psutil.
+"""
+import os
+import pwd
+import time
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGESIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+NO_SUCH_PROCESS = "No such process (stopped?)"
+
+# (pid, start ticks) -> (cpu ticks, monotonic time) of the previous look
+_cpu_samples = {}
+_users = {}
+_static = {}
+
+
+def _read(path, size=4096):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _boot_time():
+    if "btime" not in _static:
+        for line in _read("/proc/stat", 1 << 16).splitlines():
+            if line.startswith(b"btime"):
+                _static["btime"] = float(line.split()[1])
+                break
+    return _static["btime"]
+
+
+def _total_memory():
+    if "memtotal" not in _static:
+        for line in _read("/proc/meminfo").splitlines():
+            if line.startswith(b"MemTotal:"):
+                _static["memtotal"] = int(line.split()[1]) * 1024
+                break
+    return _static["memtotal"]
+
+
+def _username(uid):
+    name = _users.get(uid)
+    if name is None:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        _users[uid] = name
+    return name
+
+
+def _human(n):
+    from circus.util import bytes2human
+    return bytes2human(n)
+
+
+class Snapshot:
+    """One look at /proc, shared by the infos of many processes."""
+
+    def __init__(self):
+        self._stats = None
+        self._children = None
+        self.available = os.path.exists("/proc/self/stat")
+
+    def _scan(self):
+        stats, children = {}, {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                data = _read("/proc/%s/stat" % name, 1024)
+            except OSError:  # gone meanwhile
+                continue
+            # the command name may hold spaces and parentheses: split after it
+            fields = data[data.rfind(b")") + 2:].split()
+            pid = int(name)
+            stats[pid] = fields
+            children.setdefault(int(fields[1]), []).append(pid)
+        live = set(stats)
+        for key in [k for k in _cpu_samples if k[0] not in live]:
+            del _cpu_samples[key]
+        self._stats, self._children = stats, children
+
+    def children(self, pid):
+        if self._stats is None:
+            self._scan()
+        return sorted(self._children.get(pid, ()))
+
+    def info(self, pid, started=None):
+        """The documented info mapping of pid, or a string saying why not."""
+        if not self.available:
+            return _psutil_info(pid, started)
+        if self._stats is None:
+            self._scan()
+        fields = self._stats.get(pid)
+        if fields is None or fields[0] in (b"Z", b"X"):
+            return NO_SUCH_PROCESS
+        try:
+            cmdline = _read("/proc/%d/cmdline" % pid, 1 << 16)
+            uid = os.stat("/proc/%d" % pid).st_uid
+        except OSError:
+            return NO_SUCH_PROCESS
+        utime, stime = int(fields[11]), int(fields[12])
+        start_ticks = int(fields[19])
+        vms, rss = int(fields[20]), int(fields[21]) * _PAGESIZE
+        ctime = (utime + stime) / _CLK_TCK
+        create_time = _boot_time() + start_ticks / _CLK_TCK
+        info = {
+            "pid": pid,
+            "cpu": self._cpu_percent(pid, start_ticks, utime + stime),
+            "mem": round(rss * 100.0 / _total_memory(), 1),
+            "mem_info1": _human(rss),
+            "mem_info2": _human(vms),
+            "rss": rss,
+            "vms": vms,
+            "ctime": "%d:%05.2f" % divmod(ctime, 60),
+            "nice": int(fields[16]),
+            "username": _username(uid),
+            "cmdline": cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace"),
+            "create_time": create_time,
+            "children": self.children(pid),
+        }
+        info["age"] = time.time() - (started or create_time)
+        return info
+
+    @staticmethod
+    def _cpu_percent(pid, start_ticks, ticks):
+        now = time.monotonic()
+        key = (pid, start_ticks)
+        previous = _cpu_samples.get(key)
+        _cpu_samples[key] = (ticks, now)
+        if previous is None or now <= previous[1]:
+            return 0.0
+        return round((ticks - previous[0]) / _CLK_TCK / (now - previous[1]) * 100, 1)
+
+
+def _psutil_info(pid, started):
+    import psutil
+
+    from circus.process import process_info
+    try:
+        return process_info(psutil.Process(pid), started)
+    except psutil.Error:
+        return NO_SUCH_PROCESS
