@@ -61,7 +61,8 @@ def build_parser():
         description="Control a running circusd. Without a command: an interactive shell.",
         epilog="Run 'circusctl help' for the list of commands, 'circusctl help COMMAND' "
                "or 'circusctl COMMAND --help' for one. Exit status: 0 ok, 1 error reply, "
-               "2 usage error, 3 no answer.")
+               "2 usage error, 3 no answer. CURVE keys: "
+               "'python -m circus.security keygen DIR NAME' (see circus/security.py).")
     add_global_options(parser)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("command", nargs="?", help="the command to run")
