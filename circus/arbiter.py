@@ -418,9 +418,11 @@ class Arbiter:
 
     # --- information ------------------------------------------------------
     def info(self):
-        import psutil
-        from circus.process import process_info
-        return process_info(psutil.Process(self.pid), self.started_at)
+        # through procstats, which remembers the previous look: cpu is then
+        # the usage since the last dstats, not always 0.0 from a new psutil
+        # object, and children costs one /proc scan
+        from circus.procstats import Snapshot
+        return Snapshot().info(self.pid, self.started_at)
 
     def get_arbiter_options(self):
         return {"endpoint": self.endpoint, "pubsub_endpoint": self.pubsub_endpoint,
