@@ -1,6 +1,7 @@
 """The command registry: one module per command, imported on first use so
 that a client which runs one command imports only that one."""
 import importlib
+import importlib.util
 
 from circus.commands.base import CommandError, errors
 
