@@ -133,7 +133,6 @@ def machine(gunicorn_bin=None, circus019_bin=None):
         "circus": "%s (git %s)" % (circus_version, commit or "?"),
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
-        "load_average_at_start": "%.2f %.2f %.2f" % os.getloadavg(),
     }
     for name in ("psutil", "waitress", "meinheld", "greenlet", "chaussette"):
         info[name] = _version(name)

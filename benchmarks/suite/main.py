@@ -3,11 +3,12 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
-from suite import control, envs, reload, servers, util, web
+from suite import control, envs, noise, reload, servers, web
 from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
@@ -17,7 +18,7 @@ SCENARIOS = ("web", "reload", "control")
 PLANS = {
     "full": {
         "web": {"apps": ["hello", "work"], "workers": [2, 4], "duration": 8, "rounds": 3,
-                "warmup": 2, "stacks": "all"},
+                "warmup": 1, "stacks": "all", "noise_budget": 240},
         "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 5,
                    "max_age_variance": 3, "warmup": 2,
                    "stacks": ["circus-meinheld", "circus-waitress", "circus-chaussette",
@@ -29,9 +30,10 @@ PLANS = {
     },
     "quick": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
+                "noise_budget": 10,
                 "stacks": ["circus-meinheld", "circus-waitress", "gunicorn-sync",
                            "gunicorn-meinheld", "nginx"]},
-        "reload": {"steady": 3, "load": 6, "reloads": 3, "max_age": 2, "max_age_variance": 1,
+        "reload": {"steady": 3, "load": 5, "reloads": 3, "max_age": 2, "max_age_variance": 1,
                    "warmup": 1, "stacks": ["circus-meinheld", "gunicorn-sync"]},
         "control": {"sizes": [100, 1000], "idle_seconds": 5, "list_repeat": 200,
                     "stats_repeat": 2, "stats_max_size": 500, "respawns": 3, "scale_by": 100,
@@ -41,7 +43,7 @@ PLANS = {
     # the CI smoke test: the project's venv and wrk only, a few seconds
     "smoke": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 2, "rounds": 1, "warmup": 1,
-                "stacks": ["circus-meinheld"]},
+                "stacks": ["circus-meinheld"], "noise_budget": 0},
         "reload": None,
         "control": {"sizes": [10], "idle_seconds": 1, "list_repeat": 20, "stats_repeat": 2,
                     "respawns": 2, "scale_by": 5, "scale_repeat": 1, "circusctl_runs": 0,
@@ -87,8 +89,15 @@ def check_tools(mode, only, skipped):
         skipped["circusctl wall time"] = "hyperfine is not installed"
 
 
+def _terminate(signum, frame):
+    # unwind through every finally: the servers started so far get stopped
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SCENARIOS)
     if unknown:
@@ -115,13 +124,22 @@ def main(argv=None):
         data["notes"].append("smoke mode: the smallest scenario of each kind, checks that the "
                              "suite works; its numbers mean little")
 
+    data["load_average"] = {"start": _loadavg()}
     if "web" in only and plan["web"]:
         stacks = [s for s in select_stacks(plan["web"]["stacks"])
                   if s.kind != "nginx" or "nginx ceiling" not in skipped]
-        data["web"] = web.run(plan["web"], stacks, workdir, gunicorn_bin)
+        budget = plan["web"]["noise_budget"]
+        guard = noise.Guard(budget) if budget else None
+        data["web"] = web.run(plan["web"], stacks, workdir, gunicorn_bin, guard)
+        if guard is not None:
+            data["web"]["noise"] = {"limit_pct": noise.LIMIT_PCT, "budget_s": guard.budget,
+                                    "spent_s": guard.spent, "repeated": guard.repeated,
+                                    "kept_noisy": guard.kept_noisy}
+        data["load_average"]["after web"] = _loadavg()
     if "reload" in only and plan["reload"]:
         data["reload"] = reload.run(plan["reload"], select_stacks(plan["reload"]["stacks"]),
                                     workdir, gunicorn_bin)
+        data["load_average"]["after reload"] = _loadavg()
     if "control" in only and plan["control"]:
         daemons = [("circus", os.path.dirname(PYTHON))]
         if old_bin:
@@ -132,7 +150,7 @@ def main(argv=None):
         data["control"] = control.run(cplan, daemons, workdir)
 
     data["elapsed_s"] = time.monotonic() - started
-    data["load_average_at_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+    data["load_average"]["end"] = _loadavg()
     stem = os.path.join(args.out, "%s-%s" % (stamp, args.mode))
     data["json_name"] = os.path.basename(stem) + ".json"
     data["plots"] = []
@@ -163,6 +181,10 @@ def plots(data, stem, gunicorn_bin):
         data["notes"].append("plots failed: %s" % proc.stderr.strip().splitlines()[-1])
         return []
     return proc.stdout.split()
+
+
+def _loadavg():
+    return "%.2f %.2f %.2f" % os.getloadavg()
 
 
 def _command_line(argv):

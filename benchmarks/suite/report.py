@@ -146,12 +146,22 @@ def web_section(web):
            "(`wrk -t%d -c%d -d%ds --timeout %s --latency`), the range in brackets is min–max "
            "over those runs; errors and non-2xx are totals over all runs. Ratios are this "
            "stack's requests/s over the gunicorn stack's, both measured in this group, "
-           "back to back." % (web["rounds"], web["duration"], web["threads"],
+           "back to back. \"Others' CPU\" is the share of the machine's CPU that processes "
+           "outside the measurement (not the servers, not wrk) used during the runs."
+           % (web["rounds"], web["duration"], web["threads"],
                               web["connections"], web["duration"], web["timeout"])]
+    guard = web.get("noise")
+    if guard:
+        out.append("A run during which other processes used more than %.0f%% of the machine "
+                   "was thrown away and run again (at most twice, within %d s in all): "
+                   "%d runs were repeated, %d noisy runs were kept once the budget was spent "
+                   "(%.0f s spent waiting and repeating)." % (
+                       guard["limit_pct"], guard["budget_s"], guard["repeated"],
+                       guard["kept_noisy"], guard["spent_s"]))
     for group in web["groups"]:
         gunicorns = [r for r in group["rows"] if r["kind"] == "gunicorn" and r["runs"]]
         headers = ["server", "requests/s", "p50 ms", "p99 ms", "errors", "non-2xx"]
-        headers += ["x %s" % r["key"] for r in gunicorns]
+        headers += ["x %s" % r["key"] for r in gunicorns] + ["others' CPU %"]
         rows = []
         for row in group["rows"]:
             if not row["runs"]:
@@ -164,6 +174,7 @@ def web_section(web):
             for other in gunicorns:
                 ratio = _ratio(group, row["key"], other["key"])
                 cells.append("%.2f" % ratio["ratio"] if ratio else "")
+            cells.append(rng(row.get("foreign_cpu_pct"), 0))
             rows.append(cells)
         out.append("### %s app, %d workers\n\n%s" % (group["app"], group["workers"],
                                                     table(headers, rows)))
@@ -285,7 +296,8 @@ def render(data):
                  "load generator and the servers share the cores, so absolute requests/s are "
                  "those of this machine and the ratios are what carries over."
                  % (2, data["machine"]["cpu_count"]))
-    notes.append("load average at the end: %s" % data.get("load_average_at_end", "n/a"))
+    notes.append("load average (1, 5, 15 min) of the machine: %s" % "; ".join(
+        "%s %s" % (when, value) for when, value in data.get("load_average", {}).items()))
     for scenario, reason in data.get("skipped", {}).items():
         notes.append("%s: not measured: %s" % (scenario, reason))
     parts.append("## Notes\n\n" + "\n".join("- " + n for n in notes))

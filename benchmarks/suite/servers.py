@@ -152,8 +152,9 @@ class Server:
         with open(path, "w") as handle:
             handle.write(config)
         from suite.envs import nginx_path
-        return [nginx_path(), "-p", self.dir, "-c", path, "-e", os.path.join(self.dir, "error.log")], \
-            signal.SIGQUIT
+        argv = [nginx_path(), "-p", self.dir, "-c", path,
+                "-e", os.path.join(self.dir, "error.log")]
+        return argv, signal.SIGQUIT
 
     # --- running -------------------------------------------------------
     @property

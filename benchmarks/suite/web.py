@@ -5,23 +5,44 @@ its own port; idle servers cost nothing measurable), warmed up, then wrk runs
 against them in turn, round after round: A B C ... A B C ... so that whatever
 else the machine does during the group hits every stack alike.
 """
-from suite import util, wrk
+from suite import noise, util, wrk
 from suite.servers import Server
 from suite.util import log
 
-FIELDS = ("rps", "p50_ms", "p99_ms", "errors", "non2xx")
+FIELDS = ("rps", "p50_ms", "p99_ms", "errors", "non2xx", "foreign_cpu_pct")
 
 
-def run(plan, stacks, workdir, gunicorn_bin):
+def run(plan, stacks, workdir, gunicorn_bin, guard=None):
     groups = []
     for app in plan["apps"]:
         for workers in plan["workers"]:
-            groups.append(run_group(plan, stacks, app, workers, workdir, gunicorn_bin))
+            groups.append(run_group(plan, stacks, app, workers, workdir, gunicorn_bin,
+                                    guard))
     return {"duration": plan["duration"], "rounds": plan["rounds"], "threads": wrk.THREADS,
             "connections": wrk.CONNECTIONS, "timeout": wrk.TIMEOUT, "groups": groups}
 
 
-def run_group(plan, stacks, app, workers, workdir, gunicorn_bin):
+def measured_run(server, duration, guard):
+    """One wrk run with the foreign CPU measured; repeated when the rest of
+    the machine took too much of it (see suite.noise)."""
+    attempt = 0
+    discarded = []
+    while True:
+        if guard is not None:
+            guard.wait_quiet()
+        with noise.Meter(lambda: [server.pid] + util.descendants(server.pid)) as meter:
+            result = wrk.run(server.port, duration)
+        result["foreign_cpu_pct"] = meter.foreign_pct
+        if guard is None or not guard.retry(meter.foreign_pct, attempt, duration):
+            result["discarded_foreign_cpu_pct"] = discarded
+            return result
+        log("web:   %s: others used %.0f%% of the machine, running again",
+            server.stack.key, meter.foreign_pct)
+        discarded.append(meter.foreign_pct)
+        attempt += 1
+
+
+def run_group(plan, stacks, app, workers, workdir, gunicorn_bin, guard=None):
     log("web: app %s, %d workers: %s", app, workers, ", ".join(s.key for s in stacks))
     runs = {s.key: [] for s in stacks}
     failures = {}
@@ -43,15 +64,16 @@ def run_group(plan, stacks, app, workers, workdir, gunicorn_bin):
         for round_no in range(plan["rounds"]):
             for server in live:
                 try:
-                    result = wrk.run(server.port, plan["duration"])
+                    result = measured_run(server, plan["duration"], guard)
                 except wrk.WrkError as error:
                     failures[server.stack.key] = str(error).splitlines()[0]
                     continue
                 result["round"] = round_no
                 runs[server.stack.key].append(result)
                 log("web:   round %d %-20s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  "
-                    "errors %d  non-2xx %d", round_no + 1, server.stack.key, result["rps"],
-                    result["p50_ms"], result["p99_ms"], result["errors"], result["non2xx"])
+                    "errors %d  non-2xx %d  others %.0f%%", round_no + 1, server.stack.key,
+                    result["rps"], result["p50_ms"], result["p99_ms"], result["errors"],
+                    result["non2xx"], result["foreign_cpu_pct"])
     rows = []
     for stack in stacks:
         row = {"key": stack.key, "label": stack.label, "kind": stack.kind,
