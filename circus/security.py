@@ -122,15 +122,22 @@ def watch_refusals(sock, label):
 
     import zmq
     from zmq.utils.monitor import parse_monitor_message
-    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    # which side notices a mechanism mismatch first is a race: circusd
+    # (a protocol error) or the client, which then hangs up (no detail)
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
     async def read():
         try:
             while True:
                 event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                    why = _protocol_error(event["value"])
+                else:
+                    why = "the client hung up during the handshake (%s)" % _errno_name(
+                        event["value"])
                 logger.warning("refused a connection on the %s endpoint: %s (is the client "
-                               "using CURVE with this server's public key?)", label,
-                               _protocol_error(event["value"]))
+                               "using CURVE with this server's public key?)", label, why)
         except (asyncio.CancelledError, zmq.ZMQError):
             pass
         finally:
@@ -149,6 +156,11 @@ def _protocol_error(code):
         if name.startswith("PROTOCOL_ERROR_") and getattr(zmq, name) == code:
             return name[len("PROTOCOL_ERROR_"):].lower().replace("_", " ")
     return "protocol error %s" % code
+
+
+def _errno_name(code):
+    import errno
+    return errno.errorcode.get(int(code), str(int(code)))
 
 
 def generate_keys(directory, name):
