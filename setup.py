@@ -32,6 +32,7 @@ setup(
             "circusd = circus.circusd:main",
             "circusctl = circus.circusctl:main",
             "circus-worker = circus.sockets.worker:main",
+            "circus-plugin = circus.plugins:main",
         ],
     },
     classifiers=[
