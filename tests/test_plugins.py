@@ -431,13 +431,14 @@ def test_statsd_documented_example_config(circusd, tmp_path):
         daemon = circusd(config, env={"VAR": "value"})
         spawn = "circus.example.watcher.myprogram.spawn:1|c"
         start = "circus.example.watcher.myprogram.start:1|c"
-        datagrams_until(listener, lambda seen: seen.count(spawn) == 5 and start in seen)
+        datagrams_until(listener, lambda seen: seen.count(spawn) >= 5 and start in seen,
+                        timeout=20)
         assert len(pids(daemon, "myprogram")) == 5
     finally:
         listener.close()
     wait_for(lambda: (tmp_path / "test.log").exists() and
              b"started ['1', 'value']" in (tmp_path / "test.log").read_bytes(),
-             message="the program's stdout in test.log")
+             timeout=20, message="the program's stdout in test.log")
 
 
 def test_statsd_gauges_and_names(circusd):
