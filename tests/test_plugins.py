@@ -224,7 +224,9 @@ def test_plugin_runs_as_a_watcher_of_its_own(circusd, tmp_path):
     assert pids(daemon, "plugin:rec") == [plugin]
     wait_for(lambda: b"handle_recv failed on watcher.dummy.reap" in daemon.read_log(),
              message="the error in circusd's log")
-    assert b"RuntimeError: refusing watcher.dummy.reap" in daemon.read_log()
+    # the traceback's lines keep the level of the line that starts it
+    assert re.search(rb"\[ERROR\] plugin:rec\[%d\]: RuntimeError: refusing watcher.dummy.reap"
+                     % plugin, daemon.read_log())
 
     # a plugin that dies is respawned, and works
     os.kill(plugin, signal.SIGKILL)
@@ -659,3 +661,24 @@ def test_stuck_plugin_never_slows_circusd(circusd):
         client.stop()
     assert slowest < 1.0
     assert pids(daemon, "plugin:stuck")
+
+
+def test_resource_watcher_limits():
+    from types import SimpleNamespace
+
+    from circus.plugins.resource_watcher import ResourceWatcher, action, memory
+    assert memory("200M") == ("bytes", 200 << 20)
+    assert memory("1.5g") == ("bytes", 1.5 * (1 << 30))
+    assert memory("10%") == memory("10") == ("percent", 10.0)
+    assert action("Restart") == "restart" and action("usr1") == signal.SIGUSR1
+    with pytest.raises(ValueError):
+        memory("lots")
+    limits = SimpleNamespace(max_cpu=50.0, min_cpu=1.0, max_mem=("bytes", 100), min_mem=None,
+                             loop_rate=1.0, max_count=3)
+    beyond = ResourceWatcher.beyond
+    assert "max 50" in beyond(None, {"cpu": 80.0, "rss": 10, "age": 0}, limits)
+    assert "max 100B" in beyond(None, {"cpu": 10.0, "rss": 200, "age": 0}, limits)
+    # an idle process is only taken for one once it has lived a few checks
+    assert beyond(None, {"cpu": 0.0, "rss": 10, "age": 1.0}, limits) is None
+    assert "min 1.0%" in beyond(None, {"cpu": 0.0, "rss": 10, "age": 5.0}, limits)
+    assert beyond(None, {"cpu": 10.0, "rss": 10, "age": 5.0}, limits) is None

@@ -389,7 +389,7 @@ def make_plugin_watcher(conf, arbiter):
         watcher_name, _quote(sys.executable), args=args,
         env={CONFIG_ENV: encode_config(conf)}, copy_env=True, copy_path=True,
         singleton=True, numprocesses=1, priority=PLUGIN_PRIORITY, respawn=True,
-        ready="notify", ready_timeout=30.0, graceful_timeout=10.0,
+        ready="notify", ready_timeout=10.0, graceful_timeout=10.0,
         stdout_stream=output, stderr_stream=dict(output))
 
 
@@ -420,13 +420,15 @@ _LEVELS = {"[DEBUG]": logging.DEBUG, "[INFO]": logging.INFO, "[WARNING]": loggin
 
 class PluginOutput:
     """Stream class for plugin watchers: each line a plugin writes goes to
-    circusd's log, at the level its "[LEVEL]" prefix names (INFO otherwise)."""
+    circusd's log, at the level its "[LEVEL]" prefix names; a line without
+    one (a traceback's) keeps the level of the line before it."""
 
     MAX_LINE = 65536
 
     def __init__(self, name="plugin", **kw):
         self.name = name
         self._partial = {}
+        self._level = {}
         self._log = logging.getLogger("circus")
 
     def __call__(self, data):
@@ -442,13 +444,14 @@ class PluginOutput:
             if not text:
                 continue
             prefix = text.split(" ", 1)[0]
-            level = _LEVELS.get(prefix, logging.INFO)
             if prefix in _LEVELS:
+                self._level[pid] = _LEVELS[prefix]
                 text = text[len(prefix):].lstrip()
-            self._log.log(level, "%s[%d]: %s", self.name, pid, text)
+            self._log.log(self._level.get(pid, logging.INFO), "%s[%d]: %s", self.name, pid, text)
 
     def close(self):
         self._partial.clear()
+        self._level.clear()
 
 
 # --- circus-plugin -----------------------------------------------------------------

@@ -44,11 +44,12 @@ taken for an idle one.
 """
 import logging
 import re
+import signal
 
 from circus.plugins import CircusPlugin
 from circus.plugins._options import (WatcherOptions, boolean, integer, matches, number, option,
                                      parse, patterns)
-from circus.util import to_signum
+from circus.util import bytes2human, to_signum
 
 logger = logging.getLogger("circus.plugins.resource_watcher")
 
@@ -90,14 +91,17 @@ SPEC = {
 }
 
 
+def _describe(what):
+    return signal.Signals(what).name if isinstance(what, int) else what
+
+
 def _mem_of(info, limit):
     kind, _ = limit
     return info.get("rss", 0) if kind == "bytes" else info.get("mem", 0.0)
 
 
-def _show(limit):
-    kind, amount = limit
-    return "%d bytes" % amount if kind == "bytes" else "%s%%" % amount
+def _show(kind, amount):
+    return bytes2human(amount) if kind == "bytes" else "%s%%" % amount
 
 
 class ResourceWatcher(CircusPlugin):
@@ -166,7 +170,7 @@ class ResourceWatcher(CircusPlugin):
                 continue
             self.counts.pop(pid, None)
             logger.warning("watcher %s: pid %d %s at %d checks: %s", name, pid, why, count,
-                           settings.action)
+                           _describe(settings.action))
             if await self.act(name, pid, settings.action):
                 break  # the whole watcher was acted upon
 
@@ -175,14 +179,16 @@ class ResourceWatcher(CircusPlugin):
         if s.max_cpu is not None and cpu > s.max_cpu:
             return "uses %.1f%% CPU (max %s%%)" % (cpu, s.max_cpu)
         if s.max_mem is not None and _mem_of(info, s.max_mem) > s.max_mem[1]:
-            return "uses %s memory (max %s)" % (_mem_of(info, s.max_mem), _show(s.max_mem))
+            return "uses %s memory (max %s)" % (_show(s.max_mem[0], _mem_of(info, s.max_mem)),
+                                                _show(*s.max_mem))
         # a young process may be idle because it is starting
         if (info.get("age") or 0) < s.loop_rate * s.max_count:
             return None
         if s.min_cpu is not None and cpu < s.min_cpu:
             return "uses %.1f%% CPU (min %s%%)" % (cpu, s.min_cpu)
         if s.min_mem is not None and _mem_of(info, s.min_mem) < s.min_mem[1]:
-            return "uses %s memory (min %s)" % (_mem_of(info, s.min_mem), _show(s.min_mem))
+            return "uses %s memory (min %s)" % (_show(s.min_mem[0], _mem_of(info, s.min_mem)),
+                                                _show(*s.min_mem))
         return None
 
     async def act(self, name, pid, what):

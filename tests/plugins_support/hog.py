@@ -7,9 +7,6 @@ import time
 
 megabytes = int(sys.argv[1])
 marker = sys.argv[2] if len(sys.argv) > 2 else None
-block = bytearray(megabytes << 20)
-for i in range(0, len(block), 4096):
-    block[i] = 1  # touch every page: resident, not just reserved
 
 
 def usr1(signum, frame):
@@ -18,6 +15,10 @@ def usr1(signum, frame):
 
 
 if marker:
+    # before the memory grows: the watcher may signal as soon as it has
     signal.signal(signal.SIGUSR1, usr1)
+block = bytearray(megabytes << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1  # touch every page: resident, not just reserved
 while True:
     time.sleep(3600)
