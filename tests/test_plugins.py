@@ -682,3 +682,27 @@ def test_resource_watcher_limits():
     assert beyond(None, {"cpu": 0.0, "rss": 10, "age": 1.0}, limits) is None
     assert "min 1.0%" in beyond(None, {"cpu": 0.0, "rss": 10, "age": 5.0}, limits)
     assert beyond(None, {"cpu": 10.0, "rss": 10, "age": 5.0}, limits) is None
+
+
+def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
+    daemon = circusd("""
+        [watcher:crash]
+        cmd = %s
+        autostart = false
+        max_retry = -1
+
+        [plugin:flapping]
+        use = circus.plugins.flapping.Flapping
+        attempts = 2
+        window = 1
+        retry_in = 1
+        """ % CRASH)
+    with EventLog(daemon, ["watcher.crash."]).sync("crash") as events:
+        daemon.call("start", name="crash")
+        event_after(events, "watcher.crash.updated", **state("retrying"))
+        # the operator's way to keep it stopped (see the plugin's documentation)
+        daemon.call("set", name="crash", options={"flapping.enabled": "false"})
+        stopped = event_after(events, "watcher.crash.stop")
+        with pytest.raises(AssertionError):
+            event_after(events, "watcher.crash.start", stopped["time"], timeout=2.0)
+    assert daemon.call("status", name="crash")["status"] == "stopped"

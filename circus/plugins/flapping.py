@@ -219,9 +219,13 @@ class Flapping(CircusPlugin):
                                              lambda: self.spawn(self._restart(name, watched)))
 
     async def _restart(self, name, watched):
+        watched.timer = None
+        settings = await self.settings(name)
         if watched.phase != WAITING or self.watched.get(name) is not watched:
             return
-        watched.timer = None
+        if not settings.enabled:
+            watched.phase = STOPPED  # disabled meanwhile: leave it stopped
+            return
         watched.phase = STARTING
         logger.info("watcher %s: starting it again (retry %d)", name, watched.rounds)
         await self.acall("start", name=name)
