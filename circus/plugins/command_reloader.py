@@ -33,7 +33,7 @@ import shlex
 from circus.plugins import CircusPlugin
 from circus.plugins._options import (WatcherOptions, boolean, matches, number, option, parse,
                                      patterns)
-from circus.util import to_bool, which
+from circus.util import which
 
 logger = logging.getLogger("circus.plugins.command_reloader")
 
@@ -69,7 +69,7 @@ class CommandReloader(CircusPlugin):
         super().__init__(endpoint, pubsub_endpoint, check_delay, ssh_server=ssh_server, **config)
         self.loop_rate = option(config, "loop_rate", number, 1.0)
         self.patterns = option(config, "watchers", patterns, None)
-        self.use_reload = option(config, "use_reload", to_bool, False)
+        self.use_reload = option(config, "use_reload", boolean, False)
         self.overrides = WatcherOptions(self, "command_reloader")
         self.names = set()
         self.paths = {}   # watcher -> (path, cwd) it runs, from its options
