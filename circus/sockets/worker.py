@@ -17,9 +17,28 @@ begins.
 Stopping: SIGTERM, SIGQUIT and SIGINT all stop gracefully. The worker stops
 accepting (it only closes its own copy of the listening fd: the socket is
 shared with circusd and the sibling workers, which keep accepting), lets the
-requests in flight finish (an HTTP/1.1 response still to be started carries
-``Connection: close``), closes idle keep-alive connections without a reset,
-runs the post-hook and exits. A second SIGINT exits at once.
+requests in flight finish, runs the post-hook and exits once no connection
+is left. A second SIGINT exits at once.
+
+Zero downtime with keep-alive: a client that reuses a connection sends its
+next request the moment it has read a response; if the server closes that
+connection in between, the request meets an EOF or a reset and fails (wrk
+counts a read error; nginx retries it only if it is idempotent). So during a
+stop the worker never closes a connection a client may be about to use:
+
+- every response that starts after the stop carries ``Connection: close``,
+  so the client closes the connection itself and reconnects (to a sibling:
+  this worker no longer accepts). Under load every connection gets one more
+  request and leaves that way, within a round trip;
+- a connection is closed from the server side only when it has been idle
+  (nothing received, nothing being answered) for IDLE_GRACE seconds: a
+  client that idle is not in the middle of anything, and closing an idle
+  keep-alive connection is what its keep-alive timeout does anyway;
+- at --graceful-timeout, whatever is left is cut (exit status 3).
+
+With circusd this only holds if the replacement workers accept before the
+old ones stop: ``ready = notify`` (the worker sends READY=1 once it accepts)
+makes reload and max_age recycling wait for that.
 
 Exit status: 0 stopped cleanly; 1 could not start (application, hook or
 socket error); 2 bad command line; 3 --graceful-timeout expired and the
@@ -49,10 +68,12 @@ EXIT_START_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FORCED = 3
 
-# After an idle connection is half-closed during a stop, how long to keep
-# reading (and dropping) what the client may still send, so that closing does
-# not answer a late request with a reset.
-LINGER_SECONDS = 1.0
+# During a stop, a connection idle for this long (nothing received, nothing
+# being answered) is closed; a shorter idle time means the client may be
+# about to send its next request on it.
+IDLE_GRACE = 1.0
+# how often a stopping worker looks for connections idle past the grace
+SWEEP_INTERVAL = 0.1
 
 # meinheld (picoev) keeps timeouts on a 128-slot wheel of one second.
 MEINHELD_MAX_TIMEOUT = 127
@@ -273,13 +294,14 @@ def same_listener(conn, family, local):
     return mine[1] == local[1] and (local[0] in ("0.0.0.0", "::") or mine[0] == local[0])
 
 
-def accepted_fds(family, local):
-    """fds of this process that are connections accepted on the listener."""
-    found = []
+def accepted_connections(family, local):
+    """Yield a socket object for each connection of this process accepted on
+    the listener. The fds belong to the server: each object is detached
+    (never closed) once the caller is done with it."""
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return found
+        return
     import stat
     for name in names:
         fd = int(name)
@@ -291,10 +313,29 @@ def accepted_fds(family, local):
             continue
         try:
             if same_listener(conn, family, local):
-                found.append(fd)
+                yield conn
         finally:
-            conn.detach()  # it is not ours to close
-    return found
+            conn.detach()
+
+
+def tcp_idle_seconds(conn):
+    """How long a TCP connection has been idle, from the kernel's own
+    counters: 0 while something is unread, unsent, or received and not yet
+    answered (data came in after the last data went out); otherwise the
+    time since data last went out (the answer, or the accept)."""
+    import fcntl
+    import struct
+    import termios
+    info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    # struct tcp_info: tcpi_last_data_sent at byte 44, tcpi_last_data_recv
+    # at byte 52, in milliseconds ago
+    sent_ago, received_ago = struct.unpack_from("I4xI", info, 44)
+    if received_ago < sent_ago:
+        return 0.0  # a request is being read or answered
+    for request in (termios.FIONREAD, termios.TIOCOUTQ):  # SIOCINQ, SIOCOUTQ
+        if struct.unpack("i", fcntl.ioctl(conn.fileno(), request, b"\0" * 4))[0]:
+            return 0.0
+    return sent_ago / 1000.0
 
 
 # -- access log ------------------------------------------------------------------
@@ -386,29 +427,6 @@ class WaitressBackend(Backend):
         class Channel(HTTPChannel):
             task_class = Task
 
-        class LingeringChannel(Channel):
-            # An idle channel half-closed by a stop: read and drop whatever
-            # the client still sends until it closes, so our close() does not
-            # answer with a reset. Swapped in by __class__, so the normal
-            # request path carries no extra check.
-            linger_until = 0.0
-
-            def readable(self):
-                return True
-
-            def writable(self):
-                return False
-
-            def handle_read(self):
-                try:
-                    data = self.socket.recv(65536)
-                except BlockingIOError:
-                    return
-                except OSError:
-                    data = b""
-                if not data:
-                    self.handle_close()
-
         base = UnixWSGIServer if sock.family == socket.AF_UNIX else TcpWSGIServer
 
         class Server(base):
@@ -423,7 +441,6 @@ class WaitressBackend(Backend):
                 # which would reset the backlog shared with the siblings
                 self.accepting = True
 
-        self.LingeringChannel = LingeringChannel
         unix = sock.family == socket.AF_UNIX
         adj = Adjustments(
             sockets=[sock], threads=args.threads, backlog=args.backlog,
@@ -465,53 +482,44 @@ class WaitressBackend(Backend):
         self.wasyncore.dispatcher.close(server)
         notify("STOPPING=1")  # after: from now on, siblings get every connection
         deadline = time.monotonic() + self.args.graceful_timeout
+        grace = min(IDLE_GRACE, self.args.graceful_timeout)
         channels = server.active_channels
         while True:
-            now = time.monotonic()
-            self._sweep(channels, now, deadline)
+            self._close_idle(channels, grace)
             if not channels:
                 break
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 logger.warning("graceful timeout: closing %d connection(s)", len(channels))
                 for channel in list(channels.values()):
                     channel.handle_close()
                 self.dispatcher.shutdown(cancel_pending=True, timeout=0.5)
                 return EXIT_FORCED
-            # tasks pull the trigger when done, flushed channels wake poll():
-            # the timeout only paces lingering deadlines
-            poll(0.1, self.map)
+            # tasks pull the trigger when done and channels closed by their
+            # client wake poll(): the timeout only paces the idle sweep
+            poll(SWEEP_INTERVAL, self.map)
         self.dispatcher.shutdown(timeout=5)
         server.trigger.close()
         return EXIT_OK
 
-    def _sweep(self, channels, now, deadline):
-        lingering_class = self.LingeringChannel
+    @staticmethod
+    def _close_idle(channels, grace):
+        """Close the channels idle for `grace` seconds. The others are
+        served: their next response says Connection: close (see Task) and
+        the client closes them."""
+        idle_since = time.time() - grace  # waitress stamps last_activity with time()
         for channel in list(channels.values()):
-            if channel.__class__ is lingering_class:
-                if now >= channel.linger_until:
-                    channel.handle_close()
-                continue
             if (channel.requests or channel.request is not None or channel.total_outbufs_len
-                    or channel.will_close or channel.close_when_flushed):
-                continue  # a request is being read, processed or sent
+                    or channel.will_close or channel.close_when_flushed
+                    or channel.last_activity > idle_since):
+                continue  # being read, answered or sent, or idle for too short a time
             try:
-                pending = channel.socket.recv(1, socket.MSG_PEEK)
+                if channel.socket.recv(1, socket.MSG_PEEK):
+                    continue  # a request just arrived: the loop reads it next
             except BlockingIOError:
-                pending = None
+                pass
             except OSError:
-                pending = b""
-            if pending:
-                continue  # a request just arrived: serve it, then close
-            if pending == b"":
-                channel.handle_close()  # the client left
-                continue
-            try:
-                channel.socket.shutdown(socket.SHUT_WR)  # a connection, not the listener
-            except OSError:
-                channel.handle_close()
-                continue
-            channel.__class__ = lingering_class
-            channel.linger_until = min(now + LINGER_SECONDS, deadline)
+                pass  # reset by the client: close it all the same
+            channel.handle_close()
 
 
 class WsgirefBackend(Backend):
@@ -594,29 +602,24 @@ class WsgirefBackend(Backend):
             pass
 
     def wait_request(self, conn):
-        """Wait for the request's first bytes. False when the connection was
-        closed instead: the client left, stayed silent, or a stop began."""
+        """Wait for the request's first bytes. False when there is none to
+        serve: the client stayed silent, or a stop began and the connection
+        has now been silent for IDLE_GRACE since it was accepted (a client
+        that has just connected is about to send its request)."""
+        accepted = time.monotonic()
         poller = select.poll()
         poller.register(conn, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         events = poller.poll(self.request_timeout * 1000)
-        if not events:
-            return False
         if any(fd == conn.fileno() for fd, _ in events):
             return True
-        timeout = conn.gettimeout()
-        conn.settimeout(0)  # with a timeout, Python would wait before the peek
-        try:
-            if conn.recv(1, socket.MSG_PEEK):
+        if events:  # woken by the stop
+            poller.unregister(self.wake_r)
+            grace = min(IDLE_GRACE, self.args.graceful_timeout)
+            left = accepted + grace - time.monotonic()
+            if left > 0 and poller.poll(left * 1000):
                 return True
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        finally:
-            conn.settimeout(timeout)
-        linger_close(conn, time.monotonic() + LINGER_SECONDS)
-        return False
+        return False  # socketserver closes the connection
 
     def serve(self, on_ready):
         server = self.server
@@ -661,23 +664,6 @@ class WsgirefBackend(Backend):
         return EXIT_OK
 
 
-def linger_close(conn, until):
-    """Half-close, drop what the client still sends until it closes (or
-    `until`), then close: no reset for a request sent at the last moment."""
-    try:
-        conn.shutdown(socket.SHUT_WR)
-        while True:
-            left = until - time.monotonic()
-            if left <= 0:
-                break
-            conn.settimeout(left)
-            if not conn.recv(65536):
-                break
-    except OSError:
-        pass
-    conn.close()
-
-
 class MeinheldBackend(Backend):
     """meinheld's C loop. The stop is driven from a helper thread: meinheld
     runs no Python code while idle, so a Python signal handler would wait for
@@ -710,7 +696,7 @@ class MeinheldBackend(Backend):
             name, port = sock.getsockname()[:2]
             port = str(port)
             fixed = {}
-        self.app = _server_address_middleware(app, name, port, fixed)
+        self.app = self._wrap(app, name, port, fixed)
         # meinheld closes the listener's fd when run() returns: hand it over
         # (a list: set_listen_socket mishandles the reference of a bare int)
         ms.set_listen_socket([sock.detach()])
@@ -751,30 +737,64 @@ class MeinheldBackend(Backend):
         self.finish()
         _exit_now(status=EXIT_FORCED, reason=None)
 
+    def _wrap(self, app, name, port, fixed):
+        """The application, with SERVER_NAME/PORT (and the fixed keys) set,
+        and answering Connection: close once stopping.
+
+        meinheld picks its own Connection header when it reads a request:
+        set_keepalive(0) at the stop reaches the requests read after it, not
+        those in flight. So start_response adds ``Connection: close`` when
+        called after the stop; meinheld then sends it next to its own
+        ``Connection: Keep-Alive``, and clients close the connection (curl,
+        wrk's http_parser and nginx all let "close" win), as does meinheld
+        once it reads their EOF."""
+        backend = self
+
+        def wrapped(environ, start_response):
+            environ["SERVER_NAME"] = name
+            environ["SERVER_PORT"] = port
+            if fixed:
+                environ.update(fixed)
+
+            def start(status, headers, exc_info=None):
+                if backend.stopping:
+                    headers = list(headers) + [("Connection", "close")]
+                return start_response(status, headers, exc_info)
+            return app(environ, start)
+        return wrapped
+
     def request_stop(self, signum):
         ms = self.ms
-        # responses that have not started answer Connection: close
+        # requests read from now on are answered with Connection: close (and
+        # their connection closed by meinheld once the response is sent)
         ms.set_keepalive(0)
         # stop accepting (the listener leaves the loop; nothing is closed) and
         # arm meinheld's own deadline. Never call stop() twice: each call
-        # decrements meinheld's count of live events again.
+        # decrements meinheld's count of live events again. run() returns
+        # once no connection is left.
         ms.stop(self.timeout)
         notify("STOPPING=1")
-        # meinheld never closes idle keep-alive connections on its own before
-        # their timeout: SHUT_RD makes its next read() see EOF, so it closes
-        # them as soon as no response is pending; data already queued is
-        # still read and served first.
-        for fd in accepted_fds(self.family, self.local):
-            try:
-                conn = socket.socket(fileno=fd)
-            except OSError:
-                continue
-            try:
-                conn.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-            finally:
-                conn.detach()
+        if self.family != socket.AF_UNIX:
+            threading.Thread(target=self._close_idle, name="idle", daemon=True).start()
+
+    def _close_idle(self):
+        """Until run() returns, SHUT_RD the connections idle for the grace:
+        meinheld's next read() on them sees EOF and it closes them (left
+        alone, it would wait for their keep-alive timeout). Only TCP tells how
+        long a connection has been idle; on a unix socket, meinheld's own
+        keep-alive timeout closes the idle connections.
+
+        The fds are meinheld's: one could be closed and its number reused
+        between the check and the shutdown. Nothing is accepted any more, so
+        only a socket the application opens right then could be hit."""
+        grace = min(IDLE_GRACE, self.args.graceful_timeout)
+        while not self.returned.wait(SWEEP_INTERVAL):
+            for conn in accepted_connections(self.family, self.local):
+                try:
+                    if tcp_idle_seconds(conn) >= grace:
+                        conn.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
 
     def serve(self, on_ready):
         ms = self.ms
@@ -797,26 +817,11 @@ class MeinheldBackend(Backend):
         if not self.stopping:
             logger.error("meinheld stopped on its own")
             return EXIT_START_FAILED
-        left = accepted_fds(self.family, self.local)
+        left = sum(1 for _ in accepted_connections(self.family, self.local))
         if left:
-            logger.warning("graceful timeout: %d connection(s) still open", len(left))
+            logger.warning("graceful timeout: %d connection(s) still open", left)
             return EXIT_FORCED
         return EXIT_OK
-
-
-def _server_address_middleware(app, name, port, fixed):
-    if fixed:
-        def wrapped(environ, start_response):
-            environ["SERVER_NAME"] = name
-            environ["SERVER_PORT"] = port
-            environ.update(fixed)
-            return app(environ, start_response)
-    else:
-        def wrapped(environ, start_response):
-            environ["SERVER_NAME"] = name
-            environ["SERVER_PORT"] = port
-            return app(environ, start_response)
-    return wrapped
 
 
 class _MeinheldAccessLog:
