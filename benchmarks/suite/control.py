@@ -171,7 +171,9 @@ def circusctl_wall(bindir, endpoint, runs, workdir, label):
     argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out,
             "--style", "none",
             "%s --endpoint %s status" % (os.path.join(bindir, "circusctl"), endpoint)]
-    util.run_quiet(argv, timeout=300, check=True)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    util.run_quiet(argv, timeout=300, check=True, env=env, cwd=workdir)
     with open(out) as handle:
         result = json.load(handle)["results"][0]
     times = [t * 1000.0 for t in result["times"]]
@@ -217,7 +219,9 @@ def run(plan, daemons, workdir):
                     time.sleep(1.0)  # let the start's bookkeeping settle
                     row["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])
                     row["rss_mb"] = util.rss_bytes(daemon.pid) / 2 ** 20
-                    row["respawn_ms"] = util.summary(daemon.respawn_times(plan["respawns"]))
+                    respawns = daemon.respawn_times(plan["respawns"])
+                    row["respawn_ms"] = util.summary(respawns)
+                    row["respawn_runs_ms"] = respawns
                     incr, decr = [], []
                     for _ in range(plan["scale_repeat"]):
                         incr.append(daemon.scale("incr", plan["scale_by"]))

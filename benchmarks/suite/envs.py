@@ -73,7 +73,10 @@ def venv_versions(bindir, names):
             "    try: out[n] = m.version(n)\n"
             "    except m.PackageNotFoundError: out[n] = None\n"
             "print(json.dumps(out))\n")
-    proc = util.run_quiet([os.path.join(bindir, "python"), "-c", code] + list(names))
+    # -I: neither the current directory (the repository, whose circus.egg-info
+    # would answer for "circus") nor PYTHONPATH may leak into the answer
+    proc = util.run_quiet([os.path.join(bindir, "python"), "-I", "-c", code] + list(names),
+                          cwd=WORK_DIR)
     return json.loads(proc.stdout)
 
 
@@ -116,12 +119,18 @@ def _memory():
     return "unknown"
 
 
+def circus_revision():
+    """The commit of the circus under test, and whether circus/ differs from it."""
+    commit = _git("rev-parse", "--short", "HEAD") or "?"
+    if _git("status", "--porcelain", "--", "circus"):
+        commit += " (circus/ modified)"
+    return commit
+
+
 def machine(gunicorn_bin=None, circus019_bin=None):
     import zmq
     from circus import __version__ as circus_version
-    commit = _git("rev-parse", "--short", "HEAD")
-    if _git("status", "--porcelain", "--untracked-files=no", "--", "circus"):
-        commit += " (circus/ modified)"
+    commit = circus_revision()
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": _cpu_model(),
@@ -130,7 +139,7 @@ def machine(gunicorn_bin=None, circus019_bin=None):
         "memory": _memory(),
         "kernel": "%s %s" % (platform.system(), platform.release()),
         "python": platform.python_version(),
-        "circus": "%s (git %s)" % (circus_version, commit or "?"),
+        "circus": "%s (git %s)" % (circus_version, commit),
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
     }

@@ -20,7 +20,7 @@ PLANS = {
         "web": {"apps": ["hello", "work"], "workers": [2, 4], "duration": 8, "rounds": 3,
                 "warmup": 1, "stacks": "all", "noise_budget": 240},
         "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 5,
-                   "max_age_variance": 3, "warmup": 2,
+                   "max_age_variance": 3, "warmup": 2, "noise_budget": 60,
                    "stacks": ["circus-meinheld", "circus-waitress", "circus-chaussette",
                               "gunicorn-sync", "gunicorn-meinheld"]},
         "control": {"sizes": [100, 500, 1000], "idle_seconds": 30, "list_repeat": 500,
@@ -34,7 +34,7 @@ PLANS = {
                 "stacks": ["circus-meinheld", "circus-waitress", "gunicorn-sync",
                            "gunicorn-meinheld", "nginx"]},
         "reload": {"steady": 3, "load": 5, "reloads": 3, "max_age": 2, "max_age_variance": 1,
-                   "warmup": 1, "stacks": ["circus-meinheld", "gunicorn-sync"]},
+                   "warmup": 1, "noise_budget": 6, "stacks": ["circus-meinheld", "gunicorn-sync"]},
         "control": {"sizes": [100, 1000], "idle_seconds": 5, "list_repeat": 200,
                     "stats_repeat": 2, "stats_max_size": 500, "respawns": 3, "scale_by": 100,
                     "scale_repeat": 1,
@@ -137,8 +137,14 @@ def main(argv=None):
                                     "kept_noisy": guard.kept_noisy}
         data["load_average"]["after web"] = _loadavg()
     if "reload" in only and plan["reload"]:
+        budget = plan["reload"]["noise_budget"]
+        guard = noise.Guard(budget) if budget else None
         data["reload"] = reload.run(plan["reload"], select_stacks(plan["reload"]["stacks"]),
-                                    workdir, gunicorn_bin)
+                                    workdir, gunicorn_bin, guard)
+        if guard is not None:
+            data["reload"]["noise"] = {"limit_pct": noise.LIMIT_PCT, "budget_s": guard.budget,
+                                       "spent_s": guard.spent, "repeated": guard.repeated,
+                                       "kept_noisy": guard.kept_noisy}
         data["load_average"]["after reload"] = _loadavg()
     if "control" in only and plan["control"]:
         daemons = [("circus", os.path.dirname(PYTHON))]
@@ -150,6 +156,10 @@ def main(argv=None):
         data["control"] = control.run(cplan, daemons, workdir)
 
     data["elapsed_s"] = time.monotonic() - started
+    revision = envs.circus_revision()
+    if revision not in data["machine"]["circus"]:
+        data["notes"].append("circus/ changed while the suite ran (git %s at the end): daemons "
+                             "started later ran the newer code" % revision)
     data["load_average"]["end"] = _loadavg()
     stem = os.path.join(args.out, "%s-%s" % (stamp, args.mode))
     data["json_name"] = os.path.basename(stem) + ".json"

@@ -31,7 +31,7 @@ def _own_seconds(pids):
     total = 0.0
     for pid in pids:
         try:
-            total += util.cpu_seconds(pid)
+            total += util.cpu_seconds_with_reaped(pid)
         except (OSError, IndexError, ValueError):
             pass
     self_times = os.times()
@@ -40,22 +40,24 @@ def _own_seconds(pids):
 
 
 class Meter:
-    """with Meter(pids_fn) as m: ...; then m.foreign_pct."""
+    """with Meter(pids_fn) as m: ...; then m.foreign_pct. pids_fn() lists the
+    processes under test (a master and its descendants)."""
 
     def __init__(self, pids_fn):
         self.pids_fn = pids_fn
         self.foreign_pct = None
 
     def __enter__(self):
-        self.pids = set(self.pids_fn())
         self.t0 = time.monotonic()
         self.busy0 = machine_busy_seconds()
-        self.own0 = _own_seconds(self.pids)
+        self.own0 = _own_seconds(self.pids_fn())
         return self
 
     def __exit__(self, *exc):
         busy1 = machine_busy_seconds()
-        own1 = _own_seconds(self.pids)
+        # the tree as it is now: workers that were replaced meanwhile are in
+        # their master's reaped-children time
+        own1 = _own_seconds(self.pids_fn())
         elapsed = time.monotonic() - self.t0
         foreign = (busy1 - self.busy0) - (own1 - self.own0)
         capacity = elapsed * (os.cpu_count() or 1)

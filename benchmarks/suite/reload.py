@@ -7,17 +7,20 @@ For each stack: a steady wrk run, then the same wrk load while
     or by request count (gunicorn: --max-requests 500
     --max-requests-jitter 100) for the whole run.
 wrk keeps its connections alive (HTTP/1.1) throughout. Every worker pid
-seen is counted, so the table says how many workers were replaced.
+seen is counted, so the table says how many workers were replaced. The
+steady run is repeated when other processes took too much of the machine
+(suite.noise); the loaded phases are not, their others' CPU is reported.
 """
 import os
 import signal
 import threading
 import time
 
-from suite import util, wrk
+from suite import noise, util, wrk
 from suite.rawclient import RawClient
 from suite.servers import Server
 from suite.util import log
+from suite.web import measured_run
 
 APP = "hello"
 WORKERS = 2
@@ -96,7 +99,7 @@ def _with_start(action):
     return act
 
 
-def run(plan, stacks, workdir, gunicorn_bin):
+def run(plan, stacks, workdir, gunicorn_bin, guard=None):
     results = {"app": APP, "workers": WORKERS, "steady_duration": plan["steady"],
                "load_duration": plan["load"], "reloads": plan["reloads"],
                "max_age": plan["max_age"], "max_age_variance": plan["max_age_variance"],
@@ -104,7 +107,7 @@ def run(plan, stacks, workdir, gunicorn_bin):
     for stack in stacks:
         row = {"key": stack.key, "label": stack.label, "kind": stack.kind}
         try:
-            row.update(run_stack(plan, stack, workdir, gunicorn_bin))
+            row.update(run_stack(plan, stack, workdir, gunicorn_bin, guard))
         except Exception as error:
             log("reload: %s failed: %s", stack.key, error)
             row["failure"] = str(error).splitlines()[0]
@@ -112,12 +115,16 @@ def run(plan, stacks, workdir, gunicorn_bin):
     return results
 
 
+def _meter(server):
+    return noise.Meter(lambda: [server.pid] + util.descendants(server.pid))
+
+
 def _start(stack, workdir, gunicorn_bin, extra=None):
     server = Server(stack, APP, WORKERS, workdir, gunicorn_bin=gunicorn_bin, extra=extra)
     return server
 
 
-def run_stack(plan, stack, workdir, gunicorn_bin):
+def run_stack(plan, stack, workdir, gunicorn_bin, guard=None):
     out = {}
     with util.Services() as services:
         server = _start(stack, workdir, gunicorn_bin)
@@ -125,10 +132,12 @@ def run_stack(plan, stack, workdir, gunicorn_bin):
         server.start().wait_ready()
         wrk.run(server.port, plan["warmup"])
         log("reload: %s steady", stack.key)
-        out["steady"] = wrk.run(server.port, plan["steady"])
+        out["steady"] = measured_run(server, plan["steady"], guard)
         log("reload: %s with %d reloads in %ds", stack.key, plan["reloads"], plan["load"])
-        result, times, seen = _loaded(server, plan["load"],
-                                      _with_start(_reloads(plan["reloads"])))
+        with _meter(server) as meter:
+            result, times, seen = _loaded(server, plan["load"],
+                                          _with_start(_reloads(plan["reloads"])))
+        result["foreign_cpu_pct"] = meter.foreign_pct
         out["reload"] = result
         out["reload_ms"] = times
         out["reload_workers_seen"] = len(seen)
@@ -142,7 +151,9 @@ def run_stack(plan, stack, workdir, gunicorn_bin):
         server.start().wait_ready()
         # no warm-up run here: for gunicorn it would already recycle workers
         log("reload: %s recycling for %ds", stack.key, plan["load"])
-        result, _, seen = _loaded(server, plan["load"], _with_start(None))
+        with _meter(server) as meter:
+            result, _, seen = _loaded(server, plan["load"], _with_start(None))
+        result["foreign_cpu_pct"] = meter.foreign_pct
         out["recycle"] = result
         out["recycle_workers_seen"] = len(seen)
     for phase in ("reload", "recycle"):

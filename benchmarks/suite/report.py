@@ -193,12 +193,19 @@ def reload_section(reload):
                reload["max_age"], reload["max_age_variance"],
                reload["gunicorn_recycle"]["max-requests"],
                reload["gunicorn_recycle"]["max-requests-jitter"])]
+    guard = reload.get("noise")
+    if guard:
+        out.append("A steady run during which other processes used more than %.0f%% of the "
+                   "machine was run again (at most twice, within %d s in all): %d repeated, "
+                   "%d noisy ones kept." % (guard["limit_pct"], guard["budget_s"],
+                                            guard["repeated"], guard["kept_noisy"]))
     headers = ["server", "phase", "requests/s", "p50 ms", "p99 ms", "p99 / steady",
-               "errors (c/r/w/t)", "non-2xx", "workers seen", "reload took ms"]
+               "errors (c/r/w/t)", "non-2xx", "workers seen", "reload took ms",
+               "others' CPU %"]
     rows = []
     for row in reload["rows"]:
         if "steady" not in row:
-            rows.append([row["label"], "failed: %s" % row.get("failure")] + [""] * 8)
+            rows.append([row["label"], "failed: %s" % row.get("failure")] + [""] * 9)
             continue
         for phase in ("steady", "reload", "recycle"):
             result = row[phase]
@@ -209,10 +216,13 @@ def reload_section(reload):
             took = ""
             if phase == "reload":
                 took = ", ".join("%.0f" % t for t in row["reload_ms"])
+            seen = row.get("%s_workers_seen" % phase, "")
+            if phase == "recycle" and seen != "" and seen <= reload["workers"]:
+                seen = "%d: none replaced" % seen
             rows.append([row["label"], phase, num(result["rps"], 0), num(result["p50_ms"], 2),
                          num(result["p99_ms"], 2), "" if ratio is None else "%.2f" % ratio,
-                         errors, result["non2xx"],
-                         row.get("%s_workers_seen" % phase, ""), took])
+                         errors, result["non2xx"], seen, took,
+                         num(result.get("foreign_cpu_pct"), 0)])
     out.append(table(headers, rows))
     return "\n\n".join(out)
 

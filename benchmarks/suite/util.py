@@ -96,6 +96,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def cpu_seconds_with_reaped(pid):
+    """utime + stime of pid plus cutime + cstime: the CPU of the children it
+    has reaped. Summed over a live process tree at two moments, this counts
+    the CPU of workers that came and went in between, once each."""
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+
+
 def rss_bytes(pid):
     with open("/proc/%d/statm" % pid) as handle:
         return int(handle.read().split()[1]) * PAGE_SIZE
