@@ -3,6 +3,15 @@
 The same option converters check a config file, the `add` and `set`
 commands and the keyword arguments of the library, so a value that one
 accepts the others accept too.
+
+`include` globs and `include_dir` directories are relative to the file that
+names them; an included file may have a [circus] section of its own (for
+its own includes, or options no other file sets: a conflicting value is an
+error, as is a watcher, socket or plugin name defined twice). Everything
+that can be checked without starting anything is checked here (dotted
+names of hooks, stream classes and their options, plugin modules, socket
+families, users and groups...), so that circusd refuses a bad file before
+it binds or spawns anything, and a SIGHUP with a bad file changes nothing.
 """
 import configparser
 import fnmatch
@@ -11,8 +20,8 @@ import os
 import re
 
 from circus.process import rlimit_id
-from circus.util import (DEFAULT_ENDPOINT, DEFAULT_PUBSUB, find_variables, to_bool, to_gid,
-                         to_signum, to_uid)
+from circus.util import (DEFAULT_ENDPOINT, DEFAULT_PUBSUB, find_references, resolve_name,
+                         to_bool, to_gid, to_signum, to_uid)
 
 
 class ConfigError(Exception):
@@ -20,6 +29,7 @@ class ConfigError(Exception):
 
     def __init__(self, message, filename=None, section=None, option=None):
         self.filename, self.section, self.option = filename, section, option
+        self.reason = message
         where = []
         if filename:
             where.append(os.path.basename(filename) if filename == "<string>" else filename)
@@ -31,7 +41,7 @@ class ConfigError(Exception):
 
 
 # --- converters: each raises ValueError with a message for the user -------
-def _int(minimum=None):
+def _int(minimum=None, maximum=None):
     def convert(value):
         try:
             number = int(str(value).strip()) if not isinstance(value, int) else value
@@ -41,6 +51,8 @@ def _int(minimum=None):
             raise ValueError("%r is not an integer" % (value,))
         if minimum is not None and number < minimum:
             raise ValueError("%d is below the minimum of %d" % (number, minimum))
+        if maximum is not None and number > maximum:
+            raise ValueError("%d is above the maximum of %d" % (number, maximum))
         return number
     return convert
 
@@ -113,6 +125,40 @@ def _signal(value):
     return to_signum(value)
 
 
+def _socket_family(value):
+    from circus.sockets import _family
+    _family(value)
+    return value
+
+
+def _socket_type(value):
+    from circus.sockets import _type
+    _type(value)
+    return value
+
+
+def _octal(value):
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip(), 8)
+    except ValueError:
+        raise ValueError("%r is not an octal number (like 022)" % (value,)) from None
+
+
+def _dotted(default_module=None):
+    """A dotted name that must be importable now, not at the first spawn."""
+    def convert(value):
+        if not isinstance(value, str):
+            return value  # a class or callable given by a program
+        try:
+            resolve_name(value, default_module=default_module)
+        except Exception as exc:
+            raise ValueError("cannot import %r: %s" % (value, exc)) from None
+        return value
+    return convert
+
+
 WATCHER_OPTIONS = {
     "cmd": _str,
     "args": _args,
@@ -157,10 +203,10 @@ CIRCUS_OPTIONS = {
     "warmup_delay": _float(),
     "httpd": to_bool,
     "httpd_host": _str,
-    "httpd_port": _int(0),
+    "httpd_port": _int(0, 65535),
     "debug": to_bool,
     "pidfile": _optional_str,
-    "loglevel": _str,
+    "loglevel": _choice("debug", "info", "warning", "error", "critical"),
     "logoutput": _str,
     "umask": _str,
     "curve_secret_key": _optional_str,
@@ -170,12 +216,12 @@ CIRCUS_OPTIONS = {
 
 SOCKET_OPTIONS = {
     "host": _str,
-    "port": _int(0),
-    "family": _str,
-    "type": _str,
+    "port": _int(0, 65535),
+    "family": _socket_family,
+    "type": _socket_type,
     "backlog": _int(0),
     "path": _optional_str,
-    "umask": lambda v: int(str(v), 8) if not isinstance(v, int) else v,
+    "umask": _octal,
     "replace": to_bool,
     "so_reuseport": to_bool,
     "blocking": to_bool,
@@ -199,7 +245,9 @@ def convert_watcher_option(key, value):
         from circus.watcher import HOOK_NAMES
         if lower[len("hooks."):] not in HOOK_NAMES:
             raise ValueError("unknown hook %r (one of %s)" % (key[6:], ", ".join(HOOK_NAMES)))
-        return lower, _str(value)
+        return lower, _dotted()(value)
+    if lower in ("stdout_stream.class", "stderr_stream.class"):
+        return key, _dotted("circus.stream")(value)
     if "." in key:
         # stdout_stream.*, stderr_stream.* and plugin-specific options
         return key, value
@@ -266,6 +314,13 @@ def _read_file(filename, seen):
     except configparser.DuplicateOptionError as exc:
         raise ConfigError("option set twice (line %s)" % exc.lineno, filename,
                           exc.section, exc.option) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError("line %d: %r is outside of any [section]"
+                          % (exc.lineno, exc.line.strip()), filename) from None
+    except configparser.ParsingError as exc:
+        lineno, line = exc.errors[0]
+        raise ConfigError("line %d: cannot parse %r (expected: option = value)"
+                          % (lineno, line.strip()), filename) from None
     except configparser.Error as exc:
         raise ConfigError(str(exc).splitlines()[0], filename) from None
     sections = []
@@ -317,14 +372,16 @@ def load(filename):
         else:
             raise ConfigError("unknown section (use circus, watcher:NAME, socket:NAME, "
                               "plugin:NAME or env:NAME)", section.filename, section.name)
+        if kind == "circus":
+            # included files may have a [circus] of their own (for their
+            # own includes, or options nobody else sets)
+            _merge_circus(config["circus"], section, owners)
+            continue
         if key in owners:
             raise ConfigError("duplicate name: also defined in %s" % owners[key],
                               section.filename, section.name)
         owners[key] = section.filename
-        if kind == "circus":
-            config["circus"] = {k.lower(): _convert(CIRCUS_OPTIONS, section, k.lower(), v)
-                                for k, v in section.items.items()}
-        elif kind == "socket":
+        if kind == "socket":
             sock = {"name": name}
             for k, v in section.items.items():
                 sock[k.lower()] = _convert(SOCKET_OPTIONS, section, k.lower(), v)
@@ -335,6 +392,8 @@ def load(filename):
             if not plugin.get("use"):
                 raise ConfigError("missing option 'use' (the plugin's dotted class name)",
                                   section.filename, section.name, "use")
+            _check_plugin_class(plugin["use"], section)
+            plugin["_where"] = (section.filename, section.name)
             config["plugins"].append(plugin)
         elif kind == "env":
             env_sections.append((name, section))
@@ -356,7 +415,43 @@ def load(filename):
     socket_names = {s["name"].lower() for s in config["sockets"]}
     for watcher in config["watchers"]:
         check_variables(watcher, socket_names)
+    for plugin in config["plugins"]:
+        where = plugin.pop("_where")
+        for option in ("endpoint", "pubsub_endpoint"):
+            if option in config["circus"] and not config["circus"][option]:
+                raise ConfigError("a plugin talks to circusd through its endpoint and "
+                                  "pubsub_endpoint, but [circus] %s is empty" % option, *where)
     return config
+
+
+def _merge_circus(merged, section, owners):
+    for key, value in section.items.items():
+        key = key.lower()
+        value = _convert(CIRCUS_OPTIONS, section, key, value)
+        if key in ("include", "include_dir"):
+            # they were followed by _read_file, relative to their own file
+            merged.setdefault(key, value)
+            continue
+        where = owners.get(("circus", key))
+        if where is not None and merged[key] != value:
+            raise ConfigError("%r conflicts with %r set in %s" % (value, merged[key], where),
+                              section.filename, section.name, key)
+        merged[key] = value
+        owners[("circus", key)] = section.filename
+
+
+def _check_plugin_class(use, section):
+    """The plugin runs in a process of its own: its module must be findable
+    (it is not imported into circusd)."""
+    import importlib.util
+    module, _, attr = use.strip().replace(":", ".").rpartition(".")
+    try:
+        found = bool(module and attr) and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError("cannot find the plugin class %r (no module %r)" % (use, module),
+                          section.filename, section.name, "use")
 
 
 def _load_watcher(name, section):
@@ -367,6 +462,17 @@ def _load_watcher(name, section):
         except ValueError as exc:
             raise ConfigError(str(exc), section.filename, section.name, key) from None
         options[key] = value
+    for prefix in ("stdout_stream", "stderr_stream"):
+        stream = {k[len(prefix) + 1:]: v for k, v in options.items()
+                  if k.lower().startswith(prefix + ".")}
+        if stream:
+            from circus.stream import check_stream
+            try:
+                check_stream(stream)
+            except ValueError as exc:
+                option, message = exc.args
+                raise ConfigError(message, section.filename, section.name,
+                                  "%s.%s" % (prefix, option)) from None
     if not options.get("cmd", "").strip():
         raise ConfigError("missing option 'cmd' (the command to run)", section.filename,
                           section.name, "cmd")
@@ -375,6 +481,7 @@ def _load_watcher(name, section):
 
 
 _KNOWN_NAMES = set(WATCHER_OPTIONS) | {"name", "wid"}
+_ENV_NAME = re.compile(r"env\.([\w\-]+)", re.IGNORECASE)
 
 
 def check_variables(options, socket_names):
@@ -387,20 +494,21 @@ def check_variables(options, socket_names):
     for option, value in places:
         texts = value if isinstance(value, list) else [value]
         for text in texts:
-            for name in find_variables(text if isinstance(text, str) else ""):
+            for name, written in find_references(text if isinstance(text, str) else ""):
                 if name.startswith("sockets."):
                     if name[8:] not in socket_names:
-                        raise ConfigError("unknown socket %r in $(circus.%s)" % (name[8:], name),
+                        raise ConfigError("unknown socket %r in %s" % (name[8:], written),
                                           filename, section, option)
                     if not options.get("use_sockets"):
-                        raise ConfigError("$(circus.%s) needs use_sockets = true" % name,
+                        raise ConfigError("%s needs use_sockets = true" % written,
                                           filename, section, option)
                 elif name.startswith("env."):
                     if name[4:] not in env:
-                        raise ConfigError("environment variable %r is not set for $(circus.%s)"
-                                          % (name[4:].upper(), name), filename, section, option)
+                        raise ConfigError("environment variable %r is not set for %s"
+                                          % (_ENV_NAME.search(written).group(1), written),
+                                          filename, section, option)
                 elif name not in _KNOWN_NAMES:
-                    raise ConfigError("unknown variable $(circus.%s)" % name,
+                    raise ConfigError("unknown variable %s" % written,
                                       filename, section, option)
 
 

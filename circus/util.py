@@ -122,6 +122,11 @@ def find_variables(text):
     return names
 
 
+def find_references(text):
+    """(lower-cased name, the text as written) of every variable in text."""
+    return [(_variable_name(match), match.group(0)) for match in _SUBST.finditer(text or "")]
+
+
 def _variable_name(match):
     name, socket_name = match.group(1), match.group(2)
     if socket_name:
