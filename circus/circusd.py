@@ -1,4 +1,10 @@
-"""circusd: run the watchers and sockets of a configuration file."""
+"""circusd: run the watchers and sockets of a configuration file.
+
+Exit status: 0 after a stop by SIGTERM, SIGINT or SIGQUIT; 1 when the
+pidfile names a circusd still running; 2 for a configuration error (one
+line on stderr naming the file, the section and the option; nothing is
+started nor bound); 3 when a socket or a ZeroMQ endpoint cannot be bound.
+"""
 import argparse
 import logging
 import os
@@ -17,7 +23,9 @@ def build_parser():
     parser.add_argument("config", nargs="?", default=None,
                         help="configuration file (default: the built-in demo, "
                              "a WSGI app on 127.0.0.1:8080)")
-    parser.add_argument("--daemon", action="store_true", help="detach and run in the background")
+    parser.add_argument("--daemon", action="store_true",
+                        help="detach and run in the background; this command exits once the "
+                             "daemon runs (status 0) or could not start (status 3)")
     parser.add_argument("--pidfile", help="write circusd's pid to this file")
     parser.add_argument("--log-level", dest="loglevel", default=None,
                         choices=["debug", "info", "warning", "error", "critical"],
@@ -40,17 +48,83 @@ def configure_logging(level, output):
 
 
 def daemonize():
-    """Double fork: no controlling terminal, not a process group leader."""
+    """Double fork: no controlling terminal, not a process group leader.
+
+    The working directory is kept: relative paths of the config (stream
+    files, working_dir, includes) must mean the same after a SIGHUP reload
+    as they did at start.
+
+    The launching process waits until the daemon reports that it runs (or
+    why it could not start) and exits with a status that says so. Returns,
+    in the daemon, report(error=None) to call once started or failed."""
+    read_end, write_end = os.pipe()
     if os.fork():
-        os._exit(0)
+        os.close(write_end)
+        os._exit(_wait_for_daemon(read_end))
+    os.close(read_end)
     os.setsid()
     if os.fork():
         os._exit(0)
-    os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+
+    def report(error=None):
+        nonlocal write_end
+        if write_end is None:
+            return
+        try:
+            os.write(write_end, ("ok\n" if error is None else "error %s\n" % error).encode())
+        except OSError:
+            pass  # the launcher is gone: nobody to tell
+        os.close(write_end)
+        write_end = None
+    return report
+
+
+def _wait_for_daemon(read_end):
+    data = b""
+    while True:
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break
+        data += chunk
+    text = data.decode(errors="replace").strip()
+    if text == "ok":
+        return 0
+    reason = text[len("error "):] if text.startswith("error ") else "exited during its start"
+    print("circusd: the daemon could not start: %s" % reason, file=sys.stderr)
+    return 3
+
+
+def running_pid(pidfile):
+    """The pid of a circusd still running according to pidfile, if any."""
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return None  # stale: that process is gone
+    # a recycled pid that is not a circusd does not count
+    return pid if b"circus" in cmdline else None
+
+
+def remove_pidfile(pidfile):
+    """Remove pidfile if it is still ours."""
+    try:
+        with open(pidfile) as handle:
+            if handle.read().strip() != str(os.getpid()):
+                return
+        os.unlink(pidfile)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv=None):
@@ -59,6 +133,8 @@ def main(argv=None):
         from circus import __version__
         print(__version__)
         return 0
+
+    import zmq
 
     from circus.arbiter import Arbiter
     from circus.config import ConfigError
@@ -72,35 +148,51 @@ def main(argv=None):
         return 2
     options = arbiter.options
     pidfile = args.pidfile or options.get("pidfile")
+    if pidfile:
+        pidfile = os.path.abspath(pidfile)
+        other = running_pid(pidfile)
+        if other:
+            print("circusd: already running with pid %d (pidfile %s)" % (other, pidfile),
+                  file=sys.stderr)
+            return 1
     logoutput = args.logoutput or options.get("logoutput")
     if args.daemon and logoutput in (None, "-", "stdout", "stderr"):
         logoutput = None
-    configure_logging(args.loglevel or options.get("loglevel"), logoutput)
+    try:
+        configure_logging(args.loglevel or options.get("loglevel"), logoutput)
+    except OSError as exc:
+        print("circusd: cannot open the log output: %s" % exc, file=sys.stderr)
+        return 2
 
+    report = None
     if args.daemon:
-        if pidfile:
-            pidfile = os.path.abspath(pidfile)
-        daemonize()
+        report = daemonize()
         if logoutput is None:
             logging.getLogger("circus").handlers[:] = [logging.NullHandler()]
+        arbiter.subscribe(lambda topic, msg: topic == "arbiter.start" and report())
     arbiter.pid = os.getpid()
     if pidfile:
         with open(pidfile, "w") as handle:
             handle.write("%d\n" % os.getpid())
+    failure = None
     try:
         arbiter.start()
-    except SocketError as exc:
-        logging.getLogger("circus").error("%s", exc)
-        print("circusd: %s" % exc, file=sys.stderr)
+    except (SocketError, zmq.ZMQError) as exc:
+        failure = str(exc)
+        if isinstance(exc, zmq.ZMQError):
+            failure = "cannot bind a ZeroMQ endpoint: %s" % exc
+        logging.getLogger("circus").error("%s", failure)
+        print("circusd: %s" % failure, file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         pass
     finally:
         if pidfile:
-            try:
-                os.unlink(pidfile)
-            except FileNotFoundError:
-                pass
+            remove_pidfile(pidfile)
+        if report is not None:
+            # last, so that the launcher finds everything cleaned up;
+            # a no-op when the start was reported already
+            report(failure or "stopped before it started")
     return 0
 
 
