@@ -17,7 +17,7 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
     get_arbiter("myprogram", numprocesses=3).
     """
     from circus.arbiter import Arbiter
-    from circus.config import convert_watcher_option, watcher_kwargs
+    from circus.config import ConfigError, check_variables, convert_watcher_option, watcher_kwargs
     from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
     from circus.watcher import Watcher
 
@@ -30,6 +30,8 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
     elif isinstance(watchers, dict):
         watchers = [watchers]
 
+    socket_list = sockets.values() if isinstance(sockets, dict) else (sockets or ())
+    socket_names = {sock.name.lower() for sock in socket_list}
     built = []
     for index, spec in enumerate(watchers):
         if isinstance(spec, Watcher):
@@ -45,8 +47,16 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
             if key in ("stdout_stream", "stderr_stream", "hooks", "rlimits"):
                 validated[key] = value
                 continue
-            key, value = convert_watcher_option(key, value)
+            try:
+                key, value = convert_watcher_option(key, value)
+            except ValueError as exc:
+                raise ValueError("watcher %r, option %r: %s" % (watcher_name, key, exc)) from None
             validated[key] = value
+        try:
+            check_variables(dict(validated, name=watcher_name, cmd=cmd), socket_names)
+        except ConfigError as exc:
+            raise ValueError("watcher %r, option %r: %s"
+                             % (watcher_name, exc.option, exc.reason)) from None
         kwargs = watcher_kwargs({k: v for k, v in validated.items()
                                  if k not in ("stdout_stream", "stderr_stream", "hooks",
                                               "rlimits")})
