@@ -73,6 +73,10 @@ class Program:
 
     def kill(self):
         if self.proc.poll() is None:
+            # gracefully first: the program then stops and reaps its children
+            self.proc.send_signal(signal.SIGTERM)
+            self.wait(10)
+        if self.proc.poll() is None:
             for pid in program_children(self.proc.pid, ""):
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -270,8 +274,13 @@ def test_lazy_names_of_the_package():
 
 
 def test_the_documented_process_example():
-    process = Process("Top", "sleep 121 # top needs a terminal", shell=True)
+    # top needs a terminal; exec: the shell becomes the program, so stop()
+    # leaves no orphan behind
+    process = Process("Top", "exec sleep 121", shell=True)
     try:
+        wait_for(lambda: "sleep" in " ".join(psutil.Process(process.pid).cmdline()),
+                 message="exec")
+        assert process.children() == []
         assert process.pid and pid_alive(process.pid)
         age = wait_for(lambda: process.age() or None, message="some age")
         assert 0 < age < 10
@@ -306,6 +315,7 @@ def test_process_children_and_signals(tmp_path):
         wait_for(lambda: process.status == DEAD_OR_ZOMBIE, message="the shell to exit")
         assert process.returncode == 128 + signal.SIGTERM or process.returncode == 0
     finally:
+        process.send_signal_children(signal.SIGKILL)  # no orphan if this test fails
         process.stop()
 
 
