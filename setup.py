@@ -33,6 +33,8 @@ setup(
             "circusctl = circus.circusctl:main",
             "circus-worker = circus.sockets.worker:main",
             "circus-plugin = circus.plugins:main",
+            "circusd-stats = circus.stats:main",
+            "circus-top = circus.stats.top:main",
         ],
     },
     classifiers=[

@@ -1,0 +1,5 @@
+import sys
+
+from circus.stats import main
+
+sys.exit(main())

@@ -1,0 +1,288 @@
+"""Consume circusd-stats' stream: for circus-top, the web console, scripts.
+
+    from circus.stats.client import StatsClient
+    with StatsClient("tcp://127.0.0.1:5557") as client:
+        for watcher, subtopic, stat in client:
+            print(watcher, subtopic, stat["cpu"])
+
+`subtopic` is the pid (an int) for ``stat.<watcher>.<pid>``, the fd for
+``stat.sockets.<fd>``, and None for a watcher's aggregate. On an asyncio
+loop, AsyncStatsClient does the same with ``async for``.
+
+Whether the endpoint can be reached at all is known from ZeroMQ's socket
+monitor, not guessed from silence: `client.state` is "connecting",
+"connected" or "unreachable" (the last connection attempt failed, or the
+connection was lost; ZeroMQ keeps retrying in the background).
+
+StatsSnapshot keeps the latest figures per watcher and process, the way a
+display needs them: a process leaves as soon as its watcher's aggregate no
+longer lists it, and anything not refreshed for `expiry` seconds leaves too.
+"""
+import json
+import time
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from circus.util import DEFAULT_STATS
+
+CONNECTING = "connecting"
+CONNECTED = "connected"
+UNREACHABLE = "unreachable"
+
+_MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+              | zmq.EVENT_CLOSED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
+              | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+              | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0))
+_FAILED = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+           | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+           | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0))
+
+
+def parse_message(frames):
+    """(watcher, subtopic, stat) from the two frames of a stats message."""
+    topic = frames[0].decode(errors="replace")
+    try:
+        stat = json.loads(frames[-1]) if len(frames) > 1 else {}
+    except ValueError:
+        stat = {}
+    if not isinstance(stat, dict):
+        stat = {"value": stat}
+    rest = topic[len("stat."):] if topic.startswith("stat.") else topic
+    watcher = stat.get("watcher")
+    if isinstance(watcher, str) and (rest == watcher or rest.startswith(watcher + ".")):
+        # ours says which watcher it is: names with dots stay whole
+        sub = rest[len(watcher) + 1:] or None
+    else:
+        # the original stream: stat.<watcher>[.<pid or fd>]
+        watcher, _, sub = rest.rpartition(".")
+        if not sub.isdigit():
+            watcher, sub = rest, None
+    if sub is not None and sub.isdigit():
+        sub = int(sub)
+    return watcher, sub, stat
+
+
+class _Base:
+    def __init__(self, endpoint, context, ssh_server, ssh_keyfile, reconnect_max):
+        self.tunnel = None
+        if ssh_server:
+            from circus.client import CallError
+            from circus.sshtunnel import SSHTunnel, TunnelError
+            self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile)
+            try:
+                endpoint = self.tunnel.open()
+            except TunnelError as exc:
+                self.tunnel = None
+                raise CallError(str(exc)) from None
+        self.endpoint = endpoint
+        self.state = CONNECTING
+        self.last_message = None
+        self.socket = context.socket(zmq.SUB)
+        self.socket.linger = 0
+        # retry a dead endpoint calmly, not ten times a second
+        self.socket.reconnect_ivl_max = int(reconnect_max * 1000)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"stat.")
+        self.monitor = self.socket.get_monitor_socket(_MONITORED)
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError:
+            self.close()
+            raise
+
+    def _on_monitor(self, frames):
+        event = parse_monitor_message(frames)["event"]
+        if event & (zmq.EVENT_CONNECTED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)):
+            self.state = CONNECTED
+        elif event & _FAILED:
+            self.state = UNREACHABLE
+
+    def silence(self, now=None):
+        """Seconds since the last message (or since the client started)."""
+        now = time.monotonic() if now is None else now
+        return now - (self.last_message if self.last_message is not None else self._started)
+
+    def close(self):
+        if self.socket is not None:
+            try:
+                self.socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.monitor.close(linger=0)
+            self.socket.close(linger=0)
+            self.socket = None
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+
+    stop = close
+
+
+class StatsClient(_Base):
+    """A blocking consumer (one thread, no loop)."""
+
+    def __init__(self, endpoint=DEFAULT_STATS, context=None, timeout=1.0, ssh_server=None,
+                 ssh_keyfile=None, reconnect_max=2.0):
+        self.timeout = float(timeout)
+        self._started = time.monotonic()
+        super().__init__(endpoint, context or zmq.Context.instance(), ssh_server,
+                         ssh_keyfile, reconnect_max)
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+        self._poller.register(self.monitor, zmq.POLLIN)
+
+    def recv(self, timeout=None):
+        """The next (watcher, subtopic, stat) within timeout seconds, or None."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while self.socket is not None:
+            remaining = max(0.0, deadline - time.monotonic())
+            events = dict(self._poller.poll(remaining * 1000))
+            if self.monitor in events:
+                while self.monitor.poll(0):
+                    self._on_monitor(self.monitor.recv_multipart())
+            if self.socket in events:
+                frames = self.socket.recv_multipart()
+                self.state = CONNECTED
+                self.last_message = time.monotonic()
+                return parse_message(frames)
+            if remaining <= 0:
+                return None
+        return None
+
+    def __iter__(self):
+        while self.socket is not None:
+            message = self.recv()
+            if message is not None:
+                yield message
+
+    iter_messages = __iter__
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class AsyncStatsClient(_Base):
+    """The same on an asyncio loop: ``await client.recv()``, ``async for``."""
+
+    def __init__(self, endpoint=DEFAULT_STATS, context=None, ssh_server=None,
+                 ssh_keyfile=None, reconnect_max=2.0):
+        import zmq.asyncio
+        self._started = time.monotonic()
+        super().__init__(endpoint, context or zmq.asyncio.Context.instance(), ssh_server,
+                         ssh_keyfile, reconnect_max)
+        self._monitor_task = None
+
+    def _ensure_monitor(self):
+        import asyncio
+        if self._monitor_task is None:
+            self._monitor_task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self):
+        while self.socket is not None:
+            self._on_monitor(await self.monitor.recv_multipart())
+
+    async def recv(self, timeout=None):
+        """The next (watcher, subtopic, stat); None after timeout seconds."""
+        import asyncio
+        self._ensure_monitor()
+        if timeout is None:
+            frames = await self.socket.recv_multipart()
+        else:
+            try:
+                frames = await asyncio.wait_for(self.socket.recv_multipart(), timeout)
+            except asyncio.TimeoutError:
+                return None
+        self.state = CONNECTED
+        self.last_message = time.monotonic()
+        return parse_message(frames)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.socket is None:
+            raise StopAsyncIteration
+        return await self.recv()
+
+    def close(self):
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            self._monitor_task = None
+        super().close()
+
+    stop = close
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+
+class StatsSnapshot:
+    """The latest stats, as a display wants them.
+
+    snapshot.update(watcher, subtopic, stat) for each message, then:
+    watchers() (names, sorted, "circus" and "sockets" excluded),
+    processes(name) (the per-process mappings), totals(name) (the
+    aggregate), sockets() and sockets_total().
+    """
+
+    def __init__(self, expiry=3.0):
+        self.expiry = float(expiry)
+        self._processes = {}  # watcher -> {pid: (stat, seen)}
+        self._totals = {}  # watcher -> (stat, seen)
+        self.last_update = None
+
+    def update(self, watcher, subtopic, stat, now=None):
+        now = time.monotonic() if now is None else now
+        self.last_update = now
+        if subtopic is None:
+            self._totals[watcher] = (stat, now)
+            listed = stat.get("pid", stat.get("fds"))
+            if isinstance(listed, list):
+                # the aggregate closes a tick: whoever it leaves out is gone
+                keep = set(listed)
+                entries = self._processes.get(watcher, {})
+                for key in [k for k in entries if k not in keep]:
+                    del entries[key]
+        else:
+            self._processes.setdefault(watcher, {})[subtopic] = (stat, now)
+
+    def prune(self, now=None):
+        now = time.monotonic() if now is None else now
+        for watcher in list(self._totals):
+            if now - self._totals[watcher][1] > self.expiry:
+                del self._totals[watcher]
+        for watcher, entries in list(self._processes.items()):
+            for key in [k for k, (_, seen) in entries.items() if now - seen > self.expiry]:
+                del entries[key]
+            if not entries and watcher not in self._totals:
+                del self._processes[watcher]
+
+    def watchers(self):
+        names = set(self._totals) | set(self._processes)
+        return sorted(n for n in names if n not in ("circus", "sockets"))
+
+    def processes(self, watcher):
+        return [stat for stat, _ in self._processes.get(watcher, {}).values()]
+
+    def totals(self, watcher):
+        entry = self._totals.get(watcher)
+        return entry[0] if entry else None
+
+    def sockets(self):
+        return self.processes("sockets")
+
+    def sockets_total(self):
+        return self.totals("sockets")
+
+    def as_dict(self):
+        """Everything, JSON-ready: {watcher: {"total": ..., "processes": [...]}}."""
+        names = set(self._totals) | set(self._processes)
+        return {name: {"total": self.totals(name), "processes": self.processes(name)}
+                for name in sorted(names)}

@@ -1,0 +1,159 @@
+"""Per-process statistics, sampled once per tick at the least cost.
+
+One psutil.Process is kept per pid for as long as the pid is watched, so
+that cpu_percent(interval=None) measures the CPU used between two ticks
+(a fresh object would answer 0.0 every time). Each tick reads each process
+once, inside one oneshot(): /proc/PID/stat (CPU times, nice) and
+/proc/PID/statm (memory). What never changes (create time, user) is read
+once; the command line is read again only once a minute, in case a process
+renames itself. Children are walked only when asked: walking them means
+reading every /proc entry of the host.
+"""
+import logging
+import time
+
+import psutil
+
+from circus.util import bytes2human
+
+logger = logging.getLogger("circus")
+
+CMDLINE_REFRESH = 60.0
+
+
+class _Tracked:
+    __slots__ = ("proc", "cmdline", "cmdline_at", "username", "create_time")
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.cmdline = None
+        self.cmdline_at = 0.0
+        self.username = None
+        self.create_time = None
+
+
+class ProcessCollector:
+    def __init__(self, with_children=False):
+        self.with_children = with_children
+        self.total_memory = psutil.virtual_memory().total
+        self._tracked = {}
+
+    def __contains__(self, pid):
+        return pid in self._tracked
+
+    def __len__(self):
+        return len(self._tracked)
+
+    def track(self, pid):
+        """Start following pid: its first CPU sample starts now, so the next
+        tick reports a real percentage. False when the process is gone."""
+        tracked = self._tracked.get(pid)
+        if tracked is not None:
+            return True
+        try:
+            proc = psutil.Process(pid)
+            proc.cpu_percent(interval=None)
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            pass
+        tracked = _Tracked(proc)
+        try:
+            tracked.create_time = proc.create_time()
+        except psutil.Error:
+            pass
+        self._tracked[pid] = tracked
+        return True
+
+    def retrack(self, pid):
+        """A new process under a pid we may have seen before (pid reuse)."""
+        self.forget(pid)
+        return self.track(pid)
+
+    def forget(self, pid):
+        self._tracked.pop(pid, None)
+
+    def forget_all_but(self, pids):
+        for pid in list(self._tracked):
+            if pid not in pids:
+                del self._tracked[pid]
+
+    def sample(self, pid, now=None):
+        """The stats mapping of pid, or None when the process is gone (it is
+        then forgotten)."""
+        tracked = self._tracked.get(pid)
+        if tracked is None:
+            if not self.track(pid):
+                return None
+            tracked = self._tracked[pid]
+        proc = tracked.proc
+        now = time.time() if now is None else now
+        try:
+            with proc.oneshot():
+                cpu = proc.cpu_percent(interval=None)
+                times = proc.cpu_times()
+                mem = proc.memory_info()
+                nice = proc.nice()
+            if tracked.cmdline is None or now - tracked.cmdline_at > CMDLINE_REFRESH:
+                # a process caught between fork and exec has no argv yet
+                cmdline = " ".join(proc.cmdline())
+                if cmdline:
+                    tracked.cmdline = cmdline
+                    tracked.cmdline_at = now
+            if tracked.username is None:
+                tracked.username = proc.username()
+            children = [c.pid for c in proc.children()] if self.with_children else None
+        except psutil.NoSuchProcess:
+            self.forget(pid)
+            return None
+        except psutil.AccessDenied:
+            return _unavailable(pid, tracked, now)
+        ctime = times.user + times.system
+        info = {
+            "pid": pid,
+            "cpu": cpu,
+            "mem": round(mem.rss * 100.0 / self.total_memory, 3),
+            "rss": mem.rss,
+            "vms": mem.vms,
+            "mem_info1": bytes2human(mem.rss),
+            "mem_info2": bytes2human(mem.vms),
+            "ctime": "%d:%05.2f" % divmod(ctime, 60),
+            "cpu_time": round(ctime, 2),
+            "nice": nice,
+            "username": tracked.username,
+            "cmdline": tracked.cmdline or "",
+            "create_time": tracked.create_time,
+            "age": round(now - tracked.create_time, 2) if tracked.create_time else "N/A",
+        }
+        if children is not None:
+            info["children"] = children
+        return info
+
+
+def _unavailable(pid, tracked, now):
+    return {"pid": pid, "cpu": "N/A", "mem": "N/A", "rss": "N/A", "vms": "N/A",
+            "mem_info1": "N/A", "mem_info2": "N/A", "ctime": "N/A", "cpu_time": "N/A",
+            "nice": "N/A", "username": tracked.username or "N/A",
+            "cmdline": tracked.cmdline or "", "create_time": tracked.create_time,
+            "age": round(now - tracked.create_time, 2) if tracked.create_time else "N/A"}
+
+
+def aggregate(infos):
+    """The stat.<watcher> mapping: CPU averaged (a sum of percentages of
+    different processes means little), memory summed, the oldest age."""
+    pids = [info["pid"] for info in infos]
+    result = {"pid": pids, "count": len(pids)}
+    cpu = [i["cpu"] for i in infos]
+    if "N/A" in cpu:
+        result["cpu"] = "N/A"
+    else:
+        result["cpu"] = round(sum(cpu) / len(cpu), 2) if cpu else 0.0
+    for key in ("mem", "rss", "vms"):
+        values = [i[key] for i in infos]
+        if "N/A" in values:
+            result[key] = "N/A"
+        else:
+            result[key] = round(sum(values), 3) if key == "mem" else sum(values)
+    ages = [i["age"] for i in infos if i["age"] != "N/A"]
+    result["age"] = max(ages) if ages else "N/A"
+    return result

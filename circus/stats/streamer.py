@@ -1,0 +1,392 @@
+"""circusd-stats: follow circusd's processes and publish their statistics.
+
+One asyncio loop, no threads. At start (and, as a safety net, now and then
+after) circusd-stats asks circusd for its watchers, their pids, its own pid
+and its sockets (`list`, `dstats`, `listsockets` on the command endpoint).
+Between those, circusd's events keep the pid map current: ``spawn`` adds a
+pid, ``reap`` removes it, ``add`` and ``remove`` do the same for watchers.
+Nothing is listed again on each tick.
+
+Every `delay` seconds (1 by default) it publishes, on its PUB socket:
+
+- ``stat.<watcher>.<pid>`` per process: cpu (% of one core since the
+  previous tick), mem (% of RAM), rss and vms (bytes), mem_info1 and
+  mem_info2 (the same, human readable), ctime and cpu_time (CPU used so
+  far), nice, username, cmdline, create_time, age (seconds);
+- ``stat.<watcher>``: pid (the list), count, cpu (the average), mem, rss
+  and vms (sums), age (the oldest);
+- ``stat.circus.<pid>`` and ``stat.circus`` likewise for circusd and
+  circusd-stats themselves (``name`` says which);
+- ``stat.sockets.<fd>`` per circus socket and ``stat.sockets`` for all of
+  them, when circusd has sockets (see circus.stats.sockdiag).
+
+Every body also carries ``watcher``, ``time`` (of the tick) and, on
+per-process and per-socket topics, ``subtopic`` (the pid or fd), as the
+original circusd-stats did.
+"""
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+import zmq
+import zmq.asyncio
+
+from circus.client import AsyncCircusClient, CallError, configure_curve
+from circus.stats.collector import ProcessCollector, aggregate
+from circus.stats.publisher import StatsPublisher
+from circus.stats.sockdiag import SocketStats, socket_inode
+from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
+
+logger = logging.getLogger("circus")
+
+LOG_FORMAT = "%(asctime)s circusd-stats[%(process)d] [%(levelname)s] %(message)s"
+
+# resyncs soon after start close the window in which an event can be missed
+# (a SUB subscription takes a moment to reach circusd); later ones are a
+# safety net against events lost on the way
+EARLY_RESYNCS = (1.0, 3.0)
+
+
+class StatsStreamer:
+    def __init__(self, endpoint=DEFAULT_ENDPOINT, pubsub_endpoint=DEFAULT_PUBSUB,
+                 stats_endpoint=DEFAULT_STATS, delay=1.0, with_children=False,
+                 resync_interval=30.0, curve_key=None, server_key=None, timeout=5.0):
+        self.endpoint = endpoint
+        self.pubsub_endpoint = pubsub_endpoint
+        self.stats_endpoint = stats_endpoint
+        self.delay = float(delay)
+        self.resync_interval = float(resync_interval)
+        self.curve_key = curve_key
+        self.server_key = server_key
+        self.timeout = float(timeout)
+        self.watchers = {}  # name -> {pid: None}, in spawn order
+        self.circus_pids = {os.getpid(): "circusd-stats"}
+        self.circusd_pid = None
+        self.sockets = []  # listsockets mappings, each with "inode"
+        self.processes = ProcessCollector(with_children)
+        self.socket_stats = SocketStats()
+        self.publisher = None
+        self.ticks = 0
+        self._resync_log = None
+        self._resync_wanted = None
+        self._stopping = None
+        self._synced = False
+        self._parent_fd = None
+
+    # --- circusd's view ---------------------------------------------------
+    async def _call(self, command, **props):
+        reply = await self.client.call({"command": command, "properties": props})
+        if reply.get("status") != "ok":
+            raise CallError("%s: %s" % (command, reply.get("reason", reply)))
+        return reply
+
+    async def resync(self):
+        """Ask circusd for everything once; True when it answered."""
+        self._resync_log = []
+        try:
+            names = (await self._call("list"))["watchers"]
+            replies = await asyncio.gather(*(self.client.call(
+                {"command": "list", "properties": {"name": n}}) for n in names))
+            if self.circusd_pid is None:
+                self.circusd_pid = (await self._call("dstats"))["info"]["pid"]
+            sockets = (await self._call("listsockets")).get("sockets", [])
+        except (CallError, KeyError, TypeError) as exc:
+            if self._synced:
+                logger.warning("cannot reach circusd at %s: %s", self.endpoint, exc)
+            self._synced = False
+            self._resync_log = None
+            return False
+        watchers = {}
+        for name, reply in zip(names, replies):
+            if reply.get("status") == "ok":
+                watchers[name] = dict.fromkeys(int(p) for p in reply.get("pids", ()))
+        for sock in sockets:
+            sock["inode"] = socket_inode(self.circusd_pid, sock.get("fd"))
+        self.sockets = sockets
+        self.circus_pids = {self.circusd_pid: "circusd", os.getpid(): "circusd-stats"}
+        web = watchers.get("circushttpd")
+        if web and len(web) == 1:
+            self.circus_pids[next(iter(web))] = "circushttpd"
+        wanted = set(self.circus_pids)
+        for pids in watchers.values():
+            wanted.update(pids)
+        self.processes.forget_all_but(wanted)
+        for pid in wanted:
+            self.processes.track(pid)
+        self.watchers = watchers
+        # events that crossed the answers on the way are applied again on top
+        log, self._resync_log = self._resync_log, None
+        for topic, msg in log:
+            self._apply(topic, msg)
+        if not self._synced:
+            logger.info("following %d watchers, %d processes, %d sockets of circusd %s",
+                        len(watchers), sum(len(p) for p in watchers.values()),
+                        len(sockets), self.circusd_pid)
+        self._synced = True
+        self._watch_parent()
+        return True
+
+    def _watch_parent(self):
+        """Started by circusd: go when circusd goes, whatever killed it."""
+        if self._parent_fd is not None or self.circusd_pid != os.getppid():
+            return
+        try:
+            fd = os.pidfd_open(self.circusd_pid)
+        except (OSError, AttributeError):
+            return
+        self._parent_fd = fd
+
+        def gone():
+            logger.info("circusd %d exited, stopping", self.circusd_pid)
+            self.stop()
+        asyncio.get_running_loop().add_reader(fd, gone)
+
+    # --- events -----------------------------------------------------------
+    def on_event(self, topic, msg):
+        if self._resync_log is not None:
+            self._resync_log.append((topic, msg))
+        self._apply(topic, msg)
+
+    def _apply(self, topic, msg):
+        if topic.startswith("watcher."):
+            name, _, action = topic[len("watcher."):].rpartition(".")
+            if action == "spawn":
+                pid = _pid(msg)
+                if pid is None:
+                    return
+                pids = self.watchers.setdefault(name, {})
+                if pid not in pids:
+                    pids[pid] = None
+                    self.processes.retrack(pid)
+            elif action == "reap":
+                pid = _pid(msg)
+                pids = self.watchers.get(name)
+                if pids is not None and pid in pids:
+                    del pids[pid]
+                    if pid not in self.circus_pids:
+                        self.processes.forget(pid)
+            elif action == "add":
+                self.watchers.setdefault(name, {})
+            elif action == "remove":
+                for pid in self.watchers.pop(name, {}):
+                    if pid not in self.circus_pids:
+                        self.processes.forget(pid)
+        elif topic == "arbiter.reload_config" and self._resync_wanted is not None:
+            # sockets may have been rebound
+            self._resync_wanted.set()
+
+    async def _read_events(self):
+        while True:
+            frames = await self.sub.recv_multipart()
+            topic = frames[0].decode(errors="replace")
+            try:
+                msg = json.loads(frames[-1]) if len(frames) > 1 else {}
+            except ValueError:
+                continue
+            try:
+                self.on_event(topic, msg if isinstance(msg, dict) else {})
+            except Exception:
+                logger.exception("event %s not understood", topic)
+
+    # --- ticks ------------------------------------------------------------
+    def tick(self):
+        now = time.time()
+        publish = self.publisher.publish
+        samples = {}
+        sample = self.processes.sample
+        for name, pids in list(self.watchers.items()):
+            infos = []
+            for pid in list(pids):
+                info = samples.get(pid)
+                if info is None:
+                    info = samples[pid] = sample(pid, now)
+                if info is None:
+                    # gone before its reap event reached us
+                    pids.pop(pid, None)
+                    continue
+                info.update(watcher=name, name=None, subtopic=pid, time=now)
+                publish("stat.%s.%d" % (name, pid), info)
+                infos.append(info)
+            total = aggregate(infos)
+            total.update(watcher=name, time=now)
+            publish("stat.%s" % name, total)
+        infos = []
+        for pid, label in list(self.circus_pids.items()):
+            info = samples.get(pid) or sample(pid, now)
+            if info is None:
+                continue
+            info = dict(info, watcher="circus", name=label, subtopic=pid, time=now)
+            publish("stat.circus.%d" % pid, info)
+            infos.append(info)
+        total = aggregate(infos)
+        total.update(watcher="circus", time=now)
+        publish("stat.circus", total)
+        if self.sockets:
+            self._publish_sockets(now)
+        self.ticks += 1
+
+    def _publish_sockets(self, now):
+        publish = self.publisher.publish
+        results = self.socket_stats.collect(self.sockets)
+        total = {"watcher": "sockets", "addresses": [], "names": [], "fds": [], "time": now}
+        sums = {"connections": None, "new": None, "reads": None, "queued": None, "drops": None}
+        for result in results:
+            result.update(watcher="sockets", subtopic=result["fd"], time=now)
+            publish("stat.sockets.%s" % result["fd"], result)
+            total["addresses"].append(result["address"])
+            total["names"].append(result["name"])
+            total["fds"].append(result["fd"])
+            for key in sums:
+                if isinstance(result.get(key), (int, float)):
+                    sums[key] = round((sums[key] or 0) + result[key], 1)
+        total.update(sums)
+        publish("stat.sockets", total)
+
+    async def _ticker(self):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            deadline += self.delay
+            now = loop.time()
+            if deadline < now:  # a slow tick: skip, never catch up in a burst
+                deadline = now + self.delay
+            await asyncio.sleep(deadline - now)
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("tick failed")
+
+    async def _resyncer(self):
+        delays = list(EARLY_RESYNCS)
+        while True:
+            delay = delays.pop(0) if delays else self.resync_interval
+            if not self._synced:
+                delay = min(delay, 2.0)
+            try:
+                await asyncio.wait_for(self._resync_wanted.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            self._resync_wanted.clear()
+            await self.resync()
+
+    # --- running ----------------------------------------------------------
+    def stop(self):
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._resync_wanted = asyncio.Event()
+        context = zmq.asyncio.Context()
+        # one libzmq context; the PUB socket is used without asyncio: it never waits
+        self.publisher = StatsPublisher(self.stats_endpoint,
+                                        zmq.Context.shadow(context.underlying))
+        self.sub = context.socket(zmq.SUB)
+        self.sub.linger = 0
+        self.client = None
+        tasks = []
+        try:
+            configure_curve(self.sub, self.curve_key, self.server_key)
+            for topic in (b"watcher.", b"arbiter."):
+                self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+            self.sub.connect(self.pubsub_endpoint)
+            self.client = AsyncCircusClient(context=context, endpoint=self.endpoint,
+                                            timeout=self.timeout, curve_key=self.curve_key,
+                                            server_key=self.server_key)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                loop.add_signal_handler(signum, self.stop)
+            logger.info("publishing stats on %s", self.stats_endpoint)
+            tasks.append(asyncio.ensure_future(self._read_events()))
+            await self.resync()
+            tasks += [asyncio.ensure_future(self._ticker()),
+                      asyncio.ensure_future(self._resyncer())]
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            done, _ = await asyncio.wait(tasks + [stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for task in done:
+                if task is not stopping and not task.cancelled() and task.exception():
+                    raise task.exception()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._parent_fd is not None:
+                loop.remove_reader(self._parent_fd)
+                os.close(self._parent_fd)
+                self._parent_fd = None
+            if self.client is not None:
+                self.client.stop()
+            self.sub.close(linger=0)
+            self.publisher.close()
+            self.socket_stats.close()
+            context.term()
+            logger.info("stats streamer stopped")
+
+
+def _pid(msg):
+    try:
+        return int(msg["process_pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="circusd-stats",
+        description="Publish CPU, memory and socket statistics of a running circusd.")
+    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                        help="circusd's command endpoint (default: %(default)s)")
+    parser.add_argument("--pubsub", default=DEFAULT_PUBSUB,
+                        help="circusd's event endpoint (default: %(default)s)")
+    parser.add_argument("--statspoint", default=DEFAULT_STATS,
+                        help="where to publish the statistics (default: %(default)s)")
+    parser.add_argument("--delay", type=float, default=1.0,
+                        help="seconds between two samples (default: %(default)s)")
+    parser.add_argument("--children", action="store_true",
+                        help="also list each process's children (reads every /proc "
+                             "entry of the host on each tick)")
+    parser.add_argument("--curve-key", help="CURVE: this client's secret key file")
+    parser.add_argument("--server-key", help="CURVE: circusd's public key file")
+    parser.add_argument("--log-level", dest="loglevel", default="info",
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        type=str.lower)
+    parser.add_argument("--log-output", dest="logoutput", default="-",
+                        help="log file, or - for stderr (default: -)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def configure_logging(level, output):
+    handler = logging.StreamHandler(sys.stderr) if output in (None, "-", "stderr") else \
+        logging.StreamHandler(sys.stdout) if output == "stdout" else logging.FileHandler(output)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(getattr(logging, level.upper()))
+    logger.propagate = False
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from circus import __version__
+        print(__version__)
+        return 0
+    configure_logging(args.loglevel, args.logoutput)
+    streamer = StatsStreamer(args.endpoint, args.pubsub, args.statspoint, delay=args.delay,
+                             with_children=args.children, curve_key=args.curve_key,
+                             server_key=args.server_key)
+    try:
+        asyncio.run(streamer.run())
+    except zmq.ZMQError as exc:
+        logger.error("cannot publish on %s: %s", args.statspoint, exc)
+        return 1
+    except CallError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
