@@ -1,0 +1,246 @@
+"""What circusd-stats costs: our circusd against the original Circus 0.19.
+
+    .venv/bin/python benchmarks/stats_overhead.py [--processes 500] [--duration 20]
+                                                   [--only ours|circus019] [--json FILE]
+
+For each daemon, one after the other: circusd runs one watcher of
+`sleep 3600` with --processes processes and stats_endpoint set, so it
+starts its circusd-stats. Once every process runs and the stream covers
+them all, a subscriber stays connected (someone watching, as circus-top or
+the web console would) and circusd-stats' CPU time (utime + stime, from
+psutil) is measured over --duration seconds, after a warm-up. Reported:
+circusd-stats' CPU as a percentage of one core, circusd's own over the
+same window, the stats messages received per second and the distinct pids
+seen per tick (both sides must do the same work for the figures to
+compare).
+
+The original Circus 0.19.0 is installed from PyPI into its own venv,
+benchmarks/.work/circus019 (its package is also called `circus`, so it
+never shares ours). Every process started here is stopped at the end.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import zmq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORK = os.path.join(HERE, ".work")
+CIRCUS019_VENV = os.path.join(WORK, "circus019")
+WARMUP = 3.0
+
+
+def log(message, *args):
+    print("[stats_overhead] " + (message % args if args else message), file=sys.stderr,
+          flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def circus019_python():
+    """The venv's python, with circus 0.19.0 installed (once)."""
+    python = os.path.join(CIRCUS019_VENV, "bin", "python")
+    if os.path.exists(python):
+        check = subprocess.run([python, "-c", "import importlib.metadata as m; "
+                                "print(m.version('circus'))"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if check.stdout.strip() == "0.19.0":
+            return python
+    log("installing Circus 0.19.0 into %s", os.path.relpath(CIRCUS019_VENV, ROOT))
+    base = shutil.which("python3") or sys.executable
+    if not os.path.exists(python):
+        subprocess.run([base, "-m", "venv", CIRCUS019_VENV], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "circus==0.19.0"], check=True)
+    return python
+
+
+def write_config(directory, processes):
+    ports = [free_port() for _ in range(3)]
+    endpoint, pubsub, stats = ("tcp://127.0.0.1:%d" % p for p in ports)
+    path = os.path.join(directory, "circus.ini")
+    with open(path, "w") as handle:
+        handle.write("[circus]\nendpoint = %s\npubsub_endpoint = %s\nstats_endpoint = %s\n\n"
+                     "[watcher:sleepers]\ncmd = sleep 3600\nnumprocesses = %d\n"
+                     % (endpoint, pubsub, stats, processes))
+    return path, stats
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out after %ds waiting for %s" % (timeout, what))
+        time.sleep(0.1)
+
+
+def _children(daemon):
+    try:
+        return daemon.children()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cmdline(proc):
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _cpu(proc):
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def measure(name, argv, directory, processes, duration):
+    config, stats_endpoint = write_config(directory, processes)
+    log_path = os.path.join(directory, "circusd-%s.log" % name)
+    log("%s: starting circusd with %d processes", name, processes)
+    with open(log_path, "wb") as output:
+        proc = subprocess.Popen(argv + [config], stdout=output, stderr=subprocess.STDOUT,
+                                cwd=directory, env=dict(os.environ, PYTHONPATH=ROOT)
+                                if name == "ours" else None)
+    daemon = psutil.Process(proc.pid)
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.linger = 0
+    sub.rcvhwm = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"stat.")
+    try:
+        started = time.monotonic()
+        wait_for(lambda: sum(1 for c in _children(daemon) if "sleep" in _cmdline(c))
+                 >= processes, 120, "%d sleep processes" % processes)
+        spawn_time = time.monotonic() - started
+        stats = wait_for(lambda: next((c for c in _children(daemon)
+                                       if "--statspoint" in _cmdline(c)), None),
+                         30, "circusd-stats")
+        sub.connect(stats_endpoint)
+        # the stream covers every process before anything is measured
+        seen = set()
+
+        def covered():
+            while sub.poll(100):
+                topic = sub.recv_multipart()[0].decode()
+                parts = topic.split(".")
+                if parts[1] == "sleepers" and len(parts) == 3:
+                    seen.add(parts[2])
+            return len(seen) >= processes
+        wait_for(covered, 60, "stats about all %d processes" % processes)
+        end = time.monotonic() + WARMUP
+        while time.monotonic() < end:
+            if sub.poll(100):
+                sub.recv_multipart()
+        cpu_stats, cpu_daemon = _cpu(stats), _cpu(daemon)
+        begin = time.monotonic()
+        messages = 0
+        per_tick = {}
+        while time.monotonic() - begin < duration:
+            if sub.poll(100):
+                topic = sub.recv_multipart()[0].decode()
+                messages += 1
+                parts = topic.split(".")
+                if parts[1] == "sleepers" and len(parts) == 3:
+                    second = int(time.monotonic() - begin)
+                    per_tick.setdefault(second, set()).add(parts[2])
+        elapsed = time.monotonic() - begin
+        cpu_stats, cpu_daemon = _cpu(stats) - cpu_stats, _cpu(daemon) - cpu_daemon
+        ticks = [len(p) for s, p in per_tick.items() if 0 < s < int(elapsed) - 1]
+        result = {
+            "name": name,
+            "processes": processes,
+            "duration_s": round(elapsed, 1),
+            "spawn_s": round(spawn_time, 2),
+            "circusd_stats_cpu_percent": round(cpu_stats / elapsed * 100, 2),
+            "circusd_stats_cpu_ms_per_s": round(cpu_stats / elapsed * 1000, 1),
+            "circusd_cpu_percent": round(cpu_daemon / elapsed * 100, 2),
+            "circusd_stats_rss_mb": round(stats.memory_info().rss / 2 ** 20, 1),
+            "messages_per_s": round(messages / elapsed, 1),
+            "pids_per_tick_min": min(ticks) if ticks else None,
+            "pids_per_tick_max": max(ticks) if ticks else None,
+        }
+        log("%s: %s", name, result)
+        return result
+    finally:
+        sub.close(0)
+        context.term()
+        stop(proc, daemon)
+
+
+def stop(proc, daemon):
+    descendants = []
+    try:
+        descendants = daemon.children(recursive=True)
+    except psutil.NoSuchProcess:
+        pass
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=500)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--only", choices=["ours", "circus019"])
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    runs = []
+    if args.only in (None, "ours"):
+        runs.append(("ours", [sys.executable, "-m", "circus.circusd"]))
+    if args.only in (None, "circus019"):
+        python = circus019_python()
+        runs.append(("circus019", [os.path.join(os.path.dirname(python), "circusd")]))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="stats-overhead-") as directory:
+        for name, command in runs:
+            results.append(measure(name, command, directory, args.processes, args.duration))
+    machine = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpus": os.cpu_count(),
+               "python": platform.python_version(), "psutil": psutil.__version__,
+               "kernel": platform.release(), "load_average": "%.2f %.2f %.2f" % os.getloadavg()}
+    print("circusd-stats overhead, %d processes, %.0f s, %s (%d CPUs, load %s)"
+          % (args.processes, args.duration, machine["date"], machine["cpus"],
+             machine["load_average"]))
+    print("| daemon | circusd-stats CPU (% of one core) | circusd CPU (%) | "
+          "circusd-stats RSS (MB) | messages/s | pids per tick |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print("| %s | %.2f | %.2f | %.1f | %.0f | %s-%s |" % (
+            "circus (this repo)" if r["name"] == "ours" else "Circus 0.19.0",
+            r["circusd_stats_cpu_percent"], r["circusd_cpu_percent"],
+            r["circusd_stats_rss_mb"], r["messages_per_s"], r["pids_per_tick_min"],
+            r["pids_per_tick_max"]))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"machine": machine, "results": results}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
