@@ -21,7 +21,7 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
     package_data={"circus": ["*.ini"]},
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects

@@ -195,11 +195,13 @@ class AsyncCircusClient:
         future = asyncio.get_running_loop().create_future()
         self._pending[msg["id"]] = future
         try:
-            await self.socket.send(json.dumps(msg).encode())
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.ensure_future(self._read())
-            return await asyncio.wait_for(future, self.timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: see circus.util.wait_event
+            async with asyncio.timeout(self.timeout):
+                await self.socket.send(json.dumps(msg).encode())
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.ensure_future(self._read())
+                return await future
+        except TimeoutError:
             raise CallTimeout("Timed out.") from None
         finally:
             self._pending.pop(msg["id"], None)

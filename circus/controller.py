@@ -71,8 +71,9 @@ class Controller:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 try:
-                    await asyncio.wait_for(asyncio.shield(task), 1.0)
-                except (asyncio.TimeoutError, Exception):
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(task)
+                except Exception:  # TimeoutError included
                     pass
         for task in self._monitors:
             task.cancel()

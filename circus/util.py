@@ -163,3 +163,20 @@ def bytes2human(n):
         if n >= size:
             return "%.0f%s" % (n / size, unit) if n / size >= 10 else "%.1f%s" % (n / size, unit)
     return "%dB" % n
+
+
+
+async def wait_event(event, timeout):
+    """Wait for an asyncio.Event at most `timeout` seconds; True if it was set.
+
+    asyncio.timeout, never asyncio.wait_for: on Python 3.11 wait_for swallows a
+    cancel that lands as its awaitable completes, and a task that loses its
+    cancel hangs whoever gathers it at shutdown.
+    """
+    import asyncio
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+        return True
+    except TimeoutError:
+        return False

@@ -425,8 +425,9 @@ class Watcher:
             timeout = self.graceful_timeout
         timeout = timeout if graceful else 0
         try:
-            await asyncio.wait_for(asyncio.shield(process.exit_future), timeout or None)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout or None):
+                await asyncio.shield(process.exit_future)
+        except TimeoutError:
             logger.info("watcher %s: pid %d still alive after %.1fs, sending SIGKILL",
                         self.name, process.pid, timeout)
             try:

@@ -4,6 +4,7 @@ import contextlib
 import time
 
 from circus.arbiter import Arbiter
+from circus.util import wait_event
 
 
 class Events:
@@ -34,10 +35,7 @@ class Events:
                 raise AssertionError("no matching event in %.1fs; got %s"
                                      % (timeout, self.topics()[start:]))
             self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._changed, remaining)
 
     async def topic(self, topic, timeout=10.0, start=0):
         return await self.wait(lambda t, m: t == topic, timeout, start)

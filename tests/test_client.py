@@ -7,10 +7,12 @@ import textwrap
 
 import pytest
 import zmq
+import zmq.asyncio
 
 from circus.client import AsyncCircusClient, CallError, CallTimeout, CircusClient
 from circus.consumer import CircusConsumer
 from circus.sshtunnel import TunnelError, forward_spec, parse_server, ssh_command
+from circus.util import wait_event
 from conftest import PYTHON, free_port, wait_for
 
 CONFIG = "[watcher:sleeper]\ncmd = sleep 300\n"
@@ -64,6 +66,45 @@ def test_async_client(circusd):
                                      timeout=0.2) as client:
             with pytest.raises(CallTimeout):
                 await client.call({"command": "list"})
+
+    asyncio.run(main())
+
+
+def test_async_call_cancelled_as_its_reply_arrives_stays_cancelled():
+    # asyncio.wait_for on Python 3.11 returned the reply here and lost the cancel:
+    # circusd-stats then hung at shutdown gathering a task that never ended.
+    async def main():
+        context = zmq.asyncio.Context()
+        router = context.socket(zmq.ROUTER)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        client = AsyncCircusClient(context=context, endpoint="tcp://127.0.0.1:%d" % port)
+        try:
+            call = asyncio.ensure_future(client.call({"command": "list"}))
+            msg_id = json.loads((await router.recv_multipart())[-1])["id"]
+            client._pending[msg_id].set_result({"status": "ok", "id": msg_id})
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        finally:
+            client.stop()
+            router.close(linger=0)
+            context.term()
+
+    asyncio.run(main())
+
+
+def test_wait_event_cancelled_as_the_event_is_set_stays_cancelled():
+    async def main():
+        event = asyncio.Event()
+        waiting = asyncio.ensure_future(wait_event(event, 10))
+        await asyncio.sleep(0)  # let it start waiting
+        event.set()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await wait_event(event, 10) is True
+        event.clear()
+        assert await wait_event(event, 0.01) is False
 
     asyncio.run(main())
 

@@ -72,8 +72,9 @@ async def http_status(url, timeout):
         return int(fields[1])
 
     try:
-        return await asyncio.wait_for(get(), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            return await get()
+    except TimeoutError:
         raise CheckFailed("no answer within %ss" % timeout) from None
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise CheckFailed(str(exc) or type(exc).__name__) from None

@@ -193,8 +193,9 @@ class AsyncStatsClient(_Base):
             frames = await self.socket.recv_multipart()
         else:
             try:
-                frames = await asyncio.wait_for(self.socket.recv_multipart(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    frames = await self.socket.recv_multipart()
+            except TimeoutError:
                 return None
         self.state = CONNECTED
         self.last_message = time.monotonic()

@@ -40,7 +40,7 @@ from circus.client import AsyncCircusClient, CallError, configure_curve
 from circus.stats.collector import ProcessCollector, aggregate
 from circus.stats.publisher import StatsPublisher
 from circus.stats.sockdiag import SocketStats, socket_inode
-from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
+from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS, wait_event
 
 logger = logging.getLogger("circus")
 
@@ -267,10 +267,7 @@ class StatsStreamer:
             delay = delays.pop(0) if delays else self.resync_interval
             if not self._synced:
                 delay = min(delay, 2.0)
-            try:
-                await asyncio.wait_for(self._resync_wanted.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._resync_wanted, delay)
             self._resync_wanted.clear()
             await self.resync()
 

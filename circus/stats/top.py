@@ -22,7 +22,7 @@ import sys
 import time
 
 from circus.stats.client import CONNECTED, UNREACHABLE, AsyncStatsClient, StatsSnapshot
-from circus.util import DEFAULT_STATS
+from circus.util import DEFAULT_STATS, wait_event
 
 SORTS = {"c": "cpu", "m": "mem", "p": "pid"}
 SILENT_AFTER = 3.0
@@ -331,10 +331,7 @@ class Top:
                 self._wake.clear()
                 # repaint on the second, or at once for a key or a resize
                 delay = self.refresh - (time.time() % self.refresh)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, delay)
                 if receiver.done() and not receiver.cancelled() and receiver.exception():
                     raise receiver.exception()
         finally:
