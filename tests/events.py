@@ -11,7 +11,7 @@ class EventLog:
         self.daemon = daemon
         self.consumer = CircusConsumer(list(topics), endpoint=daemon.pubsub, timeout=0.05)
         self.items = []
-        self._seen = 0
+        self._returned = set()  # indexes in items that wait() has returned
 
     def close(self):
         self.consumer.stop()
@@ -39,20 +39,22 @@ class EventLog:
             self._pump(0.1)
             if any(t == topic for t, _ in self.items):
                 self.items.clear()
-                self._seen = 0
+                self._returned.clear()
                 return self
         raise AssertionError("no event from circusd after %.1fs" % timeout)
 
     def wait(self, predicate, timeout=10.0, message="event"):
-        """The first event (topic, msg) not yet returned that satisfies predicate."""
+        """The first event (topic, msg) not yet returned that satisfies predicate:
+        two waits for the same kind of event need two such events."""
         deadline = time.monotonic() + timeout
-        index = self._seen
+        index = 0
         while True:
             while index < len(self.items):
                 topic, msg = self.items[index]
-                index += 1
-                if predicate(topic, msg):
+                if index not in self._returned and predicate(topic, msg):
+                    self._returned.add(index)
                     return topic, msg
+                index += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError("timed out waiting for %s; got %s"

@@ -32,7 +32,7 @@ def test_orphans_are_reaped_when_circusd_is_pid1(tmp_path):
         "[circus]\nendpoint = tcp://127.0.0.1:%d\npubsub_endpoint = tcp://127.0.0.1:%d\n"
         "[watcher:orphans]\n"
         # the subshell exits at once, so its short sleep is re-parented to PID 1
-        "cmd = sh -c '(sleep 0.5 &) ; exec sleep 120'\nnumprocesses = 3\n"
+        "cmd = sh -c '(sleep 2 &) ; exec sleep 120'\nnumprocesses = 3\n"
         % (free_port(), free_port()))
     log = open(tmp_path / "log", "wb")
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
@@ -48,16 +48,21 @@ def test_orphans_are_reaped_when_circusd_is_pid1(tmp_path):
         wait_for(lambda: b"Arbiter now waiting" in (tmp_path / "log").read_bytes(),
                  message="circusd started")
         assert b"circus[1]" in (tmp_path / "log").read_bytes()
-        workers = {c.pid for c in daemon.children() if "120" in _cmdline(c)}
-        assert len(workers) == 3
+        # exact command lines: a child not yet exec'd still shows sh's (or
+        # circusd's) command line, which holds both "120" and "0.5"
+        workers = set()
+
+        def workers_seen():
+            workers.update(c.pid for c in daemon.children() if _cmdline(c) == "sleep 120")
+            return len(workers) == 3
+        wait_for(workers_seen, message="3 workers running sleep 120")
         orphans = set()
 
         def orphans_seen():
-            orphans.update(c.pid for c in daemon.children()
-                           if c.pid not in workers and "0.5" in _cmdline(c))
+            orphans.update(c.pid for c in daemon.children() if _cmdline(c) == "sleep 2")
             return len(orphans) == 3
         wait_for(orphans_seen, message="orphans re-parented to circusd")
-        # each orphan exits after 0.5 s; reaped, its pid disappears, while an
+        # each orphan exits after 2 s; reaped, its pid disappears, while an
         # unreaped one would stay a zombie child of circusd
         wait_for(lambda: not any(psutil.pid_exists(pid) for pid in orphans), timeout=5,
                  message="orphans reaped")
