@@ -49,7 +49,7 @@ def test_orphans_are_reaped_when_circusd_is_pid1(tmp_path):
                  message="circusd started")
         assert b"circus[1]" in (tmp_path / "log").read_bytes()
         # exact command lines: a child not yet exec'd still shows sh's (or
-        # circusd's) command line, which holds both "120" and "0.5"
+        # circusd's) command line, which holds both "120" and "sleep 2"
         workers = set()
 
         def workers_seen():
