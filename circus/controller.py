@@ -38,8 +38,9 @@ class Controller:
 
     async def start(self):
         if self.curve_secret_key:
-            from circus.security import start_authenticator
-            self._auth = start_authenticator(self.context, self.curve_authorized_keys)
+            from circus.security import server_keys, start_authenticator
+            own_key = server_keys(self.curve_secret_key)[0]
+            self._auth = start_authenticator(self.context, self.curve_authorized_keys, own_key)
         if self.endpoint:
             self.router = self.context.socket(zmq.ROUTER)
             self.router.linger = 0

@@ -31,7 +31,9 @@ Off by default, as in the original Circus. To turn it on:
    CircusClient(curve_key=..., server_key=...), CircusConsumer likewise).
 
 A client without an authorised key gets no answer at all (its connection
-fails its handshake), and circusd logs the refusal.
+fails its handshake), and circusd logs the refusal. circusd-stats and the
+plugins that circusd runs itself use circusd's own key pair, which circusd
+always admits: they need no entry in curve_authorized_keys.
 
 The authenticator runs on circusd's asyncio loop (no thread).
 """
@@ -66,8 +68,9 @@ def public_key(path):
 class _KeyDirectory:
     """The public keys in a directory, read again when the directory changes."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, own_key=None):
         self.directory = os.path.expanduser(directory)
+        self.own_key = own_key
         self._stamp = None
         self._keys = set()
 
@@ -90,6 +93,8 @@ class _KeyDirectory:
 
     def callback(self, domain, key):
         # called by the authenticator for every CURVE handshake
+        if self.own_key is not None and key == self.own_key:
+            return True  # circusd's own processes: circusd-stats, plugins
         self._refresh()
         if key in self._keys:
             return True
@@ -103,13 +108,15 @@ class _AllowAny:
         return True
 
 
-def start_authenticator(context, authorized_keys_dir=None):
+def start_authenticator(context, authorized_keys_dir=None, own_key=None):
     """Run a ZAP handler for context on the running asyncio loop; returns it
-    (call .stop() to end it). Must start before the sockets are bound."""
+    (call .stop() to end it). Must start before the sockets are bound.
+    own_key (circusd's public key) is always admitted: circusd hands its key
+    pair to the processes it runs for itself (circusd-stats, plugins)."""
     from zmq.auth.asyncio import AsyncioAuthenticator
     auth = AsyncioAuthenticator(context, log=logging.getLogger("circus.zap"))
     auth.start()
-    keys = _KeyDirectory(authorized_keys_dir) if authorized_keys_dir else _AllowAny()
+    keys = _KeyDirectory(authorized_keys_dir, own_key) if authorized_keys_dir else _AllowAny()
     auth.configure_curve_callback(domain="*", credentials_provider=keys)
     return auth
 

@@ -135,3 +135,39 @@ def test_circusctl_with_keys(secure, keys):
 def test_off_by_default(circusd):
     daemon = circusd("[watcher:sleeper]\ncmd = sleep 300\n")
     assert daemon.call("list")["watchers"] == ["sleeper"]
+
+
+def test_circusd_own_plugins_and_stats_get_through(circusd, keys, tmp_path):
+    # circusd hands its key pair to the processes it runs for itself; its
+    # public key is not among the authorised ones, and need not be
+    import json
+    from circus.stats.client import StatsClient
+    from conftest import free_port
+    keydir, authorized = keys
+    records = tmp_path / "records.jsonl"
+    stats = "tcp://127.0.0.1:%d" % free_port()
+    daemon = circusd("[circus]\ncurve_secret_key = %s\ncurve_authorized_keys = %s\n"
+                     "stats_endpoint = %s\n\n"
+                     "[watcher:sleeper]\ncmd = sleep 300\n\n"
+                     "[plugin:rec]\nuse = tests.plugins_support.recorder.Recorder\n"
+                     "filename = %s\ncall_on = watcher.sleeper.spawn\n"
+                     % (keydir / "circusd.key_secret", authorized, stats, records))
+
+    def recorded(kind):
+        if not records.exists():
+            return []
+        return [r for r in map(json.loads, records.read_text().splitlines()) if r["kind"] == kind]
+    # the plugin saw circusd's events and its call() was answered
+    [reply] = wait_for(lambda: recorded("reply"), timeout=20, message="the plugin's call")
+    assert reply["reply"]["status"] == "ok" and reply["reply"]["numwatchers"] >= 2
+    assert recorded("event")[0]["topic"].startswith("watcher.")
+    stats_client = StatsClient(stats, timeout=0.2)
+    try:
+        wait_for(lambda: (lambda m: m and m[0] == "sleeper")(stats_client.recv(0.2)),
+                 timeout=20, message="circusd-stats to publish the sleeper")
+    finally:
+        stats_client.close()
+    # and a client with an unknown key still gets nothing
+    with pytest.raises(CallTimeout):
+        call(daemon, keydir, "mallory", timeout=0.5)
+    assert b"refused a client" in daemon.read_log()

@@ -89,7 +89,9 @@ class CircusPlugin:
     endpoint and pubsub_endpoint are circusd's command and event endpoints,
     check_delay the configured check delay, ssh_server an optional
     user@host[:port] to reach them through, config the free mapping of the
-    plugin's options (a "context" key, if given, is the zmq context to use).
+    plugin's options (a "context" key, if given, is the zmq context to use;
+    "curve_key" and "server_key", the CURVE key files when circusd requires
+    CURVE: circusd passes its own).
     """
 
     name = ""
@@ -98,6 +100,8 @@ class CircusPlugin:
 
     def __init__(self, endpoint, pubsub_endpoint, check_delay, ssh_server=None, **config):
         self.context = config.pop("context", None)
+        self.curve_key = config.pop("curve_key", None)
+        self.server_key = config.pop("server_key", None)
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = float(check_delay)
@@ -151,7 +155,8 @@ class CircusPlugin:
             # one zmq context (one I/O thread) for both clients and the SUB
             context = zmq.Context.shadow(self._zmq_context().underlying)
             self._client = CircusClient(context=context, endpoint=self.endpoint,
-                                        timeout=self.call_timeout, ssh_server=self.ssh_server)
+                                        timeout=self.call_timeout, ssh_server=self.ssh_server,
+                                        curve_key=self.curve_key, server_key=self.server_key)
         return self._client
 
     def _async_client(self):
@@ -160,7 +165,9 @@ class CircusPlugin:
             # through the same ssh tunnel as the synchronous client, if any
             self._aclient = AsyncCircusClient(context=self._zmq_context(),
                                               endpoint=self._sync_client().endpoint,
-                                              timeout=self.call_timeout)
+                                              timeout=self.call_timeout,
+                                              curve_key=self.curve_key,
+                                              server_key=self.server_key)
         return self._aclient
 
     def _zmq_context(self):
@@ -248,8 +255,10 @@ class CircusPlugin:
             from circus.sshtunnel import SSHTunnel
             self._sub_tunnel = SSHTunnel(self.ssh_server, endpoint)
             endpoint = self._sub_tunnel.open()
+        from circus.client import configure_curve
         self._sub = self._zmq_context().socket(zmq.SUB)
         self._sub.linger = 0
+        configure_curve(self._sub, self.curve_key, self.server_key)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         # the handshake tells when the subscription can reach circusd
         self._monitor = self._sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -383,6 +392,10 @@ def make_plugin_watcher(conf, arbiter):
             use]
     if arbiter.ssh_server:
         args[-1:-1] = ["--ssh", arbiter.ssh_server]
+    secret = (getattr(arbiter, "options", None) or {}).get("curve_secret_key")
+    if secret:
+        # circusd's own key pair: circusd always admits its public key
+        args[-1:-1] = ["--curve-key", secret, "--server-key", secret]
     watcher_name = "plugin:" + name
     output = {"class": "circus.plugins.PluginOutput", "name": watcher_name}
     return Watcher(
@@ -467,6 +480,10 @@ def build_parser():
                         help="an option for the plugin (repeat for several)")
     parser.add_argument("--ssh", default=None, metavar="USER@HOST[:PORT]",
                         help="reach circusd through an ssh tunnel to this host")
+    parser.add_argument("--curve-key", default=None, metavar="FILE",
+                        help="CURVE: this client's secret key file")
+    parser.add_argument("--server-key", default=None, metavar="FILE",
+                        help="CURVE: circusd's public key file")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error", "critical"],
                         type=str.lower)
@@ -537,6 +554,11 @@ def main(argv=None):
             logger.error("--config %r is not KEY=VALUE", item)
             return 2
         config[key.strip()] = value.strip()
+    # only when given: a plugin's own __init__ need not know about CURVE
+    if args.curve_key:
+        config["curve_key"] = args.curve_key
+    if args.server_key:
+        config["server_key"] = args.server_key
     endpoint = args.endpoint or DEFAULT_ENDPOINT
     pubsub = args.pubsub or DEFAULT_PUBSUB
 

@@ -46,9 +46,8 @@ def make_stats_watcher(arbiter):
             "--log-level", "debug" if arbiter.debug else "info"]
     secret = (getattr(arbiter, "options", None) or {}).get("curve_secret_key")
     if secret:
-        # circusd's own key pair authenticates circusd-stats: it works when
-        # no curve_authorized_keys is set, or when circusd's public key is
-        # among them
+        # circusd's own key pair authenticates circusd-stats (circusd always
+        # admits its own public key)
         args += ["--curve-key", secret, "--server-key", secret]
     return Watcher(STATS_WATCHER, cmd=shlex.quote(sys.executable), args=args,
                    singleton=True, copy_env=True, copy_path=True, priority=STATS_PRIORITY,
