@@ -178,6 +178,8 @@ WATCHER_OPTIONS = {
     "use_sockets": to_bool,
     "max_age": _float(),
     "max_age_variance": _float(),
+    # seconds between stop_signal and SIGKILL; 0: SIGKILL right after the
+    # stop signal (no grace), never "wait forever"
     "graceful_timeout": _float(),
     "executable": _optional_str,
     "stop_signal": _signal,

@@ -412,7 +412,9 @@ class Watcher:
 
     async def kill_process(self, process, graceful=True, signum=None, timeout=None):
         """stop_signal (or signum), up to graceful_timeout (or timeout), then
-        SIGKILL; returns the exit code."""
+        SIGKILL; returns the exit code. A timeout of 0 sends SIGKILL right
+        after the stop signal: no grace at all, as the option's name says
+        (a process that must never be killed wants a long graceful_timeout)."""
         if process.returncode is not None:
             return process.returncode
         process.stopping = True
@@ -423,20 +425,23 @@ class Watcher:
         _signal_pids(tree, signum)
         if timeout is None:
             timeout = self.graceful_timeout
-        timeout = timeout if graceful else 0
-        try:
-            async with asyncio.timeout(timeout or None):
-                await asyncio.shield(process.exit_future)
-        except TimeoutError:
-            logger.info("watcher %s: pid %d still alive after %.1fs, sending SIGKILL",
-                        self.name, process.pid, timeout)
-            try:
-                process.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        timeout = max(0.0, float(timeout)) if graceful else 0.0
+        if signum != signal.SIGKILL:
+            if timeout > 0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await asyncio.shield(process.exit_future)
+                except TimeoutError:
+                    logger.info("watcher %s: pid %d still alive after %.1fs, sending SIGKILL",
+                                self.name, process.pid, timeout)
+            if not process.exit_future.done():
+                try:
+                    process.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         await asyncio.shield(process.exit_future)
         if tree:
-            await _wait_gone(tree, self.graceful_timeout if graceful else 0)
+            await _wait_gone(tree, timeout)
         return process.returncode
 
     async def _kill_all(self, processes, graceful=True):

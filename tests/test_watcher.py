@@ -121,6 +121,37 @@ def test_stop_sends_stop_signal_then_sigkill_after_graceful_timeout(tmp_path):
     run(main())
 
 
+def test_graceful_timeout_0_sends_sigkill_right_after_the_stop_signal(tmp_path):
+    # 0 means no grace at all (the reference: the time we wait before we
+    # definitely kill), never "wait forever"
+    cmd = script(tmp_path, "deaf.py", (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True: time.sleep(1)\n"))
+
+    async def main():
+        watcher = Watcher("deaf", cmd, graceful_timeout=0)
+        async with running([watcher]) as arbiter:
+            pid = watcher.pids[0]
+            await until(lambda: b"deaf" in read_proc_file(pid, "cmdline") and
+                        _ignores(pid, signal.SIGTERM), message="SIGTERM ignored")
+            started = time.monotonic()
+            async with asyncio.timeout(10):  # the old behaviour waited forever
+                await watcher.stop()
+            assert time.monotonic() - started < 1.0
+            reap = [m for t, m in arbiter.events.items if t == "watcher.deaf.reap"][-1]
+            assert reap["process_pid"] == pid and reap["exit_code"] == -signal.SIGKILL
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    run(main())
+
+
+def _ignores(pid, signum):
+    for line in read_proc_file(pid, "status").decode().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
+
+
 def _has_handler(pid, signum):
     for line in read_proc_file(pid, "status").decode().splitlines():
         if line.startswith("SigCgt:"):

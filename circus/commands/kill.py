@@ -5,8 +5,9 @@ class Kill(Command):
     """Kill the processes of a watcher, or one of them
 
     Each process gets the watcher's stop_signal (or "signum"), then SIGKILL
-    if it has not exited after graceful_timeout (or "graceful_timeout"). An
-    active watcher replaces the processes it lost.
+    if it has not exited after graceful_timeout (or "graceful_timeout"; 0
+    sends SIGKILL right after the signal). An active watcher replaces the
+    processes it lost.
 
     ZMQ Message
     -----------
