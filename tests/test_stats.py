@@ -193,25 +193,75 @@ def test_dead_process_leaves_the_stream_and_its_successor_joins(stats_daemon):
 
 
 @pytest.mark.slow
-def test_incr_and_rm_reach_the_stream_by_events(stats_daemon):
-    daemon, log = stats_daemon("""
+def test_incr_kill_and_rm_reach_the_stream_by_events(circusd, tmp_path):
+    """circusd-stats run by hand with no resync for an hour: once its early
+    resyncs are over, only circusd's events can tell it about new and gone
+    processes and watchers, and its debug log shows it listed nothing more."""
+    daemon = circusd("""
         [watcher:sleepers]
         cmd = sleep 600
     """)
-    for _ in range(5):
+    endpoint = "tcp://127.0.0.1:%d" % free_port()
+    stats_log = tmp_path / "stats.log"
+    proc = subprocess.Popen([PYTHON, "-m", "circus.stats", "--endpoint", daemon.endpoint,
+                             "--pubsub", daemon.pubsub, "--statspoint", endpoint,
+                             "--delay", "0.25", "--resync-interval", "3600",
+                             "--log-level", "debug", "--log-output", str(stats_log)],
+                            env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = StatsLog(endpoint)
+
+    def resyncs():
+        return stats_log.read_text().count("resynced with circusd") if stats_log.exists() else 0
+    try:
+        # the first listing and the two early ones (EARLY_RESYNCS)
+        from circus.stats.streamer import EARLY_RESYNCS
+        wait_for(lambda: resyncs() == 1 + len(EARLY_RESYNCS), timeout=20,
+                 message="circusd-stats' early resyncs")
+        [first] = _pids(daemon, "sleepers")
+        log.topic("sleepers", first)
+        listed = resyncs()
+
+        # incr: the new pids show up within a few ticks
+        assert daemon.call("incr", name="sleepers", nb=2, waiting=True)["status"] == "ok"
+        three = set(_pids(daemon, "sleepers"))
+        assert len(three) == 3
+        log.topic("sleepers", check=lambda s: set(s["pid"]) == three, timeout=5)
+        for pid in three - {first}:
+            log.topic("sleepers", pid, timeout=5)
+
+        # a killed process leaves, its successor (known only by its spawn) joins
+        os.kill(first, signal.SIGKILL)
+        total = log.topic("sleepers", timeout=5,
+                          check=lambda s: first not in s["pid"] and len(s["pid"]) == 3)
+        [successor] = set(total["pid"]) - three
+        assert successor in _pids(daemon, "sleepers")
+        log.topic("sleepers", successor, timeout=5)
+
+        # a watcher added then removed comes and goes with its events
+        reply = daemon.call("add", name="extra", cmd="sleep 600", start=True)
+        assert reply["status"] == "ok", reply
+        [extra] = wait_for(lambda: _pids(daemon, "extra"), message="extra's process")
+        log.topic("extra", extra, timeout=5)
+        assert daemon.call("rm", name="extra", waiting=True)["status"] == "ok"
         log.topic("circus")
-    daemon.call("incr", name="sleepers", nb=2, waiting=True)
-    log.topic("sleepers", check=lambda s: len(s["pid"]) == 3, timeout=5)
-    reply = daemon.call("add", name="extra", cmd="sleep 600", start=True)
-    assert reply["status"] == "ok", reply
-    log.topic("extra", check=lambda s: len(s["pid"]) == 1, timeout=5)
-    daemon.call("rm", name="extra", waiting=True)
-    # the watcher's topics stop: two whole ticks without it
-    log.topic("circus")
-    start = len(log.items)
-    log.topic("circus")
-    log.topic("circus")
-    assert not [m for m in log.items[start:] if m[0] == "extra"]
+        start = len(log.items)
+        # two whole ticks without it
+        log.topic("circus")
+        log.topic("circus")
+        assert not [m for m in log.items[start:] if m[0] == "extra"]
+
+        # all of it without asking circusd again
+        assert resyncs() == listed
+    finally:
+        log.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stats_log.read_text()
 
 
 @pytest.mark.slow

@@ -123,6 +123,7 @@ class StatsStreamer:
         log, self._resync_log = self._resync_log, None
         for topic, msg in log:
             self._apply(topic, msg)
+        logger.debug("resynced with circusd")
         if not self._synced:
             logger.info("following %d watchers, %d processes, %d sockets of circusd %s",
                         len(watchers), sum(len(p) for p in watchers.values()),
@@ -348,6 +349,9 @@ def build_parser():
     parser.add_argument("--children", action="store_true",
                         help="also list each process's children (reads every /proc "
                              "entry of the host on each tick)")
+    # seconds between two full listings after the early ones (tests stretch
+    # it to show that events alone keep the pid map current)
+    parser.add_argument("--resync-interval", type=float, default=30.0, help=argparse.SUPPRESS)
     parser.add_argument("--curve-key", help="CURVE: this client's secret key file")
     parser.add_argument("--server-key", help="CURVE: circusd's public key file")
     parser.add_argument("--log-level", dest="loglevel", default="info",
@@ -376,7 +380,8 @@ def main(argv=None):
         return 0
     configure_logging(args.loglevel, args.logoutput)
     streamer = StatsStreamer(args.endpoint, args.pubsub, args.statspoint, delay=args.delay,
-                             with_children=args.children, curve_key=args.curve_key,
+                             with_children=args.children,
+                             resync_interval=args.resync_interval, curve_key=args.curve_key,
                              server_key=args.server_key)
     try:
         asyncio.run(streamer.run())
