@@ -249,3 +249,88 @@ def test_imports_stay_lean(daemon):
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "heavy: []"
+
+
+class Pty:
+    """circusctl's shell on a pseudo-terminal, as a user types into it:
+    readline (and so the history) only works on a terminal."""
+
+    def __init__(self, daemon, home):
+        import pty
+        self.master, slave = pty.openpty()
+        inputrc = home / "inputrc"
+        inputrc.write_text("")  # no system key bindings
+        env = dict(os.environ, PYTHONPATH=ROOT, HOME=str(home), INPUTRC=str(inputrc),
+                   TERM="xterm")
+        self.proc = subprocess.Popen([CIRCUSCTL, "--endpoint", daemon.endpoint],
+                                     stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.output = b""
+
+    def read_until(self, text, timeout=10.0):
+        """Everything read since the last call, up to and including text."""
+        import time
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for %r; got %r" % (text, self.output))
+            if select.select([self.master], [], [], remaining)[0]:
+                try:
+                    self.output += os.read(self.master, 4096)
+                except OSError:  # EIO: the program is gone
+                    raise AssertionError("circusctl exited; got %r" % self.output) from None
+        index = self.output.index(text.encode()) + len(text)
+        seen, self.output = self.output[:index], self.output[index:]
+        return seen.decode(errors="replace")
+
+    def type(self, keys):
+        os.write(self.master, keys.encode())
+
+    def close(self):
+        try:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        finally:
+            os.close(self.master)
+
+
+def test_shell_history_is_saved_and_reloaded(daemon, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    history = home / ".circusctl_history"
+    prompt = "(circusctl) "
+
+    shell = Pty(daemon, home)
+    try:
+        shell.read_until(prompt)
+        shell.type("list other\n")
+        shell.read_until(prompt)
+        shell.type("numwatchers\n")
+        assert "2" in shell.read_until(prompt).splitlines()[-2]
+        shell.type("exit\n")
+        assert shell.proc.wait(10) == 0
+    finally:
+        shell.close()
+    assert history.read_text().splitlines() == ["list other", "numwatchers", "exit"]
+
+    # a new shell starts from that history: Ctrl-P thrice recalls "list other"
+    shell = Pty(daemon, home)
+    try:
+        shell.read_until(prompt)
+        shell.type("\x10\x10\x10")
+        shell.read_until("list other")
+        shell.type("\n")
+        [pid] = pids(daemon, "other")
+        assert str(pid) in shell.read_until(prompt)
+        shell.type("status sleeper\n")
+        shell.read_until(prompt)
+        shell.type("exit\n")
+        assert shell.proc.wait(10) == 0
+    finally:
+        shell.close()
+    # the old lines kept, the new ones appended
+    assert history.read_text().splitlines() == ["list other", "numwatchers", "exit",
+                                                "list other", "status sleeper", "exit"]
