@@ -64,6 +64,8 @@ class Arbiter:
         self._notify = None
         self._socket_configs = {}
         self._listeners = []
+        self._loop_thread = None
+        self._quitting = False
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -135,8 +137,10 @@ class Arbiter:
 
     async def run(self):
         self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.current_thread()
         self._stopping = asyncio.Event()
         self._done = asyncio.Event()
+        self._quitting = False
         self.reaper = Reaper(self.loop, reap_strangers=os.getpid() == 1)
         self.reaper.start()
         in_main = threading.current_thread() is threading.main_thread()
@@ -184,6 +188,7 @@ class Arbiter:
             self.sockets.close_all()
             self.reaper.close()
             self.status = "stopped"
+            self._quitting = False
             self._done.set()
             logger.info("Arbiter exiting")
 
@@ -227,7 +232,7 @@ class Arbiter:
 
     def _on_stop_signal(self, signum):
         logger.info("Got signal %s, stopping", signal.Signals(signum).name)
-        self._stopping.set()
+        self._begin_stop()
 
     def _on_hup(self):
         logger.info("Got SIGHUP, reloading the configuration")
@@ -243,23 +248,48 @@ class Arbiter:
         """Ask the arbiter to stop; safe from any thread and when not running."""
         if self._stopping is None or self._done.is_set():
             return
-        if self._thread is not None and threading.current_thread() is not self._thread:
-            self.loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join()
+        if self._loop_thread is not None and threading.current_thread() is not self._loop_thread:
+            # an asyncio.Event set from another thread would not wake the loop
+            try:
+                self.loop.call_soon_threadsafe(self._begin_stop)
+            except RuntimeError:  # the loop is closed: it has stopped already
+                return
+            if self._thread is not None:
+                self._thread.join()
             return
+        self._begin_stop()
+
+    def _begin_stop(self):
+        self._quitting = True
         self._stopping.set()
 
     async def quit(self):
         """Stop everything; returns once every watcher has stopped."""
-        self._stopping.set()
+        self._begin_stop()
         await self._done.wait()
 
     def request_quit(self):
-        self._stopping.set()
+        self._begin_stop()
+
+    def prepare_quit(self):
+        """circusd is about to stop (the quit command stops the watchers
+        before it asks the loop to end): from now on nothing is started."""
+        self._quitting = True
 
     @property
     def running(self):
         return self.status in ("starting", "active")
+
+    @property
+    def stopping(self):
+        """True once circusd has been asked to stop: start, restart, reload
+        and add are refused from then on, so nothing outlives the quit."""
+        return self._quitting or self.status == "stopping"
+
+    def check_not_stopping(self, what):
+        """ArbiterError when circusd is stopping; what names the refused operation."""
+        if self.stopping:
+            raise ArbiterError("circusd is stopping: %s refused" % what)
 
     # --- watchers ---------------------------------------------------------
     def iter_watchers(self, reverse=True):
@@ -275,6 +305,8 @@ class Arbiter:
     async def start_watchers(self, autostart_only=False):
         first = True
         for watcher in self.iter_watchers():
+            if self.stopping:
+                return
             if autostart_only and not watcher.autostart:
                 continue
             if not first and self.warmup_delay > 0:
@@ -321,6 +353,7 @@ class Arbiter:
                 raise ValueError("option %s: %s" % (key, exc)) from None
             validated[key] = value
         configmod.check_variables(validated, {n.lower() for n in self.sockets})
+        self.check_not_stopping("add of watcher %s" % name)
         watcher = _watcher_from_options(validated)
         self._register(watcher)
         if self.loop is not None and self.reaper is not None:
@@ -342,6 +375,7 @@ class Arbiter:
     async def reload_config(self):
         """Re-read the config file and apply what changed; unchanged
         watchers and sockets are left running untouched."""
+        self.check_not_stopping("reloadconfig")
         if not self.config_file:
             await self.reload()
             return {}

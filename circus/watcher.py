@@ -456,6 +456,11 @@ class Watcher:
     async def _start(self):
         if self.status == "active":
             return True
+        if self.arbiter is not None and getattr(self.arbiter, "stopping", False):
+            # circusd is quitting: whatever asks (a plugin's restart...),
+            # nothing may start that the shutdown would not stop
+            logger.info("watcher %s not started: circusd is stopping", self.name)
+            return False
         if not self.call_hook("before_start"):
             return False
         self.status = "active"

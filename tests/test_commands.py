@@ -436,6 +436,29 @@ def test_reloadconfig_adds_and_removes(circusd):
     assert ok(daemon.call("list"))["watchers"] == ["new", "sleeper"]
 
 
+def test_nothing_starts_while_circusd_stops(circusd, tmp_path):
+    # stubborn ignores SIGTERM: circusd stays in its quit for graceful_timeout
+    daemon = circusd("[watcher:stubborn]\ncmd = %s\ngraceful_timeout = 4\n"
+                     "[watcher:idle]\ncmd = sleep 312.5\nautostart = false\n" % STUBBORN)
+    wait_for(lambda: list(tmp_path.glob("ready-*")), message="stubborn to run")
+    ok(daemon.call("quit"))
+    wait_for(lambda: daemon.call("status", name="stubborn")["status"] == "stopping",
+             message="the quit to begin")
+    for command, props in [("start", {"name": "idle"}), ("start", {}),
+                           ("restart", {"name": "idle"}), ("reload", {"name": "idle"}),
+                           ("incr", {"name": "idle"}), ("reloadconfig", {}),
+                           ("add", {"name": "late", "cmd": "sleep 312.5", "start": True}),
+                           ("start", {"name": "idle", "waiting": True})]:
+        reply = error(daemon.call(command, **props), 5)
+        assert "circusd is stopping" in reply["reason"], (command, reply)
+    ok(daemon.call("stop", name="idle"))  # stopping stays allowed
+    assert daemon.call("status", name="idle")["status"] == "stopped"
+    assert "late" not in ok(daemon.call("list"))["watchers"]
+    assert daemon.proc.wait(30) == 0
+    assert not [p for p in daemon.children()]
+    assert b"watcher idle started" not in daemon.read_log()
+
+
 def test_quit(circusd):
     daemon = sleeper(circusd, 2)
     children = pids(daemon)

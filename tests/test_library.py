@@ -151,9 +151,6 @@ print("stopped after %.2f s" % (time.monotonic() - stopped[0]), flush=True)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="Arbiter.stop() from another thread sets an asyncio.Event of the "
-                          "loop's thread without waking the loop: start() returns only on the "
-                          "next unrelated wake-up (seconds, or never)", strict=True)
 def test_stop_from_another_thread_returns_at_once(program):
     prog = program(STOP_FROM_A_THREAD, **endpoints())
     wait_for(lambda: len(program_children(prog.proc.pid, "sleep 120.6")) == 2,

@@ -706,3 +706,66 @@ def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
         with pytest.raises(AssertionError):
             event_after(events, "watcher.crash.start", stopped["time"], timeout=2.0)
     assert daemon.call("status", name="crash")["status"] == "stopped"
+
+
+RESTARTER = '''\
+import json
+
+from circus.plugins import CircusPlugin
+
+
+class Restarter(CircusPlugin):
+    """Answers the stop of `target` with a restart and a start, as a
+    careless plugin would during circusd's quit; records the replies."""
+
+    def __init__(self, target, filename, **config):
+        super().__init__(**config)
+        self.target = target
+        self.filename = filename
+
+    def handle_recv(self, data):
+        name, event, msg = self.split_data(data)
+        if name == self.target and event == "stop":
+            replies = [self.call("restart", name=name), self.call("start", name=name)]
+            with open(self.filename, "a") as handle:
+                handle.write(json.dumps(replies) + "\\n")
+'''
+
+
+def test_a_plugin_cannot_restart_anything_while_circusd_quits(circusd, tmp_path):
+    package = tmp_path / "quitters"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "restarter.py").write_text(RESTARTER)
+    replies = tmp_path / "replies.jsonl"
+    daemon = circusd("""
+        [watcher:victim]
+        cmd = sleep 311.5
+
+        [watcher:slow]
+        cmd = %s -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+        priority = 5
+        graceful_timeout = 4
+
+        [plugin:restarter]
+        use = quitters.restarter.Restarter
+        target = victim
+        filename = %s
+        """ % (PYTHON, replies))
+    victim = pids(daemon, "victim")[0]
+    pids(daemon, "plugin:restarter")
+    # victim (priority 0) stops first; slow holds the quit for graceful_timeout,
+    # long enough for the plugin to react
+    assert daemon.call("quit")["status"] == "ok"
+    got = wait_for(lambda: records(str(replies)), message="the plugin's replies")[0]
+    for reply in got:
+        assert reply["status"] == "error" and reply["errno"] == 5, reply
+        assert "circusd is stopping" in reply["reason"], reply
+    assert daemon.proc.wait(30) == 0
+    assert not pid_alive(victim)
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
+                 if p.info["cmdline"] and "311.5" in " ".join(p.info["cmdline"])]
+    assert leftovers == []
+    assert daemon.read_log().count(b"watcher victim started") == 1
+
+

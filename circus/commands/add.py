@@ -75,6 +75,7 @@ class Add(Command):
     async def execute(self, arbiter, props):
         from circus.arbiter import ArbiterError
         from circus.config import ConfigError
+        self.refuse_while_stopping(arbiter, "add")
         name = props["name"].strip()
         options = dict(props.get("options") or {})
         if props.get("args") is not None:

@@ -127,6 +127,14 @@ class Command:
 
     # --- helpers for execute ------------------------------------------------
     @staticmethod
+    def refuse_while_stopping(arbiter, what):
+        """An error reply (errno 5) once circusd is stopping: nothing may be
+        started then, or it would outlive the quit."""
+        if getattr(arbiter, "stopping", False):
+            raise CommandError(errors.COMMAND_ERROR,
+                               "circusd is stopping: %s refused" % what)
+
+    @staticmethod
     def watcher(arbiter, props, key="name"):
         name = props.get(key)
         if not isinstance(name, str):

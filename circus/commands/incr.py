@@ -54,6 +54,8 @@ class Incr(Command):
 
     async def execute(self, arbiter, props):
         watcher = self.watcher(arbiter, props)
+        if self.sign > 0:
+            self.refuse_while_stopping(arbiter, "incr")
         return {"numprocesses": await watcher.incr(props["nb"])}
 
     def console_msg(self, msg):

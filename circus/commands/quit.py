@@ -4,7 +4,9 @@ from circus.commands.base import Command
 class Quit(Command):
     """Quit the arbiter immediately
 
-    Every watcher is stopped gracefully, then circusd exits.
+    Every watcher is stopped gracefully, then circusd exits. From the
+    moment circusd receives it, start, restart, reload, add, incr and
+    reloadconfig are refused (an error reply, errno 5).
 
     ZMQ Message
     -----------
@@ -35,6 +37,9 @@ class Quit(Command):
 
     async def execute(self, arbiter, props):
         import asyncio
+        # from now on nothing starts: a plugin reacting to the stops below
+        # (a restart, a start) must not bring anything back
+        arbiter.prepare_quit()
         if props.get("waiting"):
             await arbiter.stop_watchers()
         # answer first: the reply must leave before the endpoint closes

@@ -56,6 +56,7 @@ class Reload(Command):
         props["sequential"] = self.bool_prop(props, "sequential", False)
 
     async def execute(self, arbiter, props):
+        self.refuse_while_stopping(arbiter, "reload")
         if "name" in props:
             watcher = self.watcher(arbiter, props)
             await watcher.reload(graceful=props["graceful"], sequential=props["sequential"])

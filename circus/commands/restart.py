@@ -32,7 +32,9 @@ class Restart(Start):
         await arbiter.restart()
 
     async def on_watcher(self, watcher, props):
-        await watcher.restart()
+        started = await watcher.restart()
+        if started is False:
+            self.refuse_while_stopping(watcher.arbiter, self.name)
 
 
 command = Restart()

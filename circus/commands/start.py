@@ -45,7 +45,12 @@ class Start(Command):
             return {"watchers": [w.name for w in self.matching_watchers(arbiter, props)]}
         return {}
 
+    # start, restart: nothing is started once circusd is stopping
+    starts = True
+
     async def execute(self, arbiter, props):
+        if self.starts:
+            self.refuse_while_stopping(arbiter, self.name)
         if "name" not in props:
             await self.on_arbiter(arbiter, props)
             return {}
@@ -60,7 +65,10 @@ class Start(Command):
         await arbiter.start_watchers()
 
     async def on_watcher(self, watcher, props):
-        await watcher.start()
+        started = await watcher.start()
+        if started is False and self.starts:
+            # circusd began to stop while this one waited for the watcher
+            self.refuse_while_stopping(watcher.arbiter, self.name)
 
 
 command = Start()

@@ -30,6 +30,7 @@ class Stop(Start):
     """
 
     name = "stop"
+    starts = False
 
     def validate(self, props):
         super().validate(props)
