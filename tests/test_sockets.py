@@ -1,5 +1,6 @@
 """CircusSocket: bound by circusd, inherited by the watchers that ask."""
 import asyncio
+import json
 import os
 import socket
 import stat
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from aio import running, until
+from conftest import free_port, wait_for
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.watcher import Watcher
 
@@ -15,7 +17,10 @@ PY = sys.executable
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
+    async def bounded():
+        async with asyncio.timeout(60):
+            return await coro
+    return asyncio.run(bounded())
 
 
 def open_fds(pid):
@@ -200,3 +205,59 @@ def test_workers_accept_on_the_shared_socket_and_socket_outlives_them(tmp_path):
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))  # released at quit
     run(main())
+
+
+# reads its socket's fd number from its environment, says what that fd is,
+# then answers each connection on it with its pid
+FD_REPORTER = """\
+import json, os, socket, sys
+fd = int(os.environ["WEB_FD"])
+sock = socket.socket(fileno=fd)
+info = {"env": os.environ["WEB_FD"], "upper": os.environ["UPPER_FD"],
+        "name": list(sock.getsockname()), "type": int(sock.type),
+        "listening": sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN),
+        "pid": os.getpid()}
+with open(sys.argv[1] + ".tmp", "w") as handle:
+    json.dump(info, handle)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+sock.setblocking(True)
+while True:
+    conn, _ = sock.accept()
+    conn.sendall(b"%d" % os.getpid())
+    conn.close()
+"""
+
+
+def test_socket_fd_in_a_watchers_env_reaches_the_process(circusd, tmp_path):
+    script = tmp_path / "reporter.py"
+    script.write_text(FD_REPORTER)
+    report = tmp_path / "report.json"
+    port = free_port()
+    daemon = circusd("""
+        [socket:web]
+        host = 127.0.0.1
+        port = %d
+
+        [watcher:reporter]
+        cmd = %s %s %s
+        use_sockets = true
+
+        [env:reporter]
+        WEB_FD = $(circus.sockets.web)
+        UPPER_FD = $(CIRCUS.SOCKETS.WEB)
+    """ % (port, PY, script, report))
+    [sock] = daemon.call("listsockets")["sockets"]
+    info = json.loads(wait_for(lambda: report.exists() and report.read_text(),
+                               message="the reporter's report"))
+    [pid] = daemon.call("list", name="reporter")["pids"]
+    assert info["pid"] == pid
+    # the fd number circusd holds the socket at, in both spellings
+    assert info["env"] == info["upper"] == str(sock["fd"])
+    # and that fd, in the child, is the listening socket itself
+    assert info["name"] == ["127.0.0.1", port]
+    assert info["type"] == socket.SOCK_STREAM and info["listening"] == 1
+    assert open_fds(pid)[sock["fd"]] == os.readlink(
+        "/proc/%d/fd/%d" % (daemon.proc.pid, sock["fd"]))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.settimeout(5)
+        assert int(conn.recv(32)) == pid
