@@ -497,9 +497,6 @@ def test_sighup_with_a_broken_config_keeps_everything_running(circusd):
     assert set(keep) < set(wait_workers(pid, "sleep 120", 3))
 
 
-@pytest.mark.xfail(reason="Arbiter._on_hup/_safe log a ConfigError of a SIGHUP reload as "
-                          "'reload failed' plus a traceback instead of one error line "
-                          "carrying the file, section and option", strict=True)
 def test_sighup_config_error_is_logged_as_one_line(circusd):
     daemon = circusd("[watcher:keep]\ncmd = sleep 120\n")
     wait_workers(daemon.proc.pid, "sleep 120", 1)
@@ -511,9 +508,6 @@ def test_sighup_config_error_is_logged_as_one_line(circusd):
     assert "Traceback" not in log
 
 
-@pytest.mark.xfail(reason="Arbiter.reload_config applies changes one by one (sockets rebound, "
-                          "watchers removed) before building the new watchers: a watcher that "
-                          "cannot be built leaves the config half applied", strict=True)
 def test_sighup_with_a_watcher_that_cannot_be_built_changes_nothing(circusd):
     fixed, moved = free_port(), free_port()
     before = ("[watcher:gone]\ncmd = sleep 121\n"
@@ -530,3 +524,63 @@ def test_sighup_with_a_watcher_that_cannot_be_built_changes_nothing(circusd):
     assert daemon.proc.poll() is None
     assert workers(pid, "sleep 121") == gone
     assert listening_fds(pid) == sockets
+
+
+# --- statsd and stats_endpoint ------------------------------------------------
+
+def _stats_args(daemon):
+    reply = daemon.call("options", name="circusd-stats")
+    assert reply["status"] == "ok", reply
+    args = reply["options"]["args"]
+    return args[args.index("--statspoint") + 1]
+
+
+def _stats_arrive(endpoint, timeout=20.0):
+    """A stat.circus message on endpoint within timeout."""
+    from circus.stats.client import StatsClient
+    client = StatsClient(endpoint, timeout=0.2)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = client.recv(0.2)
+            if message is not None and message[0] == "circus":
+                return True
+        return False
+    finally:
+        client.close()
+
+
+def test_statsd_true_runs_circusd_stats_on_the_default_endpoint(circusd):
+    # "statsd: if set to True, Circus runs the circusd-stats daemon"; with no
+    # stats_endpoint it publishes on the default one
+    daemon = circusd("[circus]\nstatsd = true\n[watcher:keep]\ncmd = sleep 120\n")
+    assert daemon.call("list")["watchers"] == ["circusd-stats", "keep"]
+    assert _stats_args(daemon) == "tcp://127.0.0.1:5557"
+    options = daemon.call("globaloptions")["options"]
+    assert options["stats_endpoint"] == "tcp://127.0.0.1:5557"
+    wait_for(lambda: daemon.call("list", name="circusd-stats")["pids"],
+             message="circusd-stats to run")
+
+
+def test_statsd_with_stats_endpoint_and_reloads(circusd):
+    first = "tcp://127.0.0.1:%d" % free_port()
+    daemon = circusd("[circus]\nstatsd = true\nstats_endpoint = %s\n"
+                     "[watcher:keep]\ncmd = sleep 120\n" % first)
+    assert _stats_args(daemon) == first
+    assert _stats_arrive(first)
+    keep = wait_workers(daemon.proc.pid, "sleep 120", 1)
+    # statsd = false, no stats_endpoint: circusd-stats goes
+    rewrite(daemon, "[watcher:keep]\ncmd = sleep 120\n")
+    reply = daemon.call("reloadconfig", waiting=True, timeout=30)
+    assert reply["status"] == "ok" and reply["changes"]["stats_endpoint"] is None, reply
+    assert daemon.call("list")["watchers"] == ["keep"]
+    # statsd = true again, on another endpoint: it comes back there
+    second = "tcp://127.0.0.1:%d" % free_port()
+    daemon.config_path.write_text(
+        "[circus]\nendpoint = %s\npubsub_endpoint = %s\nstatsd = true\nstats_endpoint = %s\n"
+        "[watcher:keep]\ncmd = sleep 120\n" % (daemon.endpoint, daemon.pubsub, second))
+    reply = daemon.call("reloadconfig", waiting=True, timeout=30)
+    assert reply["status"] == "ok" and reply["changes"]["stats_endpoint"] == second, reply
+    assert _stats_args(daemon) == second
+    assert _stats_arrive(second)
+    assert workers(daemon.proc.pid, "sleep 120") == keep  # untouched throughout

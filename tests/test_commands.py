@@ -436,6 +436,31 @@ def test_reloadconfig_adds_and_removes(circusd):
     assert ok(daemon.call("list"))["watchers"] == ["new", "sleeper"]
 
 
+def test_reloadconfig_that_cannot_build_a_watcher_changes_nothing(circusd):
+    daemon = sleeper(circusd, extra="\n[socket:s]\nhost = 127.0.0.1\nport = 0\n")
+    before = pids(daemon)
+    sockets = ok(daemon.call("listsockets"))["sockets"]
+    text = daemon.config_path.read_text()
+    moved = free_port()
+    # the file loads, but the stream's constructor fails when the watcher is
+    # built; the socket would move, the sleeper would go
+    daemon.config_path.write_text(
+        text.split("[watcher:sleeper]")[0]
+        + "[watcher:new]\ncmd = sleep 304\nstdout_stream.class = tests.apps.streams.Broken\n"
+        + "[socket:s]\nhost = 127.0.0.1\nport = %d\n" % moved)
+    for waiting in (True, False):  # the error comes before the reply either way
+        reply = error(daemon.call("reloadconfig", waiting=waiting), 5)
+        assert "this stream cannot be built" in reply["reason"], reply
+        assert "[watcher:new]" in reply["reason"] and str(daemon.config_path) in reply["reason"]
+    assert ok(daemon.call("list"))["watchers"] == ["sleeper"]
+    assert pids(daemon) == before
+    assert ok(daemon.call("listsockets"))["sockets"] == sockets
+    # nothing was left bound on the new port
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", moved))
+
+
 def test_nothing_starts_while_circusd_stops(circusd, tmp_path):
     # stubborn ignores SIGTERM: circusd stays in its quit for graceful_timeout
     daemon = circusd("[watcher:stubborn]\ncmd = %s\ngraceful_timeout = 4\n"

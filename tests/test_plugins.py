@@ -769,3 +769,54 @@ def test_a_plugin_cannot_restart_anything_while_circusd_quits(circusd, tmp_path)
     assert daemon.read_log().count(b"watcher victim started") == 1
 
 
+def _plugin_section(name, **options):
+    lines = ["[plugin:%s]" % name, "use = %s" % RECORDER]
+    lines += ["%s = %s" % item for item in options.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_reloadconfig_starts_stops_and_restarts_plugin_sections(circusd, tmp_path):
+    out = {name: str(tmp_path / ("%s.jsonl" % name)) for name in "abcd"}
+    header = "[watcher:dummy]\ncmd = sleep 300\n"
+    daemon = circusd(header + _plugin_section("a", filename=out["a"])
+                     + _plugin_section("b", filename=out["b"], extra="one")
+                     + _plugin_section("c", filename=out["c"]))
+    before = {name: pids(daemon, "plugin:" + name)[0] for name in "abc"}
+    text = daemon.config_path.read_text()
+    head = text[:text.index("[watcher:dummy]")]
+    daemon.config_path.write_text(head + header + _plugin_section("a", filename=out["a"])
+                                  + _plugin_section("b", filename=out["b"], extra="two")
+                                  + _plugin_section("d", filename=out["d"]))
+    reply = daemon.call("reloadconfig", waiting=True, timeout=30)
+    assert reply["status"] == "ok", reply
+    assert reply["changes"]["plugins"] == {"added": ["plugin:d"], "removed": ["plugin:c"],
+                                           "restarted": ["plugin:b"]}
+    assert reply["changes"]["added"] == reply["changes"]["removed"] == []
+    # unchanged: the very same process
+    assert pids(daemon, "plugin:a") == [before["a"]]
+    # changed: a new process with the new options
+    b = new_pid(daemon, "plugin:b", before["b"])
+    assert not pid_alive(before["b"])
+    wait_for(lambda: recorded(out["b"], "init", pid=b), message="the new b's init")
+    assert recorded(out["b"], "init", pid=b)[0]["config"] == {"extra": "two"}
+    assert recorded(out["b"], "stop", pid=before["b"])  # stopped gracefully
+    # removed: gone, with its watcher
+    assert "plugin:c" not in daemon.call("list")["watchers"]
+    wait_for(lambda: not pid_alive(before["c"]), message="plugin c to exit")
+    # added: running and receiving events
+    d = pids(daemon, "plugin:d")[0]
+    wait_for(lambda: recorded(out["d"], "init", pid=d), message="d's init")
+    wait_for(lambda: (daemon.call("set", name="dummy", options={"test.poke": 1}) and
+                      recorded(out["d"], "event", topic="watcher.dummy.updated")),
+             message="an event in the added plugin")
+
+    # the same through SIGHUP; a section that does not change is left alone
+    daemon.config_path.write_text(head + header + _plugin_section("a", filename=out["a"])
+                                  + _plugin_section("b", filename=out["b"], extra="two"))
+    count = daemon.read_log().count(b"configuration reloaded")
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: daemon.read_log().count(b"configuration reloaded") > count,
+             message="the SIGHUP reload")
+    assert daemon.call("list")["watchers"] == ["dummy", "plugin:a", "plugin:b"]
+    assert pids(daemon, "plugin:a") == [before["a"]] and pids(daemon, "plugin:b") == [b]
+    wait_for(lambda: not pid_alive(d), message="plugin d to exit")

@@ -6,9 +6,19 @@ class ReloadConfig(Command):
 
     circusd reads its configuration file again and applies what changed:
     new watchers are added, removed ones are stopped and removed, changed
-    ones are replaced (new processes first), changed sockets are bound anew.
-    Watchers and sockets that did not change keep running untouched. A
-    configuration error changes nothing. SIGHUP to circusd does the same.
+    ones are replaced (new processes first), changed sockets are bound anew;
+    [plugin:NAME] sections added are started, removed ones stopped, changed
+    ones restarted; a changed stats_endpoint (or statsd) starts, stops or
+    moves circusd-stats. Watchers, sockets and plugins that did not change
+    keep running untouched. Other [circus] options (endpoint, umask...)
+    need a restart of circusd: a warning says so.
+
+    Everything new is built first (watchers constructed, new sockets bound)
+    and only then applied: an error in the file, a watcher that cannot be
+    built or a socket that cannot be bound changes nothing, and the error
+    reply names the file, section and option. SIGHUP to circusd does the
+    same (the error is then one line in circusd's log). Refused while
+    circusd is stopping.
 
     ZMQ Message
     -----------
@@ -18,7 +28,8 @@ class ReloadConfig(Command):
         {"command": "reloadconfig", "properties": {"waiting": false}}
 
     The response returns the status "ok" (with "waiting": true, once done,
-    with the mapping "changes": added, removed, changed, sockets).
+    with the mapping "changes": added, removed, changed, sockets, plugins
+    and, when it moved, stats_endpoint).
 
     Command line
     ------------
@@ -32,11 +43,17 @@ class ReloadConfig(Command):
     waits = True
 
     async def execute(self, arbiter, props):
+        from circus.arbiter import ArbiterError
         from circus.config import ConfigError
+        # the file is read and everything new built (sockets bound) before
+        # the first await: the error reaches the client even without "waiting"
         try:
             changes = await arbiter.reload_config()
         except ConfigError as exc:
-            raise CommandError(errors.COMMAND_ERROR, "configuration error: %s" % exc) from None
+            raise CommandError(errors.COMMAND_ERROR, "configuration error, nothing "
+                               "changed: %s" % exc) from None
+        except ArbiterError as exc:
+            raise CommandError(errors.COMMAND_ERROR, str(exc)) from None
         return {"changes": changes or {}}
 
 
