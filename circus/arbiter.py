@@ -180,7 +180,7 @@ class Arbiter:
     async def _shutdown(self, in_main):
         self.status = "stopping"
         try:
-            await self.stop_watchers()
+            await self.stop_watchers(skip_stopped=True)
         finally:
             self.publish("arbiter.stop", {"time": time.time()})
             if in_main:
@@ -325,15 +325,15 @@ class Arbiter:
             first = False
             await watcher.start()
 
-    async def stop_watchers(self):
+    async def stop_watchers(self, reason=None, skip_stopped=False):
         # reverse start order: the highest priority (plugins, databases)
         # stops last; watchers of equal priority stop together
         by_priority = {}
         for watcher in self.watchers:
-            if watcher.lock is not None:
+            if watcher.lock is not None and not (skip_stopped and watcher.is_stopped()):
                 by_priority.setdefault(watcher.priority, []).append(watcher)
         for priority in sorted(by_priority):
-            await asyncio.gather(*(w.stop() for w in by_priority[priority]))
+            await asyncio.gather(*(w.stop(reason=reason) for w in by_priority[priority]))
 
     async def restart(self):
         await self.stop_watchers()

@@ -475,9 +475,17 @@ class Watcher:
         self.call_hook("after_start")
         return True
 
-    async def stop(self, graceful=True):
+    async def stop(self, graceful=True, reason=None):
+        """Stop every process. Asked of a watcher that is stopped already,
+        it changes nothing and publishes `already_stopped` (not `stop`: no
+        state changed), so a plugin that means to start the watcher again
+        (flapping) learns that somebody wants it down. reason, if given, is
+        carried by the event."""
         async with self._lock:
-            return await self._stop(graceful=graceful)
+            if self.status == "stopped":
+                self.notify_event("already_stopped", {"reason": reason} if reason else {})
+                return True
+            return await self._stop(graceful=graceful, reason=reason)
 
     async def _stop(self, graceful=True, reason=None):
         if self.status == "stopped":
@@ -618,7 +626,9 @@ class Watcher:
 
     async def close(self):
         """Stop everything and release streams; the watcher is then unusable."""
-        await self.stop()
+        if self._lock is not None:
+            async with self._lock:
+                await self._stop()
         for task in list(self._tasks):
             task.cancel()
         for stream in (self.stdout_stream, self.stderr_stream):

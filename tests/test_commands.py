@@ -484,6 +484,25 @@ def test_nothing_starts_while_circusd_stops(circusd, tmp_path):
     assert b"watcher idle started" not in daemon.read_log()
 
 
+def test_stop_of_a_stopped_watcher_answers_ok_and_changes_nothing(circusd):
+    daemon = circusd(SLEEP % 1 + "\n[watcher:idle]\ncmd = sleep 313\nautostart = false\n")
+    with EventLog(daemon, ["watcher.idle.", "watcher.sleeper."]).sync("sleeper") as events:
+        ok(daemon.call("stop", name="idle", waiting=True))
+        ok(daemon.call("stop", name="idle"))
+        ok(daemon.call("stop", name="idle", reason="maintenance", waiting=True))
+        _, first = events.topic("watcher.idle.already_stopped")
+        assert "reason" not in first
+        events.topic("watcher.idle.already_stopped")
+        events.topic("watcher.idle.already_stopped", reason="maintenance")
+        # a stop that stops publishes stop, with the reason given
+        ok(daemon.call("stop", name="sleeper", reason="maintenance", waiting=True))
+        events.topic("watcher.sleeper.stop", reason="maintenance")
+        assert "watcher.idle.stop" not in events.topics()
+        assert "watcher.sleeper.already_stopped" not in events.topics()
+    assert daemon.call("status", name="idle")["status"] == "stopped"
+    error(daemon.call("stop", name="idle", reason=5), 3)
+
+
 def test_quit(circusd):
     daemon = sleeper(circusd, 2)
     children = pids(daemon)

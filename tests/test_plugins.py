@@ -708,6 +708,45 @@ def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
     assert daemon.call("status", name="crash")["status"] == "stopped"
 
 
+def test_operator_stop_while_flapping_waits_keeps_the_watcher_down(circusd):
+    # a real crash loop: the plugin stops the watcher and waits retry_in; the
+    # operator's stop then finds it stopped already, and must still win
+    daemon = circusd("""
+        [watcher:crash]
+        cmd = %s
+        autostart = false
+        max_retry = -1
+
+        [plugin:flapping]
+        use = circus.plugins.flapping.Flapping
+        attempts = 2
+        window = 1
+        retry_in = 1.5
+        """ % CRASH)
+    with EventLog(daemon, ["watcher.crash."]).sync("crash") as events:
+        daemon.call("start", name="crash")
+        event_after(events, "watcher.crash.updated", **state("retrying"))
+        stopped = event_after(events, "watcher.crash.stop")
+        assert stopped["reason"] == "flapping"  # the plugin's own stop says so
+        assert daemon.call("status", name="crash")["status"] == "stopped"
+        reply = daemon.call("stop", name="crash", waiting=True)
+        assert reply["status"] == "ok", reply
+        # no state changed: no stop event, but the request is known
+        again = event_after(events, "watcher.crash.already_stopped", stopped["time"])
+        assert "reason" not in again
+        event_after(events, "watcher.crash.updated", stopped["time"], **state("stopped"))
+        # well past retry_in: the plugin did not start it again
+        with pytest.raises(AssertionError):
+            event_after(events, "watcher.crash.start", stopped["time"], timeout=3.0)
+        assert events.topics().count("watcher.crash.stop") == 1
+        # an operator's start is obeyed, and the count starts over
+        daemon.call("start", name="crash")
+        started = event_after(events, "watcher.crash.start", stopped["time"])
+        event_after(events, "watcher.crash.updated", started["time"] - 1, **state("ok"))
+        event_after(events, "watcher.crash.updated", started["time"], **state("retrying"))
+    daemon.call("stop", name="crash", waiting=True)
+
+
 RESTARTER = '''\
 import json
 

@@ -1,3 +1,4 @@
+from circus.commands.base import MessageError
 from circus.commands.start import Start
 
 
@@ -19,7 +20,13 @@ class Stop(Start):
     stopped; without, every watcher is. "match" may be "glob" or "regex",
     making the name a pattern (on lower-case names; a regex matches from
     the start of the name); the response then lists the "watchers" it
-    matched.
+    matched. An optional "reason" (a string) is carried by the events.
+
+    A watcher that stops publishes `watcher.NAME.stop`. Stopping a watcher
+    that is stopped already answers "ok" too and changes nothing; it
+    publishes `watcher.NAME.already_stopped` instead (no state changed, so
+    no `stop` event), which tells plugins that would start the watcher
+    again (flapping, while it waits retry_in) that it is wanted down.
 
     Command line
     ------------
@@ -35,12 +42,15 @@ class Stop(Start):
     def validate(self, props):
         super().validate(props)
         props["graceful"] = self.bool_prop(props, "graceful", True)
+        reason = props.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise MessageError("property 'reason' must be a string")
 
     async def on_arbiter(self, arbiter, props):
-        await arbiter.stop_watchers()
+        await arbiter.stop_watchers(reason=props.get("reason"))
 
     async def on_watcher(self, watcher, props):
-        await watcher.stop(graceful=props["graceful"])
+        await watcher.stop(graceful=props["graceful"], reason=props.get("reason"))
 
 
 command = Stop()

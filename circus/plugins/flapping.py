@@ -32,16 +32,21 @@ is treated as flapping too: the plugin starts it again after ``retry_in``.
 
 What it does shows as events: the ``stop`` and ``start`` of the watcher (it
 sends the ``stop`` and ``start`` commands) and, before each stop, a ``set``
-of the watcher's options ``flapping.state`` ("retrying", then "gave up"; "ok"
-again once an operator starts the watcher or it runs fine), ``flapping.round``
+of the watcher's options ``flapping.state`` ("retrying", then "gave up", or
+"stopped" when an operator stops it meanwhile; "ok" again once an operator
+starts the watcher or it runs fine), ``flapping.round``
 and ``flapping.retry_at`` (unix time), i.e. a ``watcher.NAME.updated`` event.
 ``circusctl get NAME flapping.state`` reads it back.
 
-A watcher an operator stops (a ``stop`` event the plugin did not cause) is
-never started again by the plugin; an operator ``start`` resets its count.
-Limitation: circusd publishes nothing for a ``stop`` of a watcher that is
-already stopped, so a ``stop`` sent while the plugin waits ``retry_in`` is not
-seen; ``set NAME flapping.enabled false`` is the way to keep it down then.
+The plugin's own stops carry the reason ``flapping`` (the ``reason``
+property of the ``stop`` command, echoed by the ``stop`` event). A watcher
+an operator stops (a ``stop`` event without that reason) is never started
+again by the plugin; an operator ``start`` resets its count. That holds
+while the plugin waits ``retry_in`` too: the watcher is stopped already
+then, and circusd answers the operator's ``stop`` with an
+``already_stopped`` event, upon which the plugin cancels its retry and sets
+``flapping.state`` to "stopped". (``set NAME flapping.enabled false`` also
+keeps a watcher down.)
 """
 import collections
 import logging
@@ -59,6 +64,10 @@ SPEC = {
 }
 
 logger = logging.getLogger("circus.plugins.flapping")
+
+# the reason the plugin gives its stop commands: its own stops are told from
+# an operator's by it
+STOP_REASON = "flapping"
 
 # phases of a watcher, as the plugin sees it
 RUNNING = "running"      # its deaths count
@@ -78,6 +87,7 @@ class _Watched:
         self.gave_up_itself = False
         self.timer = None
         self.settings = None  # those of the last flapping round
+        self.reported = False  # a flapping.state other than "ok" is set
 
     def cancel_timer(self):
         if self.timer is not None:
@@ -122,7 +132,10 @@ class Flapping(CircusPlugin):
         elif event == "max_retry":
             watched.gave_up_itself = True
         elif event == "stop":
-            self._stopped(name, watched)
+            self._stopped(name, watched, msg.get("reason"))
+        elif event == "already_stopped":
+            if msg.get("reason") != STOP_REASON:
+                self._stopped_again(name, watched)
         elif event == "start":
             self._started(name, watched)
 
@@ -139,14 +152,19 @@ class Flapping(CircusPlugin):
         elif watched.rounds and watched.phase == RUNNING:
             self._arm_recovery(name, watched, settings)
 
-    def _stopped(self, name, watched):
-        if watched.phase == STOPPING:
+    def _stopped(self, name, watched, reason=None):
+        if watched.phase == STOPPING and (reason == STOP_REASON or watched.gave_up_itself):
             # the plugin's stop, or the watcher's own give-up meanwhile
             watched.gave_up_itself = False
             self._stopped_for_flapping(name, watched)
             return
         if watched.phase in (WAITING, GAVE_UP):
             watched.gave_up_itself = False
+            return
+        if watched.phase == STOPPING:
+            # an operator stopped it before the plugin could
+            watched.gave_up_itself = False
+            self._operator_stopped(name, watched)
             return
         if watched.gave_up_itself:
             # circusd's own back-off gave up: a flapping watcher all the same
@@ -158,6 +176,21 @@ class Flapping(CircusPlugin):
         watched.phase = STOPPED
         watched.deaths.clear()
         watched.rounds = 0
+
+    def _stopped_again(self, name, watched):
+        """Somebody (not the plugin) asked to stop a watcher that was stopped
+        already: while the plugin means to start it again, that is an
+        operator keeping it down."""
+        if watched.phase in (STOPPING, WAITING):
+            self._operator_stopped(name, watched)
+
+    def _operator_stopped(self, name, watched):
+        logger.info("watcher %s: stopped by an operator, not started again", name)
+        watched.cancel_timer()
+        watched.phase = STOPPED
+        watched.deaths.clear()
+        watched.rounds = 0
+        self.spawn(self._report(name, state="stopped", round=0))
 
     async def _gave_up_itself(self, name, watched):
         settings = await self.settings(name)
@@ -174,7 +207,7 @@ class Flapping(CircusPlugin):
             return
         # an operator started it: start over
         watched.cancel_timer()
-        report = watched.rounds or watched.phase != STOPPED
+        report = watched.rounds or watched.phase != STOPPED or watched.reported
         watched.phase = RUNNING
         watched.deaths.clear()
         watched.rounds = 0
@@ -206,7 +239,7 @@ class Flapping(CircusPlugin):
         if status == "stopped":
             self._stopped_for_flapping(name, watched)  # it had given up on its own
         else:
-            await self.acall("stop", name=name)
+            await self.acall("stop", name=name, reason=STOP_REASON)
 
     def _stopped_for_flapping(self, name, watched):
         settings = watched.settings
@@ -242,6 +275,9 @@ class Flapping(CircusPlugin):
         watched.timer = self.loop.call_later(settings.window, recovered)
 
     async def _report(self, name, **state):
+        watched = self.watched.get(name)
+        if watched is not None:
+            watched.reported = state.get("state") != "ok"
         options = {"flapping." + key: value for key, value in state.items()}
         reply = await self.acall("set", name=name, options=options)
         if reply.get("status") != "ok":
