@@ -3,9 +3,11 @@ the recipe's own server.ini (ports moved to free ones), real HTTP, and a
 real nginx where the recipe has one."""
 import base64
 import hashlib
+import inspect
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import string
@@ -14,7 +16,7 @@ import tempfile
 
 import pytest
 
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import BIN, ROOT, free_port, http_get, pid_alive, wait_for
 
 RECIPES = os.path.join(ROOT, "recipes")
 
@@ -151,3 +153,115 @@ def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
         log.close()
         daemon.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --- systemd -----------------------------------------------------------------
+
+SYSTEMD_UNIT = os.path.join(RECIPES, "systemd", "circusd.service")
+
+
+def read_unit(path):
+    """{section: {key: [values]}}, as systemd reads a unit file."""
+    sections, current = {}, None
+    for line in open(path):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def _unit_signal(name):
+    name = name.upper()
+    return getattr(signal, name if name.startswith("SIG") else "SIG" + name)
+
+
+def _kill_signal(command):
+    """The signal of `kill -HUP $MAINPID` (or -s HUP, -SIGHUP...)."""
+    argv = shlex.split(command)
+    assert os.path.basename(argv[0]) == "kill" and argv[-1] == "$MAINPID", command
+    options = argv[1:-1]
+    if options[:1] in (["-s"], ["--signal"]):
+        options = options[1:]
+    assert len(options) == 1, command
+    return _unit_signal(options[0].lstrip("-"))
+
+
+def test_systemd_unit_matches_circusd():
+    """What can be checked without systemd: the unit runs circusd in the
+    foreground on a config file, and its reload and stop signals are the
+    ones circusd reloads and quits on."""
+    from circus.circusd import build_parser
+    from circus.watcher import Watcher
+    service = read_unit(SYSTEMD_UNIT)["Service"]
+    assert service["Type"] == ["simple"]
+    [exec_start] = service["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert os.path.isabs(argv[0]) and os.path.basename(argv[0]) == "circusd"
+    args = build_parser().parse_args(argv[1:])
+    assert args.config and os.path.isabs(args.config) and args.config.endswith(".ini")
+    assert not args.daemon  # systemd does the daemonising: Type=simple
+    [exec_reload] = service["ExecReload"]
+    assert _kill_signal(exec_reload) == signal.SIGHUP
+    # systemd's default KillSignal is SIGTERM too
+    assert _unit_signal(service.get("KillSignal", ["SIGTERM"])[-1]) == signal.SIGTERM
+    # circusd alone gets the signal; its workers get their own stop_signal
+    assert service["KillMode"] == ["mixed"]
+    timeout = int(service["TimeoutStopSec"][-1])
+    default_graceful = inspect.signature(Watcher).parameters["graceful_timeout"].default
+    assert timeout > default_graceful
+
+
+def test_systemd_unit_signals_reload_and_stop_a_real_circusd(circusd):
+    """circusd started as ExecStart says, sent ExecReload's signal then
+    KillSignal, the way systemctl reload and stop would."""
+    service = read_unit(SYSTEMD_UNIT)["Service"]
+    reload_signal = _kill_signal(service["ExecReload"][0])
+    kill_signal = _unit_signal(service.get("KillSignal", ["SIGTERM"])[-1])
+    extra = [a for a in shlex.split(service["ExecStart"][0])[1:] if a.startswith("-")]
+    # a daemonising circusd would escape the fixture (and systemd's Type=simple)
+    assert "--daemon" not in extra
+    daemon = circusd("""
+        [watcher:one]
+        cmd = sleep 300
+    """, extra_args=extra)
+    children = daemon.call("list", name="one")["pids"]
+    try:
+        [one] = children
+        with open(daemon.config_path, "a") as handle:
+            handle.write("\n[watcher:two]\ncmd = sleep 301\n")
+        os.kill(daemon.proc.pid, reload_signal)
+        children += wait_for(lambda: daemon.call("list", name="two").get("pids"),
+                             message="the reload to start watcher two")
+        assert daemon.call("list", name="one")["pids"] == [one]  # unchanged, kept
+        os.kill(daemon.proc.pid, kill_signal)
+        assert daemon.proc.wait(int(service["TimeoutStopSec"][-1])) == 0
+        # KillMode=mixed leaves the children to circusd: it stopped them itself
+        assert not [pid for pid in children if pid_alive(pid)]
+    finally:
+        # a signal that killed circusd outright would leave them to init
+        for pid in children:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    circusd_bin = os.path.join(BIN, "circusd")
+    assert os.access(circusd_bin, os.X_OK)
+    text = open(SYSTEMD_UNIT).read()
+    [exec_start] = read_unit(SYSTEMD_UNIT)["Service"]["ExecStart"]
+    # verify checks that the program exists: point it at this venv's circusd
+    text = text.replace(exec_start.split()[0], circusd_bin)
+    unit = tmp_path / "circusd.service"
+    unit.write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                            capture_output=True, text=True, timeout=60)
+    complaints = [line for line in (result.stdout + result.stderr).splitlines()
+                  if "circusd.service" in line]
+    assert result.returncode == 0 and not complaints, result.stdout + result.stderr
