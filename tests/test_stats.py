@@ -316,7 +316,11 @@ def test_circusd_stats_runs_by_hand(circusd, tmp_path):
     finally:
         log.close()
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=15)[0].decode()
+        try:
+            output = proc.communicate(timeout=15)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output = proc.communicate()[0].decode()
     assert proc.returncode == 0, output
     assert "stats streamer stopped" in output
 
