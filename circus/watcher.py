@@ -4,6 +4,36 @@ Everything here runs on one asyncio loop. Operations that change the set of
 processes (start, stop, reload, incr, decr, recycling) are serialised by a
 per-watcher lock; a crashed process is replaced straight from the reap
 callback, which never waits.
+
+Hooks
+-----
+hooks maps a hook name (HOOK_NAMES) to a callable, or the dotted name of
+one, called as hook(watcher=, arbiter=, hook_name=, **details). A hook that
+returns False, or raises, says "do not go on":
+
+- before_start: the watcher is not started.
+- before_spawn: that process is not spawned; it counts as a failed start
+  (max_retry).
+- before_stop: the stop is refused. The processes keep running, the
+  watcher stays active, `stop` answers an error saying so and the log has
+  a warning.
+- before_signal (details pid, signum): that signal is not sent. When the
+  signal is the stop signal of a stop, reload, decr, kill or max_age
+  recycling, the veto covers the whole stop of that process: it is not
+  marked as stopping, no SIGKILL follows after graceful_timeout, and it
+  keeps running as one of the watcher's processes. A refused `stop` leaves
+  the watcher active (an error reply); a reload or recycling keeps the old
+  process and stops the replacement it had started for it, so the watcher
+  keeps numprocesses; after a refused decr the watcher runs more processes
+  than numprocesses. Once a stop signal has been sent, the SIGKILL that
+  follows graceful_timeout is not asked for again.
+- the after_* and before_reap hooks only observe: their result is ignored.
+
+Vetoes are honoured for what an operator or a plugin asks. They are ignored
+(with a warning) where obeying would leave processes nobody manages or
+wedge the watcher: when circusd quits, when a watcher is removed or
+replaced by a config reload, when a watcher gives up after max_retry and
+when a process that never got ready is killed.
 """
 import asyncio
 import logging
@@ -113,6 +143,9 @@ class Watcher:
         self._gave_up = None
         self._publish = None
         self._tasks = set()
+        self._closing = False
+        # why the last stop, or stop of a process, was refused by a hook
+        self.refusal = None
 
     # --- wiring -----------------------------------------------------------
     def attach(self, loop, reaper, publish=None, sockets=None, arbiter=None):
@@ -165,6 +198,13 @@ class Watcher:
         if result is False:
             logger.info("watcher %s: hook %s returned False", self.name, hook_name)
         return result is not False
+
+    def _vetoes_apply(self):
+        """Hooks may refuse stops and signals, except while the watcher
+        goes away for good (circusd quits, rm, replaced by reloadconfig)."""
+        if self._closing:
+            return False
+        return not (self.arbiter is not None and getattr(self.arbiter, "stopping", False))
 
     # --- introspection ----------------------------------------------------
     def live_processes(self):
@@ -274,7 +314,8 @@ class Watcher:
         process.stopping = True
         self.notify_event("ready_timeout", {"process_pid": process.pid,
                                             "timeout": self.ready_timeout})
-        self._spawn_task(self.kill_process(process))
+        # not a stop a hook may refuse: the process failed to start
+        self._spawn_task(self.kill_process(process, force=True))
 
     def _arm_uptime(self, process):
         # a process that has run for MIN_UPTIME started fine: forget failures
@@ -305,7 +346,7 @@ class Watcher:
         logger.error("watcher %s: stopping: %s", self.name, reason)
         self.notify_event("max_retry", {"reason": reason, "max_retry": self.max_retry})
         self.status = "stopping"
-        self._spawn_task(self._locked(self._stop, reason=reason))
+        self._spawn_task(self._locked(self._stop, reason=reason, force=True))
 
     async def _locked(self, func, *args, **kwargs):
         async with self._lock:
@@ -399,10 +440,18 @@ class Watcher:
                 return
 
     # --- stopping processes -----------------------------------------------
-    def send_signal(self, pid, signum):
+    def send_signal(self, pid, signum, force=False):
+        """Send signum unless the before_signal hook refuses it (False);
+        force: the hook is told but cannot refuse."""
         process = self.processes[int(pid)]
         if not self.call_hook("before_signal", pid=process.pid, signum=signum):
-            return False
+            if not force:
+                logger.warning("watcher %s: signal %s not sent to pid %d: hook before_signal "
+                               "refused it", self.name, _signame(signum), process.pid)
+                return False
+            logger.warning("watcher %s: hook before_signal refused signal %s to pid %d; "
+                           "ignored, the process must go", self.name, _signame(signum),
+                           process.pid)
         try:
             process.send_signal(signum)
         except ProcessLookupError:
@@ -410,18 +459,27 @@ class Watcher:
         self.call_hook("after_signal", pid=process.pid, signum=signum)
         return True
 
-    async def kill_process(self, process, graceful=True, signum=None, timeout=None):
+    async def kill_process(self, process, graceful=True, signum=None, timeout=None,
+                           force=False):
         """stop_signal (or signum), up to graceful_timeout (or timeout), then
         SIGKILL; returns the exit code. A timeout of 0 sends SIGKILL right
         after the stop signal: no grace at all, as the option's name says
-        (a process that must never be killed wants a long graceful_timeout)."""
+        (a process that must never be killed wants a long graceful_timeout).
+
+        When the before_signal hook refuses the stop signal (and force is
+        false and vetoes apply, see the module doc) nothing is done: the
+        process keeps running, is not stopping, and None is returned."""
         if process.returncode is not None:
             return process.returncode
-        process.stopping = True
+        force = force or not self._vetoes_apply()
         tree = process.children(recursive=True) if self.stop_children else []
         signum = (signum or self.stop_signal) if graceful else signal.SIGKILL
+        process.stopping = True
+        if not self.send_signal(process.pid, signum, force=force):
+            process.stopping = False
+            self.refusal = "hook before_signal refused to stop pid %d" % process.pid
+            return None
         self.notify_event("kill", {"process_id": process.wid, "process_pid": process.pid})
-        self.send_signal(process.pid, signum)
         _signal_pids(tree, signum)
         if timeout is None:
             timeout = self.graceful_timeout
@@ -444,9 +502,12 @@ class Watcher:
             await _wait_gone(tree, timeout)
         return process.returncode
 
-    async def _kill_all(self, processes, graceful=True):
+    async def _kill_all(self, processes, graceful=True, force=False):
+        """Stop processes together; returns those a hook kept running."""
         if processes:
-            await asyncio.gather(*(self.kill_process(p, graceful) for p in processes))
+            await asyncio.gather(*(self.kill_process(p, graceful, force=force)
+                                   for p in processes))
+        return [p for p in processes if p.returncode is None and not p.stopping]
 
     # --- operations (each takes the lock) ---------------------------------
     async def start(self):
@@ -487,13 +548,32 @@ class Watcher:
                 return True
             return await self._stop(graceful=graceful, reason=reason)
 
-    async def _stop(self, graceful=True, reason=None):
+    async def _stop(self, graceful=True, reason=None, force=False):
+        """False when a hook refused (see the module doc); the watcher is
+        then active and self.refusal says why."""
         if self.status == "stopped":
             return True
+        force = force or not self._vetoes_apply()
+        self.refusal = None
         if not self.call_hook("before_stop"):
-            return False
+            if not force:
+                self.refusal = "hook before_stop refused the stop"
+                logger.warning("watcher %s not stopped: %s; its processes keep running",
+                               self.name, self.refusal)
+                return False
+            logger.warning("watcher %s: hook before_stop refused the stop; ignored, "
+                           "the watcher must go", self.name)
         self.status = "stopping"
-        await self._kill_all(list(self.processes.values()), graceful)
+        kept = await self._kill_all(list(self.processes.values()), graceful, force=force)
+        if kept:
+            # a before_signal veto: what was refused keeps running, and the
+            # watcher with it
+            self.status = "active"
+            self.refusal = "hook before_signal refused to stop pid %s" % ", ".join(
+                str(p.pid) for p in kept)
+            logger.warning("watcher %s not stopped: %s", self.name, self.refusal)
+            await self._spawn_missing()
+            return False
         self.status = "stopped"
         logger.info("watcher %s stopped%s", self.name, ": " + reason if reason else "")
         msg = {"reason": reason} if reason else {}
@@ -503,7 +583,8 @@ class Watcher:
 
     async def restart(self):
         async with self._lock:
-            await self._stop()
+            if not await self._stop():
+                return False
             return await self._start()
 
     async def reload(self, graceful=True, sequential=False):
@@ -532,7 +613,11 @@ class Watcher:
                 if self.warmup_delay > 0:
                     await asyncio.sleep(self.warmup_delay)
             ready = await self._wait_ready(new)
-            await self._kill_all(old[:ready], graceful)
+            kept = await self._kill_all(old[:ready], graceful)
+            if kept:
+                # a hook kept old processes: as many new ones go instead
+                await self._kill_all([p for p in new if p.returncode is None][-len(kept):],
+                                     force=True)
         logger.info("watcher %s reloaded", self.name)
         self.notify_event("reload", {})
         return True
@@ -542,7 +627,10 @@ class Watcher:
         successor = self.spawn_process()
         if successor is None or not await self._wait_ready([successor]):
             return False
-        await self.kill_process(process, graceful)
+        if await self.kill_process(process, graceful) is None:
+            # a hook kept the old one: the successor is the one to go
+            await self.kill_process(successor, force=True)
+            return False
         return True
 
     async def _wait_ready(self, processes):
@@ -570,7 +658,9 @@ class Watcher:
                 return
             process.stopping = True
         # the replacement is serving: the old one may take its time to go
-        await self.kill_process(process)
+        if await self.kill_process(process) is None:
+            # a hook kept the old one: the replacement goes instead
+            await self.kill_process(successor, force=True)
 
     async def incr(self, nb=1):
         async with self._lock:
@@ -626,9 +716,10 @@ class Watcher:
 
     async def close(self):
         """Stop everything and release streams; the watcher is then unusable."""
+        self._closing = True
         if self._lock is not None:
             async with self._lock:
-                await self._stop()
+                await self._stop(force=True)
         for task in list(self._tasks):
             task.cancel()
         for stream in (self.stdout_stream, self.stderr_stream):
@@ -661,6 +752,13 @@ def _describe(exc):
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower() + (" (%s)" % exc.filename if exc.filename else "")
     return str(exc)
+
+
+def _signame(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def _signal_pids(pids, signum):

@@ -623,3 +623,17 @@ def test_stop_signals_quit(circusd, signum):
     assert daemon.proc.wait(10) == 0
     assert not any(pid_alive(p) for p in children)
     assert b"Arbiter exiting" in daemon.read_log()
+
+
+def test_stop_refused_by_a_before_stop_hook_answers_an_error(circusd):
+    daemon = circusd(SLEEP % 2 + "hooks.before_stop = tests.apps.watcher_hooks.refuse\n")
+    before = wait_pids(daemon, 2)
+    reply = error(daemon.call("stop", name="sleeper", waiting=True), 5)
+    assert "before_stop" in reply["reason"] and "sleeper" in reply["reason"]
+    assert ok(daemon.call("status", name="sleeper"))["status"] == "active"
+    assert pids(daemon) == before and all(pid_alive(p) for p in before)
+    assert b"watcher sleeper not stopped: hook before_stop" in daemon.read_log()
+    # quitting is not refused: nothing is left behind
+    ok(daemon.call("quit", waiting=True))
+    daemon.proc.wait(20)
+    assert not any(pid_alive(p) for p in before)

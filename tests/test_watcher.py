@@ -466,3 +466,116 @@ def test_replacement_never_ready_is_killed_and_old_keeps_serving(tmp_path):
             assert killed and old[0] not in killed
             assert watcher.status == "active"
     run(main())
+
+
+def test_before_stop_false_keeps_the_watcher_running_until_circusd_quits():
+    refusing = [True]
+
+    def before_stop(watcher, arbiter, hook_name, **kwargs):
+        return not refusing[0]
+
+    async def main():
+        watcher = Watcher("kept", "sleep 120", numprocesses=2,
+                          hooks={"before_stop": before_stop})
+        async with running([watcher]) as arbiter:
+            pids = watcher.pids
+            mark = len(arbiter.events.items)
+            assert await watcher.stop() is False
+            assert watcher.status == "active" and watcher.pids == pids
+            assert all(psutil.pid_exists(pid) for pid in pids)
+            assert "before_stop" in watcher.refusal
+            topics = arbiter.events.topics()[mark:]
+            assert "watcher.kept.stop" not in topics and "watcher.kept.kill" not in topics
+            refusing[0] = False
+            assert await watcher.stop() is True
+            assert watcher.status == "stopped" and not watcher.processes
+    run(main())
+
+
+def test_before_stop_false_cannot_keep_processes_past_quit():
+    async def main():
+        watcher = Watcher("kept", "sleep 120", hooks={"before_stop": lambda **kw: False})
+        async with running([watcher]):
+            pids = watcher.pids
+        # quitting does not leave orphans behind for a hook's sake
+        assert watcher.status == "stopped"
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+                       for pid in pids)
+    run(main())
+
+
+SIGNAL_LOG_SCRIPT = (
+    "import signal, sys, time\n"
+    "def handler(signum, frame):\n"
+    "    with open(sys.argv[1], 'a') as f:\n"
+    "        f.write(signal.Signals(signum).name + '\\n')\n"
+    "for s in (signal.SIGTERM, signal.SIGWINCH):\n"
+    "    signal.signal(s, handler)\n"
+    "open(sys.argv[1] + '.ready', 'w').close()\n"
+    "while True: time.sleep(1)\n")
+
+
+def test_before_signal_false_vetoes_the_signal_and_the_whole_stop(tmp_path):
+    # a refused stop signal is a refused stop: no SIGKILL after graceful_timeout
+    log = tmp_path / "signals"
+    cmd = script(tmp_path, "siglog.py", SIGNAL_LOG_SCRIPT) + " " + str(log)
+    asked = []
+
+    def before_signal(watcher, arbiter, hook_name, pid, signum):
+        asked.append(signum)
+        return signum != signal.SIGTERM
+
+    async def main():
+        watcher = Watcher("vetoed", cmd, graceful_timeout=0.2,
+                          hooks={"before_signal": before_signal})
+        async with running([watcher]) as arbiter:
+            pid = watcher.pids[0]
+            await until(lambda: (tmp_path / "signals.ready").exists(), message="handlers")
+
+            async def probe(count):
+                # SIGWINCH (28) is handled after a pending SIGTERM (15): if
+                # SIGTERM had been sent, it would be in the log first
+                await watcher.signal(signal.SIGWINCH)
+                await until(lambda: log.exists() and
+                            log.read_text().split().count("SIGWINCH") == count)
+
+            assert await watcher.signal(signal.SIGTERM) == [pid]
+            await probe(1)
+            mark = len(arbiter.events.items)
+            started = time.monotonic()
+            assert await watcher.stop() is False
+            assert time.monotonic() - started < 0.2  # no graceful_timeout wait either
+            assert watcher.status == "active" and watcher.pids == [pid]
+            assert not watcher.processes[pid].stopping
+            assert "before_signal" in watcher.refusal
+            await probe(2)
+            assert log.read_text().split() == ["SIGWINCH", "SIGWINCH"]
+            assert asked.count(signal.SIGTERM) == 2 and signal.SIGKILL not in asked
+            topics = arbiter.events.topics()[mark:]
+            assert not [t for t in topics if t.endswith((".kill", ".reap", ".stop"))]
+        # circusd quits anyway: the veto is ignored, the process is gone
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert "SIGTERM" in log.read_text().split()
+    run(main())
+
+
+def test_before_signal_veto_in_reload_keeps_the_old_process_and_the_count():
+    def before_signal(watcher, arbiter, hook_name, pid, signum):
+        return pid != kept[0]
+
+    kept = []
+
+    async def main():
+        watcher = Watcher("web", "sleep 120", numprocesses=2,
+                          hooks={"before_signal": before_signal})
+        async with running([watcher]):
+            kept.append(watcher.pids[0])
+            other = watcher.pids[1]
+            await watcher.reload()
+            assert kept[0] in watcher.pids and other not in watcher.pids
+            assert len(watcher.live_processes()) == 2
+            await watcher.reload(sequential=True)
+            assert kept[0] in watcher.pids and len(watcher.live_processes()) == 2
+            kept.clear()
+            kept.append(None)
+    run(main())

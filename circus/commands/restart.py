@@ -35,6 +35,9 @@ class Restart(Start):
         started = await watcher.restart()
         if started is False:
             self.refuse_while_stopping(watcher.arbiter, self.name)
+            if watcher.refusal and watcher.is_active():
+                from circus.commands.stop import refused
+                raise refused(watcher)
 
 
 command = Restart()

@@ -1,4 +1,4 @@
-from circus.commands.base import MessageError
+from circus.commands.base import CommandError, MessageError, errors
 from circus.commands.start import Start
 
 
@@ -28,6 +28,11 @@ class Stop(Start):
     no `stop` event), which tells plugins that would start the watcher
     again (flapping, while it waits retry_in) that it is wanted down.
 
+    A watcher whose before_stop hook returns False, or whose before_signal
+    hook refuses the stop signal, is not stopped: its processes keep
+    running and the answer (with "waiting": true; otherwise the log) is an
+    error saying which hook refused.
+
     Command line
     ------------
 
@@ -50,7 +55,14 @@ class Stop(Start):
         await arbiter.stop_watchers(reason=props.get("reason"))
 
     async def on_watcher(self, watcher, props):
-        await watcher.stop(graceful=props["graceful"], reason=props.get("reason"))
+        if await watcher.stop(graceful=props["graceful"], reason=props.get("reason")) is False:
+            raise refused(watcher)
+
+
+def refused(watcher):
+    """The error answered when a hook of the watcher refused its stop."""
+    return CommandError(errors.COMMAND_ERROR, "watcher %s not stopped: %s"
+                        % (watcher.name, watcher.refusal or "a hook refused"))
 
 
 command = Stop()
