@@ -296,6 +296,28 @@ def test_socket_stats_from_the_kernel(stats_daemon):
             client.close()
 
 
+def test_circusd_stats_stops_at_once_while_circusd_is_unreachable(tmp_path):
+    # its first listing waits up to its call timeout (5 s) for a circusd that
+    # is not there; a SIGTERM must not wait for that
+    log_path = tmp_path / "stats.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "circus.stats", "--endpoint", "tcp://127.0.0.1:%d" % free_port(),
+             "--pubsub", "tcp://127.0.0.1:%d" % free_port(),
+             "--statspoint", "tcp://127.0.0.1:%d" % free_port()],
+            env=dict(os.environ, PYTHONPATH=ROOT), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: b"publishing stats" in log_path.read_bytes(), timeout=10,
+                 message="circusd-stats to start")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(2.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log_path.read_text()
+
+
 @pytest.mark.slow
 def test_circusd_stats_runs_by_hand(circusd, tmp_path):
     daemon = circusd("""

@@ -272,6 +272,10 @@ class StatsStreamer:
             self._resync_wanted.clear()
             await self.resync()
 
+    async def _sample(self):
+        await self.resync()  # first, so that the first tick has processes
+        await asyncio.gather(self._ticker(), self._resyncer())
+
     # --- running ----------------------------------------------------------
     def stop(self):
         if self._stopping is not None:
@@ -300,10 +304,9 @@ class StatsStreamer:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 loop.add_signal_handler(signum, self.stop)
             logger.info("publishing stats on %s", self.stats_endpoint)
-            tasks.append(asyncio.ensure_future(self._read_events()))
-            await self.resync()
-            tasks += [asyncio.ensure_future(self._ticker()),
-                      asyncio.ensure_future(self._resyncer())]
+            # the first listing inside a task: a stop must not wait for its timeout
+            tasks += [asyncio.ensure_future(self._read_events()),
+                      asyncio.ensure_future(self._sample())]
             stopping = asyncio.ensure_future(self._stopping.wait())
             done, _ = await asyncio.wait(tasks + [stopping], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
