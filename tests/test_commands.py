@@ -637,3 +637,47 @@ def test_stop_refused_by_a_before_stop_hook_answers_an_error(circusd):
     ok(daemon.call("quit", waiting=True))
     daemon.proc.wait(20)
     assert not any(pid_alive(p) for p in before)
+
+
+GATED = """
+[watcher:gated]
+cmd = %s %s $(circus.wid)
+ready = notify
+ready_timeout = 30
+graceful_timeout = 5
+"""
+
+# sends READY=1 once the file gate-WID exists in its working directory
+GATED_SCRIPT = (
+    "import os, sys, time\n"
+    "from circus.sockets.notify import notify\n"
+    "gate = 'gate-' + sys.argv[1]\n"
+    "while not os.path.exists(gate): time.sleep(0.01)\n"
+    "notify('READY=1')\n"
+    "time.sleep(300)\n")
+
+
+def test_incr_waiting_answers_once_the_new_process_sent_ready(circusd, tmp_path):
+    (tmp_path / "gated.py").write_text(GATED_SCRIPT)
+    (tmp_path / "gate-1").touch()
+    daemon = circusd(GATED % (PYTHON, tmp_path / "gated.py"))
+    with EventLog(daemon) as events:
+        events.sync("gated")
+        replies = []
+        thread = threading.Thread(target=lambda: replies.append(
+            daemon.call("incr", name="gated", nb=1, waiting=True, timeout=30)))
+        thread.start()
+        try:
+            _, spawn = events.topic("watcher.gated.spawn")
+            wait_pids(daemon, 2, "gated")
+            thread.join(0.5)
+            assert thread.is_alive() and not replies  # spawned, not ready: no answer yet
+            (tmp_path / "gate-2").touch()
+            _, ready = events.topic("watcher.gated.ready")
+            assert ready["process_pid"] == spawn["process_pid"]
+        finally:
+            (tmp_path / "gate-2").touch()
+            thread.join(30)
+    assert ok(replies[0])["numprocesses"] == 2
+    # the answer came after READY=1
+    assert replies[0]["time"] >= ready["time"]

@@ -78,6 +78,28 @@ def test_missing_binary_gives_up_after_max_retry():
     run(main())
 
 
+def test_permission_denied_is_retried_max_retry_times_then_stopped(tmp_path, caplog):
+    target = tmp_path / "not-executable"
+    target.write_text("#!/bin/sh\nexec sleep 120\n")
+    target.chmod(0o644)
+
+    async def main():
+        watcher = Watcher("denied", str(target), max_retry=2)
+        async with running([watcher]) as arbiter:
+            _, msg = await arbiter.events.topic("watcher.denied.max_retry")
+            assert "permission denied" in msg["reason"].lower()
+            assert "gave up after 2 retries" in msg["reason"]
+            await arbiter.events.topic("watcher.denied.stop")
+            assert watcher.status == "stopped" and not watcher.processes
+            assert "watcher.denied.spawn" not in arbiter.events.topics()
+            assert arbiter.status == "active"
+        failures = [r.getMessage() for r in caplog.records
+                    if "denied" in r.getMessage() and "permission denied" in r.getMessage()]
+        assert len([m for m in failures if "(failure" in m]) == 3  # the start, 2 retries
+        assert any("stopping" in m and str(target) in m for m in failures)
+    run(main())
+
+
 def test_crash_loop_is_retried_max_retry_times_then_stopped():
     async def main():
         watcher = Watcher("crasher", "sh -c 'exit 3'", max_retry=4)
@@ -578,4 +600,52 @@ def test_before_signal_veto_in_reload_keeps_the_old_process_and_the_count():
             assert kept[0] in watcher.pids and len(watcher.live_processes()) == 2
             kept.clear()
             kept.append(None)
+    run(main())
+
+
+GATED_NOTIFY_SCRIPT = (
+    "import os, socket, sys, time\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+    "addr = os.environ['NOTIFY_SOCKET']\n"
+    "addr = '\\0' + addr[1:] if addr.startswith('@') else addr\n"
+    "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', addr)\n"
+    "time.sleep(120)\n")
+
+
+@pytest.mark.slow
+def test_max_age_successor_never_ready_is_killed_and_the_old_one_recycled_later(tmp_path):
+    gate = tmp_path / "gate"
+    gate.touch()
+    cmd = script(tmp_path, "gated.py", GATED_NOTIFY_SCRIPT) + " " + str(gate)
+
+    async def main():
+        watcher = Watcher("aging", cmd, ready="notify", ready_timeout=0.5, max_age=1.0,
+                          max_age_variance=0, graceful_timeout=5)
+        async with running([watcher]) as arbiter:
+            events = arbiter.events
+            old = watcher.pids[0]
+            gate.unlink()  # from now on, nothing new gets ready
+            _, spawn = await events.wait(lambda t, m: t == "watcher.aging.spawn"
+                                         and m["process_pid"] != old)
+            successor = spawn["process_pid"]
+            _, timeout = await events.topic("watcher.aging.ready_timeout")
+            assert timeout["process_pid"] == successor and timeout["timeout"] == 0.5
+            await events.wait(lambda t, m: t == "watcher.aging.reap"
+                              and m["process_pid"] == successor)
+            # the old one kept serving, and counted as the only process
+            assert watcher.pids == [old] and psutil.pid_exists(old)
+            assert not watcher.processes[old].stopping
+            mark = len(events.items)
+            gate.touch()
+            # retried later: a new successor gets ready, then the old one goes
+            _, reap = await events.wait(lambda t, m: t == "watcher.aging.reap"
+                                        and m["process_pid"] == old, timeout=10)
+            later = events.items[mark:]
+            ready = [m["process_pid"] for t, m in later if t == "watcher.aging.ready"]
+            kill = [i for i, (t, m) in enumerate(later)
+                    if t == "watcher.aging.kill" and m["process_pid"] == old][0]
+            assert ready and [i for i, (t, m) in enumerate(later)
+                              if t == "watcher.aging.ready"][0] < kill
+            assert reap["exit_code"] == -signal.SIGTERM
+            assert len(watcher.live_processes()) == 1 and old not in watcher.pids
     run(main())
