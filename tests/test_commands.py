@@ -681,3 +681,70 @@ def test_incr_waiting_answers_once_the_new_process_sent_ready(circusd, tmp_path)
     assert ok(replies[0])["numprocesses"] == 2
     # the answer came after READY=1
     assert replies[0]["time"] >= ready["time"]
+
+
+def _in_thread(daemon, results, command, **props):
+    thread = threading.Thread(target=lambda: results.append(
+        (command, daemon.call(command, timeout=30, waiting=True, **props))))
+    thread.start()
+    return thread
+
+
+def _ignore_sigterm(pids):
+    def ignoring(pid):
+        with open("/proc/%d/status" % pid) as handle:
+            for line in handle:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+        return False
+    wait_for(lambda: all(ignoring(p) for p in pids), message="SIGTERM ignored")
+    return pids
+
+
+def test_operations_on_one_watcher_are_serialised(circusd, tmp_path):
+    # stopping a stubborn process takes graceful_timeout: a long operation
+    # that a second client's command must wait for, not interleave with
+    daemon = circusd("""
+        [watcher:slow]
+        cmd = %s
+        numprocesses = 2
+        graceful_timeout = 1
+        """ % STUBBORN)
+    old = _ignore_sigterm(wait_pids(daemon, 2, "slow"))
+    with EventLog(daemon) as events:
+        events.sync("slow")
+        results = []
+        threads = [_in_thread(daemon, results, "reload", name="slow")]
+        events.topic("watcher.slow.kill")  # the reload is under way
+        threads.append(_in_thread(daemon, results, "incr", name="slow", nb=1))
+        for thread in threads:
+            thread.join(30)
+        assert [c for c, _ in results] == ["reload", "incr"]
+        assert all(ok(reply) for _, reply in results)
+        assert results[1][1]["numprocesses"] == 3
+        for _ in range(3):
+            events.topic("watcher.slow.spawn")
+        topics = [t.rsplit(".", 1)[1] for t in events.topics()
+                  if t.rsplit(".", 1)[1] in ("spawn", "kill", "reload")]
+        # the reload's 2 spawns and 2 kills, its end, then the incr's spawn
+        assert topics[:6] == ["spawn", "spawn", "kill", "kill", "reload", "spawn"], topics
+        now = _ignore_sigterm(wait_pids(daemon, 3, "slow", exclude=old))
+        assert not any(pid_alive(p) for p in old)
+
+        # stop racing start: the start waits for the stop, and wins
+        events.items.clear()
+        results.clear()
+        stopping = time.monotonic()
+        threads = [_in_thread(daemon, results, "stop", name="slow")]
+        events.topic("watcher.slow.kill")
+        threads.append(_in_thread(daemon, results, "start", name="slow"))
+        for thread in threads:
+            thread.join(30)
+        assert time.monotonic() - stopping >= 1.0  # the start waited for the stop
+        assert [c for c, _ in results] == ["stop", "start"]
+        events.topic("watcher.slow.start")
+        topics = [t.rsplit(".", 1)[1] for t in events.topics()
+                  if t.rsplit(".", 1)[1] in ("spawn", "kill", "stop", "start")]
+        assert topics == ["kill"] * 3 + ["stop"] + ["spawn"] * 3 + ["start"], topics
+        assert ok(daemon.call("status", name="slow"))["status"] == "active"
+        wait_pids(daemon, 3, "slow", exclude=now)
