@@ -748,3 +748,48 @@ def test_operations_on_one_watcher_are_serialised(circusd, tmp_path):
         assert topics == ["kill"] * 3 + ["stop"] + ["spawn"] * 3 + ["start"], topics
         assert ok(daemon.call("status", name="slow"))["status"] == "active"
         wait_pids(daemon, 3, "slow", exclude=now)
+
+
+def test_reload_sequential_over_zmq_replaces_one_process_at_a_time(circusd):
+    daemon = sleeper(circusd, 3)
+    old = wait_pids(daemon, 3)
+    with EventLog(daemon) as events:
+        events.sync("sleeper")
+        ok(daemon.call("reload", name="sleeper", sequential=True, waiting=True))
+        events.topic("watcher.sleeper.reload")
+        kinds = []
+        for topic, msg in events.items:
+            kind = topic.rsplit(".", 1)[1]
+            if kind in ("spawn", "kill", "reap"):
+                kinds.append(kind)
+                if kind != "spawn":
+                    assert msg["process_pid"] in old
+        # each old process is gone before the next successor is started
+        assert kinds == ["spawn", "kill", "reap"] * 3, kinds
+    wait_pids(daemon, 3, exclude=old)
+
+
+def test_reload_graceful_false_over_zmq_kills_the_old_processes_at_once(circusd):
+    daemon = circusd("[watcher:slow]\ncmd = %s\nnumprocesses = 2\ngraceful_timeout = 30\n"
+                     % STUBBORN)
+    old = _ignore_sigterm(wait_pids(daemon, 2, "slow"))
+    with EventLog(daemon) as events:
+        events.sync("slow")
+        started = time.monotonic()
+        ok(daemon.call("reload", name="slow", graceful=False, waiting=True, timeout=30))
+        assert time.monotonic() - started < 10  # not graceful_timeout: SIGKILL at once
+        reaps = [events.topic("watcher.slow.reap")[1] for _ in old]
+        assert sorted(m["process_pid"] for m in reaps) == sorted(old)
+        assert all(m["exit_code"] == -signal.SIGKILL for m in reaps)
+        # the new processes were started before the old ones were killed
+        kinds = [t.rsplit(".", 1)[1] for t in events.topics()
+                 if t.rsplit(".", 1)[1] in ("spawn", "kill")]
+        assert kinds == ["spawn", "spawn", "kill", "kill"], kinds
+    wait_pids(daemon, 2, "slow", exclude=old)
+    # graceful (the default) waits: a stubborn process outlives its SIGTERM
+    daemon.call("set", name="slow", options={"graceful_timeout": 0.5})
+    now = _ignore_sigterm(wait_pids(daemon, 2, "slow"))
+    started = time.monotonic()
+    ok(daemon.call("reload", name="slow", waiting=True))
+    assert time.monotonic() - started >= 0.5
+    wait_pids(daemon, 2, "slow", exclude=now)
