@@ -315,6 +315,32 @@ def test_log_output_file(circusd, tmp_path):
     assert b"Arbiter exiting" in logfile.read_bytes()
 
 
+def test_log_level_warning_keeps_info_lines_out(circusd):
+    daemon = circusd("[watcher:plain]\ncmd = sleep 120\n"
+                     "[watcher:ghost]\ncmd = /nonexistent/ghost\nmax_retry = 0\n",
+                     extra_args=["--log-level", "warning"], start=False)
+    daemon.start(wait=False)
+
+    def answers():
+        try:
+            return daemon.call("status", name="plain", timeout=1)["status"] == "active"
+        except Exception:
+            return daemon.proc.poll() is not None
+    wait_for(answers, timeout=20, message="circusd to answer")
+    assert daemon.proc.poll() is None
+    wait_for(lambda: b"ghost" in daemon.read_log(), message="the ghost's error")
+    ok = daemon.call("reload", name="plain", waiting=True)
+    assert ok["status"] == "ok"
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    log = daemon.read_log()
+    assert b"cannot start '/nonexistent/ghost'" in log  # errors still show
+    for info in (b"Arbiter now waiting", b"watcher plain started", b"watcher plain reloaded",
+                 b"Starting master", b"Arbiter exiting", b"spawned pid"):
+        assert info not in log, info
+    assert all(b"[INFO]" not in line and b"[DEBUG]" not in line for line in log.splitlines())
+
+
 def test_no_config_runs_the_embedded_default(tmp_path):
     for port in (8080, 5555, 5556):
         if not port_is_free(port):
