@@ -430,8 +430,16 @@ class Arbiter:
         for name in set(self._socket_configs) | set(new_sockets):
             if self._socket_configs.get(name) != new_sockets.get(name):
                 changed.add(name)
+        relisten = {}
         for name in sorted(changed):
             if name not in new_sockets:
+                continue
+            current = self.sockets.get(name)
+            if name in self._socket_configs and current is not None and \
+                    current.can_relisten(new_sockets[name]):
+                # only the backlog changed: listen() again on the bound
+                # socket; binding a second one would find the address in use
+                relisten[name] = new_sockets[name].get("backlog", 2048)
                 continue
             where = "socket:%s" % name
             try:
@@ -445,7 +453,8 @@ class Arbiter:
                 raise configmod.ConfigError(str(exc), cfg["filename"], where) from None
             plan["bound"].add(sock)
         plan["socket_configs"] = new_sockets
-        plan["changed_sockets"] = changed
+        plan["changed_sockets"] = changed - set(relisten)
+        plan["relisten_sockets"] = relisten
 
     def _plan_watchers(self, plan):
         new_watchers = {w["name"].lower(): w for w in plan["cfg"]["watchers"]}
@@ -564,6 +573,16 @@ class Arbiter:
                 logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
                             sock.fileno())
             changes["sockets"] = sorted(plan["changed_sockets"])
+        for name, backlog in plan["relisten_sockets"].items():
+            sock = self.sockets[name]
+            try:
+                sock.relisten(backlog)
+            except OSError as exc:
+                logger.error("socket %s: backlog not changed: %s", name, _describe(exc))
+                continue
+            logger.info("socket %s listening on %s (fd %d) with backlog %d", name,
+                        sock.location, sock.fileno(), sock.backlog)
+            changes["sockets"] = sorted(set(changes["sockets"]) | {name})
         self._socket_configs = plan["socket_configs"]
 
         for watcher in plan["removed"]:

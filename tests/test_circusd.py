@@ -3,6 +3,7 @@ socket, signals, the pidfile, --daemon, --log-output, the default config and
 SIGHUP reloads. Processes are inspected through /proc and psutil only."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -610,3 +611,58 @@ def test_statsd_with_stats_endpoint_and_reloads(circusd):
     assert _stats_args(daemon) == second
     assert _stats_arrive(second)
     assert workers(daemon.proc.pid, "sleep 120") == keep  # untouched throughout
+
+
+BACKLOG_CONFIG = """
+[watcher:holder]
+cmd = sleep 300
+use_sockets = True
+numprocesses = 2
+
+[watcher:plain]
+cmd = sleep 301
+
+[socket:web]
+host = 127.0.0.1
+port = {port}
+backlog = {backlog}
+"""
+
+
+def listen_backlog(port):
+    """The backlog of the socket listening on 127.0.0.1:port (ss's Send-Q)."""
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return int(out[2]) if out else None
+
+
+@pytest.mark.skipif(not shutil.which("ss"), reason="needs ss to read a listen backlog")
+def test_reloadconfig_of_a_socket_backlog_applies_it_in_place(circusd):
+    port = free_port()
+    daemon = circusd(BACKLOG_CONFIG.format(port=port, backlog=5))
+    pid = daemon.proc.pid
+    holders = wait_workers(pid, "sleep 300", 2)
+    plain = wait_workers(pid, "sleep 301", 1)
+    before = listening_fds(pid)[port]
+    assert listen_backlog(port) == 5
+
+    rewrite(daemon, BACKLOG_CONFIG.format(port=port, backlog=64))
+    reply = daemon.call("reloadconfig", waiting=True)
+    assert reply["status"] == "ok", reply
+    assert reply["changes"]["sockets"] == ["web"]
+    assert listen_backlog(port) == 64
+    assert listening_fds(pid)[port] == before  # the same socket, same fd
+    # nobody had to be restarted to inherit anything
+    assert workers(pid, "sleep 300") == holders and workers(pid, "sleep 301") == plain
+    assert daemon.call("listsockets")["sockets"][0]["backlog"] == 64
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # still listening
+
+    # another change (the port) binds a new socket, as before
+    other = free_port()
+    rewrite(daemon, BACKLOG_CONFIG.format(port=other, backlog=64))
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    assert other in listening_fds(pid) and port not in listening_fds(pid)
+    wait_workers(pid, "sleep 300", 2)
+    wait_for(lambda: not set(workers(pid, "sleep 300")) & set(holders),
+             message="holders replaced to inherit the new socket")

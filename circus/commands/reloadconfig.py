@@ -6,7 +6,9 @@ class ReloadConfig(Command):
 
     circusd reads its configuration file again and applies what changed:
     new watchers are added, removed ones are stopped and removed, changed
-    ones are replaced (new processes first), changed sockets are bound anew;
+    ones are replaced (new processes first), changed sockets are bound anew
+    (a socket whose only change is its backlog is not: listen() is called
+    again on the bound socket, whose fd, address and workers all stay);
     [plugin:NAME] sections added are started, removed ones stopped, changed
     ones restarted; a changed stats_endpoint (or statsd) starts, stops or
     moves circusd-stats. Watchers, sockets and plugins that did not change

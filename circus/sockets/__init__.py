@@ -156,6 +156,31 @@ class CircusSocket:
         finally:
             probe.close()
 
+    # what listen() can change on a bound socket without binding it again
+    RELISTEN_OPTIONS = ("backlog",)
+
+    def can_relisten(self, options):
+        """True when options (a [socket:NAME] section) differ from this
+        bound socket's only by what relisten() applies in place."""
+        if self.sock is None or self.type not in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
+            return False
+        mine = {k: v for k, v in self.config().items() if k not in self.RELISTEN_OPTIONS}
+        try:
+            theirs = CircusSocket(**{k: v for k, v in options.items()
+                                     if k in self.OPTIONS}).config()
+        except (ValueError, TypeError):
+            return False
+        theirs = {k: v for k, v in theirs.items() if k not in self.RELISTEN_OPTIONS}
+        if options.get("port") in (0, "0"):
+            theirs["port"] = self.port  # the port the kernel gave us last time
+        return mine == theirs and set(options) <= set(self.OPTIONS) | {"name", "_where"}
+
+    def relisten(self, backlog):
+        """listen() again with a new backlog: same bound socket, same fd, so
+        the workers that inherited it keep serving."""
+        self.sock.listen(int(backlog))
+        self.backlog = int(backlog)
+
     def close(self):
         if self.sock is None:
             return
