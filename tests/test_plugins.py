@@ -556,6 +556,30 @@ def test_resource_watcher_restarts_and_signals(circusd, tmp_path):
     assert psutil.Process(calm).memory_info().rss > 32 << 20  # it is a hog too
 
 
+def test_resource_watcher_max_cpu_restarts_a_busy_loop(circusd):
+    daemon = circusd("""
+        [watcher:spinner]
+        cmd = %s -c "while True: pass"
+        graceful_timeout = 2
+
+        [watcher:idle]
+        cmd = sleep 300
+
+        [plugin:resources]
+        use = circus.plugins.resource_watcher.ResourceWatcher
+        watcher = spinner
+        max_cpu = 50
+        loop_rate = 0.3
+        max_count = 2
+        """ % PYTHON)
+    spinner, idle = pids(daemon, "spinner")[0], pids(daemon, "idle")[0]
+    new_pid(daemon, "spinner", spinner)
+    assert not pid_alive(spinner)
+    log = daemon.read_log().decode()
+    assert re.search(r"watcher spinner: pid %d uses [\d.]+%% CPU \(max 50" % spinner, log), log
+    assert pids(daemon, "idle") == [idle]  # not watched, and calm anyway
+
+
 # --- http_observer ------------------------------------------------------------------------
 class _Health(http.server.BaseHTTPRequestHandler):
     code = 200
