@@ -68,16 +68,26 @@ def build_parser():
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"),
                         help="directory for the result files (default: benchmarks/results)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--stacks", default=None,
+                        help="comma-separated server keys (e.g. circus-meinheld): run only "
+                             "these among the mode's servers")
     parser.set_defaults(mode="full")
     return parser
 
 
-def select_stacks(names):
-    stacks = servers.circus_stacks() + servers.gunicorn_stacks() + [servers.nginx_stack()]
-    if names == "all":
-        return stacks
-    by_key = {s.key: s for s in stacks}
-    return [by_key[n] for n in names]
+def all_stacks():
+    return servers.circus_stacks() + servers.gunicorn_stacks() + [servers.nginx_stack()]
+
+
+def select_stacks(names, keep=None):
+    """The stacks named (or all), in that order; only those in keep if given."""
+    stacks = all_stacks()
+    if names != "all":
+        by_key = {s.key: s for s in stacks}
+        stacks = [by_key[n] for n in names]
+    if keep is not None:
+        stacks = [s for s in stacks if s.key in keep]
+    return stacks
 
 
 def check_tools(mode, only, skipped):
@@ -103,6 +113,12 @@ def main(argv=None):
     if unknown:
         raise SystemExit("unknown scenario(s): %s" % ", ".join(sorted(unknown)))
     plan = PLANS[args.mode]
+    keep = None
+    if args.stacks:
+        keep = {s.strip() for s in args.stacks.split(",") if s.strip()}
+        unknown = keep - {s.key for s in all_stacks()}
+        if unknown:
+            raise SystemExit("unknown server(s): %s" % ", ".join(sorted(unknown)))
     started = time.monotonic()
     stamp = time.strftime("%Y-%m-%d-%H%M")
     os.makedirs(args.out, exist_ok=True)
@@ -126,7 +142,7 @@ def main(argv=None):
 
     data["load_average"] = {"start": _loadavg()}
     if "web" in only and plan["web"]:
-        stacks = [s for s in select_stacks(plan["web"]["stacks"])
+        stacks = [s for s in select_stacks(plan["web"]["stacks"], keep)
                   if s.kind != "nginx" or "nginx ceiling" not in skipped]
         budget = plan["web"]["noise_budget"]
         guard = noise.Guard(budget) if budget else None
@@ -139,7 +155,7 @@ def main(argv=None):
     if "reload" in only and plan["reload"]:
         budget = plan["reload"]["noise_budget"]
         guard = noise.Guard(budget) if budget else None
-        data["reload"] = reload.run(plan["reload"], select_stacks(plan["reload"]["stacks"]),
+        data["reload"] = reload.run(plan["reload"], select_stacks(plan["reload"]["stacks"], keep),
                                     workdir, gunicorn_bin, guard)
         if guard is not None:
             data["reload"]["noise"] = {"limit_pct": noise.LIMIT_PCT, "budget_s": guard.budget,
