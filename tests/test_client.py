@@ -211,3 +211,46 @@ def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
                              "--endpoint", daemon.endpoint, "status"],
                             capture_output=True, text=True, env=env, timeout=30)
     assert result.returncode == 3 and "Could not resolve" in result.stderr
+
+
+def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
+    # circus-plugin --ssh: events and commands both travel through ssh -L
+    import subprocess
+    import psutil
+    from conftest import BIN, ROOT
+    daemon = circusd(CONFIG)
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SSH)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    records = tmp_path / "records.jsonl"
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH="%s:%s" % (fake.parent, os.environ["PATH"]))
+    plugin = subprocess.Popen(
+        [os.path.join(BIN, "circus-plugin"), "--ssh", "me@example.org",
+         "--endpoint", daemon.endpoint, "--pubsub", daemon.pubsub,
+         "--config", "filename=%s" % records, "--config", "call_on=watcher.sleeper.spawn",
+         "tests.plugins_support.recorder.Recorder"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    tunnels = []
+    try:
+        def recorded(kind):
+            if not records.exists():
+                return []
+            return [r for r in map(json.loads, records.read_text().splitlines())
+                    if r["kind"] == kind]
+        wait_for(lambda: recorded("init"), timeout=20, message="the plugin to start")
+        tunnels = [p for p in psutil.Process(plugin.pid).children() if "ssh" in p.name()]
+        assert len(tunnels) == 2  # one for the commands, one for the events
+        # a spawn reaches the plugin only once its subscription is through the
+        # tunnel: spawn until one does
+        def spawn_seen():
+            daemon.call("incr", name="sleeper")
+            return recorded("reply")
+        [reply] = wait_for(spawn_seen, timeout=20, message="a spawn event and its call")[:1]
+        assert reply["reply"]["status"] == "ok" and reply["reply"]["numwatchers"] == 1
+    finally:
+        plugin.terminate()
+        output = plugin.communicate(timeout=20)[0].decode()
+    assert plugin.returncode == 0, output
+    wait_for(lambda: not any(t.is_running() and t.status() != psutil.STATUS_ZOMBIE
+                             for t in tunnels), timeout=10, message="the tunnels to close")
