@@ -20,7 +20,7 @@ PLANS = {
         "web": {"apps": ["hello", "work"], "workers": [2, 4], "duration": 8, "rounds": 3,
                 "warmup": 1, "stacks": "all", "noise_budget": 240},
         "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 5,
-                   "max_age_variance": 3, "warmup": 2, "noise_budget": 60,
+                   "max_age_variance": 3, "warmup": 2, "noise_budget": 120,
                    "stacks": ["circus-meinheld", "circus-waitress", "circus-chaussette",
                               "gunicorn-sync", "gunicorn-meinheld"]},
         "control": {"sizes": [100, 500, 1000], "idle_seconds": 30, "list_repeat": 500,

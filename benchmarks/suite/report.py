@@ -195,8 +195,8 @@ def reload_section(reload):
                reload["gunicorn_recycle"]["max-requests-jitter"])]
     guard = reload.get("noise")
     if guard:
-        out.append("A steady run during which other processes used more than %.0f%% of the "
-                   "machine was run again (at most twice, within %d s in all): %d repeated, "
+        out.append("A run (steady, reloads or recycling) during which other processes used "
+                   "more than %.0f%% of the machine was run again (at most twice, within %d s in all): %d repeated, "
                    "%d noisy ones kept." % (guard["limit_pct"], guard["budget_s"],
                                             guard["repeated"], guard["kept_noisy"]))
     headers = ["server", "phase", "requests/s", "p50 ms", "p99 ms", "p99 / steady",
