@@ -40,6 +40,17 @@ With circusd this only holds if the replacement workers accept before the
 old ones stop: ``ready = notify`` (the worker sends READY=1 once it accepts)
 makes reload and max_age recycling wait for that.
 
+Latency during a reload is bounded by CPU, not by this stop. With meinheld,
+READY=1 goes out from the loop's first turn, after the listener is in its
+epoll set (a connection arriving in between waits in the backlog and is
+accepted on the first poll), and under load an old worker exits within tens
+of milliseconds of SIGTERM: meinheld's one-second timer wheel and the idle
+sweep are not reached. But a keep-alive connection stays with the worker
+that accepted it: a worker the kernel leaves runnable but unscheduled (on 2
+busy cores, measured up to 0.7 s) stalls every connection it holds, and a
+reload adds the new workers' start to the CPU demand at that very moment.
+recipes/pyramid/README.rst has the measurements.
+
 Exit status: 0 stopped cleanly; 1 could not start (application, hook or
 socket error); 2 bad command line; 3 --graceful-timeout expired and the
 remaining requests or connections were cut.
