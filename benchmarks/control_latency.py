@@ -97,7 +97,7 @@ async def in_daemon(watchers, per_watcher, repeat):
 
 
 # --- a real circusd -------------------------------------------------------------
-def round_trip(watchers, per_watcher, repeat):
+def round_trip(watchers, per_watcher, repeat, circusctl_runs=20):
     from circus.client import CircusClient
     workdir = tempfile.mkdtemp(prefix="circus-latency-")
     endpoint = "tcp://127.0.0.1:%d" % free_port()
@@ -137,12 +137,13 @@ def round_trip(watchers, per_watcher, repeat):
             results[label(command, props)] = summary(samples)
         circusctl = os.path.join(os.path.dirname(sys.executable), "circusctl")
         walls = []
-        for _ in range(20):
+        for _ in range(circusctl_runs):
             start = time.perf_counter()
             subprocess.run([circusctl, "--endpoint", endpoint, "status"], check=True,
                            stdout=subprocess.DEVNULL, env=env)
             walls.append(time.perf_counter() - start)
-        results["circusctl status (process)"] = summary(walls)
+        if walls:
+            results["circusctl status (process)"] = summary(walls)
     finally:
         client.stop()
         daemon.terminate()
@@ -162,6 +163,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1000, help="calls per command")
     parser.add_argument("--processes", type=int, default=500, help="processes, large case")
+    parser.add_argument("--circusctl-runs", type=int, default=20,
+                        help="circusctl status runs per case (0: none)")
+    parser.add_argument("--json", help="also write the figures (in seconds) to this file")
     args = parser.parse_args(argv)
     import psutil
     import zmq
@@ -169,12 +173,19 @@ def main(argv=None):
           % (platform.platform(), platform.python_version(), zmq.__version__,
              zmq.zmq_version(), os.cpu_count(), time.strftime("%Y-%m-%d %H:%M")))
     del psutil
+    cases = []
     for watchers, per_watcher in ((5, 1), (5, args.processes // 5)):
         scenario = "%d watchers, %d processes" % (watchers, watchers * per_watcher)
-        print_table("in-daemon (%s)" % scenario,
-                    asyncio.run(in_daemon(watchers, per_watcher, args.repeat)))
-        print_table("round trip from another process (%s)" % scenario,
-                    round_trip(watchers, per_watcher, args.repeat))
+        inside = asyncio.run(in_daemon(watchers, per_watcher, args.repeat))
+        print_table("in-daemon (%s)" % scenario, inside)
+        outside = round_trip(watchers, per_watcher, args.repeat, args.circusctl_runs)
+        print_table("round trip from another process (%s)" % scenario, outside)
+        cases.append({"watchers": watchers, "processes": watchers * per_watcher,
+                      "in_daemon": inside, "round_trip": outside})
+    if args.json:
+        import json
+        with open(args.json, "w") as handle:
+            json.dump({"repeat": args.repeat, "cases": cases}, handle, indent=1)
     return 0
 
 

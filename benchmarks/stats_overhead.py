@@ -36,7 +36,6 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work")
-CIRCUS019_VENV = os.path.join(WORK, "circus019")
 WARMUP = 3.0
 
 
@@ -52,21 +51,10 @@ def free_port():
 
 
 def circus019_python():
-    """The venv's python, with circus 0.19.0 installed (once)."""
-    python = os.path.join(CIRCUS019_VENV, "bin", "python")
-    if os.path.exists(python):
-        check = subprocess.run([python, "-c", "import importlib.metadata as m; "
-                                "print(m.version('circus'))"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        if check.stdout.strip() == "0.19.0":
-            return python
-    log("installing Circus 0.19.0 into %s", os.path.relpath(CIRCUS019_VENV, ROOT))
-    base = shutil.which("python3") or sys.executable
-    if not os.path.exists(python):
-        subprocess.run([base, "-m", "venv", CIRCUS019_VENV], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "circus==0.19.0"], check=True)
-    return python
+    """The venv's python, with circus 0.19.0 installed (once, by the suite's envs)."""
+    sys.path.insert(0, HERE)
+    from suite import envs
+    return os.path.join(envs.circus019_env(), "python")
 
 
 def write_config(directory, processes):

@@ -8,25 +8,27 @@ import subprocess
 import sys
 import time
 
-from suite import control, envs, noise, reload, servers, web
+from suite import control, daemon_costs, envs, noise, reload, servers, web
 from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
-SCENARIOS = ("web", "reload", "control")
+SCENARIOS = ("web", "reload", "control", "stats", "latency")
 
 # what each mode runs; see benchmarks/README for the reasons
 PLANS = {
     "full": {
         "web": {"apps": ["hello", "work"], "workers": [2, 4], "duration": 8, "rounds": 3,
                 "warmup": 1, "stacks": "all", "noise_budget": 240},
-        "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 5,
-                   "max_age_variance": 3, "warmup": 2, "noise_budget": 120,
+        "reload": {"steady": 10, "load": 20, "reloads": 3, "max_age": 2,
+                   "max_age_variance": 1, "warmup": 2, "noise_budget": 120,
                    "stacks": ["circus-meinheld", "circus-waitress", "circus-chaussette",
                               "gunicorn-sync", "gunicorn-meinheld"]},
         "control": {"sizes": [100, 500, 1000], "idle_seconds": 30, "list_repeat": 500,
                     "stats_repeat": 5, "stats_budget": 8, "respawns": 10,
                     "start_repeat": 3, "scale_by": 100, "scale_repeat": 3,
                     "circusctl_runs": 30, "old_circus": True},
+        "stats": {"processes": 500, "duration": 20, "old_circus": True},
+        "latency": {"repeat": 1000, "processes": 500},
     },
     "quick": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
@@ -39,6 +41,8 @@ PLANS = {
                     "stats_repeat": 2, "stats_max_size": 500, "respawns": 3, "scale_by": 100,
                     "scale_repeat": 1,
                     "circusctl_runs": 10, "old_circus": True},
+        "stats": {"processes": 500, "duration": 5, "old_circus": False},
+        "latency": {"repeat": 200, "processes": 500},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
     "smoke": {
@@ -48,6 +52,8 @@ PLANS = {
         "control": {"sizes": [10], "idle_seconds": 1, "list_repeat": 20, "stats_repeat": 2,
                     "respawns": 2, "scale_by": 5, "scale_repeat": 1, "circusctl_runs": 0,
                     "old_circus": False},
+        "stats": {"processes": 10, "duration": 2, "old_circus": False},
+        "latency": {"repeat": 20, "processes": 10},
     },
 }
 
@@ -130,7 +136,7 @@ def main(argv=None):
     needs_gunicorn = args.mode != "smoke"
     gunicorn_bin = envs.gunicorn_env() if needs_gunicorn else None
     old_bin = None
-    if "control" in only and plan["control"] and plan["control"]["old_circus"]:
+    if any(s in only and plan.get(s) and plan[s]["old_circus"] for s in ("control", "stats")):
         old_bin = envs.circus019_env()
 
     data = {"mode": args.mode, "command": _command_line(argv),
@@ -170,6 +176,10 @@ def main(argv=None):
         if "circusctl wall time" in skipped:
             cplan["circusctl_runs"] = 0
         data["control"] = control.run(cplan, daemons, workdir)
+    if "stats" in only and plan.get("stats"):
+        data["stats"] = daemon_costs.run_stats(plan["stats"], workdir)
+    if "latency" in only and plan.get("latency"):
+        data["latency"] = daemon_costs.run_latency(plan["latency"], workdir)
 
     data["elapsed_s"] = time.monotonic() - started
     revision = envs.circus_revision()

@@ -100,6 +100,29 @@ def targets(data):
                      num(ctl and ctl["median_ms"], 1, " ms"),
                      num(old and old["median_ms"], 1, " ms")),
                  _verdict(None if not ctl else ctl["median_ms"] < 80)))
+    for case in (data.get("latency") or {}).get("cases", []):
+        inside = case["in_daemon"]
+        for command in ("list", "status"):
+            value = inside.get(command)
+            rows.append(("`%s` in-daemon (request in, reply out) under 0.3 ms, %d watchers, "
+                         "%d processes" % (command, case["watchers"], case["processes"]),
+                         "median %s, p99 %s" % (num(value and value["p50"] * 1000, 3, " ms"),
+                                                num(value and value["p99"] * 1000, 3, " ms")),
+                         _verdict(None if not value else value["p50"] * 1000 < 0.3)))
+        if case["processes"] >= 500:
+            value = inside.get("stats")
+            rows.append(("`stats` in-daemon for %d processes under 50 ms" % case["processes"],
+                         "median %s" % num(value and value["p50"] * 1000, 1, " ms"),
+                         _verdict(None if not value else value["p50"] * 1000 < 50)))
+    ours = _stats_result(data, "ours")
+    if ours:
+        old = _stats_result(data, "circus019")
+        rows.append(("circusd-stats with %d processes under 5%% of one core" % ours["processes"],
+                     "%s (Circus 0.19's: %s)" % (
+                         num(ours["circusd_stats_cpu_percent"], 2, " %"),
+                         num(old and old["circusd_stats_cpu_percent"], 2, " %")),
+                     _verdict(ours["circusd_stats_cpu_percent"] < 5
+                              if ours["processes"] >= 500 else None)))
     group = _group(data.get("web"), "hello", 2)
     for circus_key, gunicorn_key, text, strict in (
             ("circus-meinheld", "gunicorn-meinheld",
@@ -131,6 +154,50 @@ def targets(data):
                                                           row["recycle_p99_ratio"] or 0),
                      _verdict(worst <= 2.0)))
     return rows
+
+
+def _stats_result(data, name):
+    for result in (data.get("stats") or {}).get("results", []):
+        if result["name"] == name:
+            return result
+    return None
+
+
+def stats_section(stats):
+    headers = ["daemon", "processes", "circusd-stats CPU % of one core", "circusd CPU %",
+               "circusd-stats RSS MiB", "messages/s", "pids per tick"]
+    rows = []
+    for r in stats["results"]:
+        rows.append(["circus" if r["name"] == "ours" else "Circus 0.19", r["processes"],
+                     num(r["circusd_stats_cpu_percent"], 2), num(r["circusd_cpu_percent"], 2),
+                     num(r["circusd_stats_rss_mb"], 1), num(r["messages_per_s"], 0),
+                     "%s-%s" % (r["pids_per_tick_min"], r["pids_per_tick_max"])])
+    intro = ("benchmarks/stats_overhead.py: circusd runs one watcher of `sleep 3600` with "
+             "`stats_endpoint` set; once the stream covers every process, a subscriber stays "
+             "connected and circusd-stats' CPU time is measured over %s s. Each daemon runs "
+             "its own circusd-stats; both must publish every pid each tick (last column)."
+             % (stats["results"][0]["duration_s"] if stats["results"] else "?"))
+    return intro + "\n\n" + table(headers, rows)
+
+
+def latency_section(latency):
+    headers = ["case", "command", "in-daemon p50 ms", "in-daemon p99 ms",
+               "round trip p50 ms", "round trip p99 ms"]
+    rows = []
+    for case in latency["cases"]:
+        label = "%d watchers, %d processes" % (case["watchers"], case["processes"])
+        for command, inside in case["in_daemon"].items():
+            outside = case["round_trip"].get(command) or {}
+            rows.append([label, "`%s`" % command, num(inside["p50"] * 1000, 3),
+                         num(inside["p99"] * 1000, 3),
+                         num(outside.get("p50") and outside["p50"] * 1000, 3),
+                         num(outside.get("p99") and outside["p99"] * 1000, 3)])
+    intro = ("benchmarks/control_latency.py, %d calls per command (a tenth for `stats`): "
+             "in-daemon is the time from the request frame received by circusd's controller "
+             "to its reply handed to ZeroMQ (an Arbiter in the benchmark's process, timed "
+             "around the controller's handler); round trip is a client in another process "
+             "against a real circusd on the same configuration." % latency["repeat"])
+    return intro + "\n\n" + table(headers, rows)
 
 
 def machine_section(data):
@@ -318,6 +385,10 @@ def render(data):
         parts.append("## Reloads and recycling under load\n\n" + reload_section(data["reload"]))
     if data.get("control"):
         parts.append("## Control plane at scale\n\n" + control_section(data["control"]))
+    if data.get("latency"):
+        parts.append("## Command latency inside circusd\n\n" + latency_section(data["latency"]))
+    if data.get("stats"):
+        parts.append("## circusd-stats overhead\n\n" + stats_section(data["stats"]))
     if data.get("plots"):
         parts.append("## Plots\n\n" + "\n".join("![%s](%s)" % (p, p) for p in data["plots"]))
     return "\n\n".join(parts) + "\n"
