@@ -239,8 +239,6 @@ def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
             return [r for r in map(json.loads, records.read_text().splitlines())
                     if r["kind"] == kind]
         wait_for(lambda: recorded("init"), timeout=20, message="the plugin to start")
-        tunnels = [p for p in psutil.Process(plugin.pid).children() if "ssh" in p.name()]
-        assert len(tunnels) == 2  # one for the commands, one for the events
         # a spawn reaches the plugin only once its subscription is through the
         # tunnel: spawn until one does
         def spawn_seen():
@@ -248,6 +246,9 @@ def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
             return recorded("reply")
         [reply] = wait_for(spawn_seen, timeout=20, message="a spawn event and its call")[:1]
         assert reply["reply"]["status"] == "ok" and reply["reply"]["numwatchers"] == 1
+        # one tunnel for the events, one (opened by the first call) for the commands
+        tunnels = [p for p in psutil.Process(plugin.pid).children() if "ssh" in p.name()]
+        assert len(tunnels) == 2, tunnels
     finally:
         plugin.terminate()
         output = plugin.communicate(timeout=20)[0].decode()
