@@ -139,6 +139,34 @@ def test_stream_carries_watchers_processes_and_circus(stats_daemon):
 
 
 @pytest.mark.slow
+def test_proc_stat_reader_agrees_with_psutil():
+    # the one-read sampler parses /proc/PID/stat by field position: check it
+    # against psutil on a process with a nice value, some memory and CPU time
+    import psutil
+    from circus.stats.collector import _HAS_PROC_STAT, _read_proc_stat, _read_psutil
+    if not _HAS_PROC_STAT:
+        pytest.skip("no /proc/PID/stat here")
+    # a space and parentheses in the command name, as proc(5) allows
+    code = ("import os, sys; os.nice(5); b = bytearray(30 << 20); "
+            "open('/proc/self/comm', 'w').write('we) ird (name'); "
+            "sum(range(3000000)); print('ready', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([PYTHON, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        assert psutil.Process(proc.pid).name() == "we) ird (name"
+        cpu, nice, rss, vms = _read_proc_stat(proc.pid)
+        ref_cpu, ref_nice, ref_rss, ref_vms = _read_psutil(psutil.Process(proc.pid))
+        assert (cpu, nice, vms) == (ref_cpu, ref_nice, ref_vms)
+        assert nice == 5 and cpu > 0
+        assert rss > 30 << 20 and abs(rss - ref_rss) < 0.05 * ref_rss
+    finally:
+        proc.kill()
+        proc.wait()
+    from circus.stats.collector import psutil as collector_psutil
+    with pytest.raises(collector_psutil.NoSuchProcess):
+        _read_proc_stat(proc.pid)
+
+
 def test_memory_eater_shows_rising_rss(stats_daemon):
     daemon, log = stats_daemon("""
         [watcher:eater]
