@@ -1,9 +1,13 @@
 """circus: a process and socket manager for Python web stacks."""
-import logging
-
 __version__ = "1.0.0.dev0"
 
-logger = logging.getLogger("circus")
+
+def __getattr__(name):
+    # circus.logger, without importing logging for every circusctl call
+    if name == "logger":
+        import logging
+        return logging.getLogger("circus")
+    raise AttributeError("module 'circus' has no attribute %r" % name)
 
 
 def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=None,

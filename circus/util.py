@@ -4,7 +4,6 @@ import importlib
 import os
 import pwd
 import re
-import shutil
 import signal
 import sys
 
@@ -103,6 +102,7 @@ def which(program, path=None):
         return program
     search = path if path is not None else os.environ.get("PATH", os.defpath)
     search = search + os.pathsep + os.path.dirname(sys.executable)
+    import shutil  # here: circusctl imports this module and never needs it
     return shutil.which(program, path=search) or program
 
 
