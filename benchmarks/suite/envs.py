@@ -127,6 +127,13 @@ def circus_revision():
     return commit
 
 
+def circus_tree():
+    """What the code under test is: the git tree of circus/ plus any
+    uncommitted change in it. A commit elsewhere (a result file) keeps it."""
+    tree = _git("rev-parse", "HEAD:circus") or "?"
+    return tree + (_git("diff", "HEAD", "--", "circus") or "")
+
+
 def machine(gunicorn_bin=None, circus019_bin=None):
     import zmq
     from circus import __version__ as circus_version

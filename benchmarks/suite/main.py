@@ -126,6 +126,7 @@ def main(argv=None):
         if unknown:
             raise SystemExit("unknown server(s): %s" % ", ".join(sorted(unknown)))
     started = time.monotonic()
+    tree_at_start = envs.circus_tree()
     stamp = time.strftime("%Y-%m-%d-%H%M")
     os.makedirs(args.out, exist_ok=True)
     workdir = os.path.join(WORK_DIR, "run-%s-%s" % (stamp, args.mode))
@@ -182,8 +183,8 @@ def main(argv=None):
         data["latency"] = daemon_costs.run_latency(plan["latency"], workdir)
 
     data["elapsed_s"] = time.monotonic() - started
-    revision = envs.circus_revision()
-    if revision not in data["machine"]["circus"]:
+    if envs.circus_tree() != tree_at_start:
+        revision = envs.circus_revision()
         data["notes"].append("circus/ changed while the suite ran (git %s at the end): daemons "
                              "started later ran the newer code" % revision)
     data["load_average"]["end"] = _loadavg()
