@@ -175,13 +175,19 @@ FAKE_SSH = textwrap.dedent("""\
     """ % PYTHON)
 
 
-def test_client_through_an_ssh_tunnel(circusd, tmp_path, monkeypatch):
-    daemon = circusd(CONFIG)
+def fake_ssh_path(tmp_path):
+    """A PATH whose ssh is FAKE_SSH."""
     fake = tmp_path / "bin" / "ssh"
     fake.parent.mkdir()
     fake.write_text(FAKE_SSH)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", "%s:%s" % (fake.parent, os.environ["PATH"]))
+    return "%s:%s" % (fake.parent, os.environ["PATH"])
+
+
+def test_client_through_an_ssh_tunnel(circusd, tmp_path, monkeypatch):
+    daemon = circusd(CONFIG)
+    path = fake_ssh_path(tmp_path)
+    monkeypatch.setenv("PATH", path)
     client = CircusClient(endpoint=daemon.endpoint, timeout=5, ssh_server="me@example.org")
     try:
         assert client.endpoint != daemon.endpoint
@@ -198,11 +204,8 @@ def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
     import subprocess
     from conftest import BIN, ROOT
     daemon = circusd(CONFIG)
-    fake = tmp_path / "bin" / "ssh"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_SSH)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, PYTHONPATH=ROOT, PATH="%s:%s" % (fake.parent, os.environ["PATH"]))
+    path = fake_ssh_path(tmp_path)
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=path)
     result = subprocess.run([os.path.join(BIN, "circusctl"), "--ssh", "me@example.org",
                              "--endpoint", daemon.endpoint, "status"],
                             capture_output=True, text=True, env=env, timeout=30)
@@ -219,12 +222,9 @@ def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
     import psutil
     from conftest import BIN, ROOT
     daemon = circusd(CONFIG)
-    fake = tmp_path / "bin" / "ssh"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_SSH)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    path = fake_ssh_path(tmp_path)
     records = tmp_path / "records.jsonl"
-    env = dict(os.environ, PYTHONPATH=ROOT, PATH="%s:%s" % (fake.parent, os.environ["PATH"]))
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=path)
     plugin = subprocess.Popen(
         [os.path.join(BIN, "circus-plugin"), "--ssh", "me@example.org",
          "--endpoint", daemon.endpoint, "--pubsub", daemon.pubsub,
