@@ -182,8 +182,11 @@ def circusctl_wall(bindir, endpoint, runs, workdir, label):
             "runs": len(times)}
 
 
-def run(plan, daemons, workdir):
-    """plan: sizes, idle_seconds, repeats...; daemons: [(label, bindir)]."""
+def run(plan, daemons, workdir, circusctl_bindirs=None):
+    """plan: sizes, idle_seconds, repeats...; daemons: [(label, bindir)];
+    circusctl_bindirs: {label: bindir} where to take a daemon's circusctl
+    from, if not beside its circusd."""
+    circusctl_bindirs = circusctl_bindirs or {}
     results = {"sizes": plan["sizes"], "daemons": [label for label, _ in daemons],
                "idle_seconds": plan["idle_seconds"], "by_daemon": {}}
     biggest = max(plan["sizes"])
@@ -212,9 +215,11 @@ def run(plan, daemons, workdir):
                     row["stats_ms"] = util.summary(daemon.latency(
                         "stats", plan["stats_repeat"], budget=plan.get("stats_budget")))
                 if size == min(plan["sizes"]) and plan.get("circusctl_runs"):
-                    if os.path.exists(os.path.join(bindir, "circusctl")):
+                    ctl_bindir = circusctl_bindirs.get(label, bindir)
+                    if os.path.exists(os.path.join(ctl_bindir, "circusctl")):
                         entry["circusctl_status"] = circusctl_wall(
-                            bindir, daemon.endpoint, plan["circusctl_runs"], workdir, label)
+                            ctl_bindir, daemon.endpoint, plan["circusctl_runs"], workdir,
+                            label)
                 if size == biggest:
                     time.sleep(1.0)  # let the start's bookkeeping settle
                     row["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])

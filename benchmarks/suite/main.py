@@ -176,7 +176,10 @@ def main(argv=None):
         cplan = dict(plan["control"])
         if "circusctl wall time" in skipped:
             cplan["circusctl_runs"] = 0
-        data["control"] = control.run(cplan, daemons, workdir)
+        ctl_bindirs = {}
+        if cplan.get("circusctl_runs"):
+            ctl_bindirs["circus"] = envs.circus_installed_env()
+        data["control"] = control.run(cplan, daemons, workdir, ctl_bindirs)
     if "stats" in only and plan.get("stats"):
         data["stats"] = daemon_costs.run_stats(plan["stats"], workdir)
     if "latency" in only and plan.get("latency"):

@@ -349,7 +349,8 @@ def control_section(control):
     add("`quit` with %d processes, until every child is gone" % biggest,
         [get(d, biggest, "quit_all_gone_ms") for d in daemons], 1, "ms")
     ctl = [(control["by_daemon"].get(d) or {}).get("circusctl_status") for d in daemons]
-    add("`circusctl status`, whole process (hyperfine median)",
+    add("`circusctl status`, whole process (hyperfine median; both installed with pip, "
+        "not editable)",
         [c["median_ms"] if c else None for c in ctl], 1, "ms")
     intro = ("Both daemons run the same ini file (one watcher, `cmd = sleep 3600`, "
              "numprocesses = N) from their own virtualenv and are driven by the same raw "
