@@ -708,19 +708,23 @@ def test_resource_watcher_limits():
     assert beyond(None, {"cpu": 10.0, "rss": 10, "age": 5.0}, limits) is None
 
 
-def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
-    daemon = circusd("""
-        [watcher:crash]
-        cmd = %s
-        autostart = false
-        max_retry = -1
+# a crash loop started by hand, which flapping stops and retries after retry_in
+CRASH_WITH_FLAPPING = """
+    [watcher:crash]
+    cmd = %s
+    autostart = false
+    max_retry = -1
 
-        [plugin:flapping]
-        use = circus.plugins.flapping.Flapping
-        attempts = 2
-        window = 1
-        retry_in = 1
-        """ % CRASH)
+    [plugin:flapping]
+    use = circus.plugins.flapping.Flapping
+    attempts = 2
+    window = 1
+    retry_in = {retry_in}
+    """ % CRASH
+
+
+def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
+    daemon = circusd(CRASH_WITH_FLAPPING.format(retry_in=1))
     with EventLog(daemon, ["watcher.crash."]).sync("crash") as events:
         daemon.call("start", name="crash")
         event_after(events, "watcher.crash.updated", **state("retrying"))
@@ -733,20 +737,9 @@ def test_flapping_disabled_while_waiting_keeps_the_watcher_down(circusd):
 
 
 def test_operator_stop_while_flapping_waits_keeps_the_watcher_down(circusd):
-    # a real crash loop: the plugin stops the watcher and waits retry_in; the
-    # operator's stop then finds it stopped already, and must still win
-    daemon = circusd("""
-        [watcher:crash]
-        cmd = %s
-        autostart = false
-        max_retry = -1
-
-        [plugin:flapping]
-        use = circus.plugins.flapping.Flapping
-        attempts = 2
-        window = 1
-        retry_in = 1.5
-        """ % CRASH)
+    # the plugin stops the watcher and waits retry_in; the operator's stop
+    # then finds it stopped already, and must still win
+    daemon = circusd(CRASH_WITH_FLAPPING.format(retry_in=1.5))
     with EventLog(daemon, ["watcher.crash."]).sync("crash") as events:
         daemon.call("start", name="crash")
         event_after(events, "watcher.crash.updated", **state("retrying"))
