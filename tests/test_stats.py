@@ -156,7 +156,9 @@ def test_proc_stat_reader_agrees_with_psutil():
         assert psutil.Process(proc.pid).name() == "we) ird (name"
         cpu, nice, rss, vms = _read_proc_stat(proc.pid)
         ref_cpu, ref_nice, ref_rss, ref_vms = _read_psutil(psutil.Process(proc.pid))
-        assert (cpu, nice, vms) == (ref_cpu, ref_nice, ref_vms)
+        # cpu seconds: same ticks, but psutil adds utime and stime as floats
+        assert cpu == pytest.approx(ref_cpu, abs=1e-9)
+        assert (nice, vms) == (ref_nice, ref_vms)
         assert nice == 5 and cpu > 0
         assert rss > 30 << 20 and abs(rss - ref_rss) < 0.05 * ref_rss
     finally:
