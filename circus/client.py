@@ -11,14 +11,15 @@ whose id is not the request's (a late answer to an earlier, timed-out call)
 is dropped. `call` returns error replies as they are: only a timeout or a
 transport failure raises CallError.
 
-This module imports neither asyncio nor psutil, so that circusctl starts
-fast; AsyncCircusClient imports zmq.asyncio when it is created.
+CircusClient speaks ZMTP itself (circus.zmtp) on tcp:// and ipc://
+endpoints, and uses pyzmq only for CURVE, for a caller's own context, or
+for other transports: importing pyzmq would double circusctl's start time.
+This module imports neither asyncio nor psutil either; AsyncCircusClient
+imports zmq.asyncio when it is created.
 """
 import json
 import os
 import time
-
-import zmq
 
 from circus.util import DEFAULT_ENDPOINT
 
@@ -70,12 +71,56 @@ def configure_curve(sock, curve_key=None, server_key=None):
     sock.curve_secretkey = secret
 
 
+class PyzmqDealer:
+    """A pyzmq DEALER behind the calls of circus.zmtp.Dealer: send(data,
+    deadline), recv(deadline) -> frames or None, poll(ms), close()."""
+
+    def __init__(self, endpoint, context=None, curve_key=None, server_key=None):
+        import zmq
+        self._zmq = zmq
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.linger = 0
+        try:
+            configure_curve(self.socket, curve_key, server_key)
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise CallError("cannot connect to %s: %s" % (endpoint, exc)) from None
+        except CallError:
+            self.close()
+            raise
+
+    def send(self, data, deadline):
+        try:
+            self.socket.send(data, self._zmq.NOBLOCK)
+        except self._zmq.ZMQError as exc:
+            raise OSError(str(exc)) from None
+
+    def recv(self, deadline):
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.socket.poll(remaining * 1000):
+                return None
+            try:
+                return self.socket.recv_multipart(self._zmq.NOBLOCK)
+            except self._zmq.Again:
+                continue
+
+    def poll(self, timeout_ms):
+        return bool(self.socket.poll(timeout_ms))
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+
 class CircusClient:
     def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0, ssh_server=None,
                  ssh_keyfile=None, curve_key=None, server_key=None):
-        self.context = context or zmq.Context.instance()
         self.timeout = float(timeout)
         self.tunnel = None
+        self.socket = None
         if ssh_server:
             from circus.sshtunnel import SSHTunnel, TunnelError
             self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile,
@@ -86,64 +131,69 @@ class CircusClient:
                 self.tunnel = None
                 raise CallError(str(exc)) from None
         self.endpoint = endpoint
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.linger = 0
+        from circus.zmtp import Dealer, parse_endpoint
         try:
-            configure_curve(self.socket, curve_key, server_key)
-            self.socket.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self.stop()
-            raise CallError("cannot connect to %s: %s" % (endpoint, exc)) from None
+            if context is None and not (curve_key or server_key) and parse_endpoint(endpoint):
+                self.socket = Dealer(endpoint)
+            else:
+                self.socket = PyzmqDealer(endpoint, context, curve_key, server_key)
         except CallError:
             self.stop()
             raise
-        self._poller = zmq.Poller()
-        self._poller.register(self.socket, zmq.POLLIN)
+
+    def _deadline(self, timeout=None):
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
+    def _send(self, msg, deadline):
+        from circus.zmtp import ZMTPError
+        try:
+            self.socket.send(json.dumps(msg).encode(), deadline)
+        except TimeoutError:
+            raise CallTimeout("Timed out.") from None
+        except ZMTPError as exc:
+            raise CallError(str(exc)) from None
+        except OSError as exc:
+            raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
+        return msg
 
     def send(self, cmd):
         """Send a request without waiting; returns the message sent."""
-        msg = _request(cmd)
-        try:
-            self.socket.send(json.dumps(msg).encode(), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            raise CallError(str(exc)) from None
-        return msg
+        return self._send(_request(cmd), self._deadline())
 
     def cast(self, cmd):
         """Fire and forget: circusd sends no reply to a cast."""
         msg = _request(cmd)
         msg["msg_type"] = "cast"
-        try:
-            self.socket.send(json.dumps(msg).encode(), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            raise CallError(str(exc)) from None
-        return msg
+        return self._send(msg, self._deadline())
 
     def call(self, cmd):
-        """Send a request, return circusd's reply mapping."""
-        msg = self.send(cmd)
-        return self.receive(msg["id"])
+        """Send a request, return circusd's reply mapping. Connecting counts
+        against the timeout too."""
+        deadline = self._deadline()
+        msg = self._send(_request(cmd), deadline)
+        return self._receive(msg["id"], deadline)
 
     def receive(self, msg_id, timeout=None):
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return self._receive(msg_id, self._deadline(timeout))
+
+    def _receive(self, msg_id, deadline):
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._poller.poll(remaining * 1000):
+            try:
+                frames = self.socket.recv(deadline)
+            except OSError as exc:
+                raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
+            if frames is None:
                 raise CallTimeout("Timed out.")
             try:
-                raw = self.socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            try:
-                reply = json.loads(raw)
-            except ValueError:
+                reply = json.loads(frames[-1])
+            except (ValueError, IndexError):
                 continue
             if isinstance(reply, dict) and reply.get("id") == msg_id:
                 return reply
 
     def stop(self):
-        if getattr(self, "socket", None) is not None:
-            self.socket.close(linger=0)
+        if self.socket is not None:
+            self.socket.close()
             self.socket = None
         if self.tunnel is not None:
             self.tunnel.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from circus.client import CallTimeout, CircusClient
+from circus.client import CallError, CallTimeout, CircusClient
 from circus.consumer import CircusConsumer
 from conftest import BIN, PYTHON, ROOT, wait_for
 
@@ -62,13 +62,15 @@ def test_keygen_writes_a_private_secret(keys):
 def test_refuses_without_the_key_and_serves_with_it(secure, keys):
     keydir, _ = keys
     assert call(secure, keydir, "alice")["watchers"] == ["sleeper"]
-    # no CURVE at all, then a key nobody authorised; each client stays
-    # connected until circusd has logged its refusal
-    for name, logged in ((None, b"refused a connection on the command endpoint"),
-                         ("mallory", b"refused a client: its CURVE key")):
+    # no CURVE at all (told so at once: circusd's greeting names CURVE), then
+    # a key nobody authorised (no answer); circusd logs each refusal
+    for name, logged, refusal, said in (
+            (None, b"refused a connection on the command endpoint", CallError,
+             "requires CURVE security"),
+            ("mallory", b"refused a client: its CURVE key", CallTimeout, "Timed out")):
         refused = client(secure, keydir, name, timeout=0.5)
         try:
-            with pytest.raises(CallTimeout):
+            with pytest.raises(refusal, match=said):
                 refused.call({"command": "list"})
             wait_for(lambda: logged in secure.read_log(), message=logged.decode())
         finally:
