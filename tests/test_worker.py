@@ -430,6 +430,14 @@ def test_stop_serves_next_request_on_open_connection(spawn, tcp_listener, notifi
                              for c in psutil.Process(worker.pid).net_connections()),
                  message="the worker to accept the connection")
     worker.proc.send_signal(signal.SIGTERM)
+    if backend == "meinheld":
+        # an idle meinheld worker sees a signal only when it next runs Python
+        # (a request, or its watchdog within a second): another client's
+        # request makes it see this one now, as any request under load does
+        other = connect(tcp_listener.getsockname()[1])
+        other.request("GET", "/")
+        assert other.getresponse().status == 200
+        other.close()
     notifications.wait(worker, "STOPPING=1")
     time.sleep(0.3)  # a slow client, still well within the idle grace
     conn.request("GET", "/")

@@ -46,7 +46,8 @@ READY=1 goes out from the loop's first turn, after the listener is in its
 epoll set (a connection arriving in between waits in the backlog and is
 accepted on the first poll), and under load an old worker exits within tens
 of milliseconds of SIGTERM: meinheld's one-second timer wheel and the idle
-sweep are not reached. But a keep-alive connection stays with the worker
+sweep are not reached (an idle meinheld worker notices the signal within
+about a second: see MeinheldBackend). But a keep-alive connection stays with the worker
 that accepted it: a worker the kernel leaves runnable but unscheduled (on 2
 busy cores, measured up to 0.7 s) stalls every connection it holds, and a
 reload adds the new workers' start to the CPU demand at that very moment.
@@ -677,11 +678,13 @@ class WsgirefBackend(Backend):
 
 
 class MeinheldBackend(Backend):
-    """meinheld's C loop. The stop is driven from a helper thread: meinheld
-    runs no Python code while idle, so a Python signal handler would wait for
-    the next request; the thread reads the signal wake-up fd instead and calls
-    meinheld's stop while the loop waits in epoll (under the GIL, like any
-    Python code meinheld calls)."""
+    """meinheld's C loop. It runs Python code only for requests and, when
+    asked, for a watchdog once a second: Python signal handlers run then.
+    So under load a stop is seen at the next request, and an idle worker
+    sees it within about a second. (A helper thread reading the signal
+    wake-up fd saw it at once, but a second thread made every request cost
+    3% more CPU: meinheld maps and unmaps memory per request, and munmap in
+    a multi-threaded process costs more.)"""
 
     def __init__(self, app, sock, args):
         super().__init__(app, sock, args)
@@ -714,33 +717,15 @@ class MeinheldBackend(Backend):
         # meinheld closes the listener's fd when run() returns: hand it over
         # (a list: set_listen_socket mishandles the reference of a bare int)
         ms.set_listen_socket([sock.detach()])
-        # Every Python-handled signal writes its number here (the C-level
-        # part of Python's handler runs at once, in any thread).
-        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self.wake_w, False)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        threading.Thread(target=self._watch_signals, name="signals", daemon=True).start()
+        # calling any Python function runs the pending signal handlers
+        ms.set_watchdog(_run_pending_signal_handlers)
 
     def on_signal(self, signum):
-        # The main-thread Python handler runs only when meinheld next calls
-        # Python code (a request, a timer): _watch_signals acts instead.
-        pass
-
-    def _watch_signals(self):
-        stop_signals = set(STOP_SIGNALS)
-        while True:
-            try:
-                data = os.read(self.wake_r, 64)
-            except OSError:
-                return
-            if not data:
-                return
-            for signum in data:
-                if signum in stop_signals:
-                    first = not self.stopping
-                    Backend.on_signal(self, signum)
-                    if first:
-                        threading.Thread(target=self._enforce_deadline, daemon=True).start()
+        first = not self.stopping
+        super().on_signal(signum)
+        if first and self.stopping:
+            threading.Thread(target=self._enforce_deadline, name="deadline",
+                             daemon=True).start()
 
     def _enforce_deadline(self):
         # meinheld's own deadline is a timer of its loop, and the loop does not
@@ -803,7 +788,6 @@ class MeinheldBackend(Backend):
             pass
         finally:
             self.returned.set()
-            signal.set_wakeup_fd(-1)
         if not self.stopping:
             logger.error("meinheld stopped on its own")
             return EXIT_START_FAILED
@@ -812,6 +796,10 @@ class MeinheldBackend(Backend):
             logger.warning("graceful timeout: %d connection(s) still open", left)
             return EXIT_FORCED
         return EXIT_OK
+
+
+def _run_pending_signal_handlers():
+    pass
 
 
 def _with_environ(app, fixed):
