@@ -8,7 +8,8 @@ Exit status: 0 success, 1 error reply (the reason on stderr), 2 usage
 error, 3 no answer (timeout or unreachable endpoint).
 
 Startup time matters (scripts run it in loops): only the command that runs
-is imported, and neither asyncio nor psutil is.
+is imported, and neither asyncio nor psutil is; nor pyzmq, unless CURVE
+keys are given or `listen` runs (circus.zmtp speaks to circusd instead).
 """
 import json
 import os
