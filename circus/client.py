@@ -22,6 +22,7 @@ import os
 import time
 
 from circus.util import DEFAULT_ENDPOINT
+from circus.zmtp import Dealer, ZMTPError, parse_endpoint
 
 
 class CallError(Exception):
@@ -131,7 +132,6 @@ class CircusClient:
                 self.tunnel = None
                 raise CallError(str(exc)) from None
         self.endpoint = endpoint
-        from circus.zmtp import Dealer, parse_endpoint
         try:
             if context is None and not (curve_key or server_key) and parse_endpoint(endpoint):
                 self.socket = Dealer(endpoint)
@@ -145,7 +145,6 @@ class CircusClient:
         return time.monotonic() + (self.timeout if timeout is None else timeout)
 
     def _send(self, msg, deadline):
-        from circus.zmtp import ZMTPError
         try:
             self.socket.send(json.dumps(msg).encode(), deadline)
         except TimeoutError:
