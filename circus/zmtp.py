@@ -80,6 +80,7 @@ class Dealer:
         self.family, self.address = address
         self._sock = None
         self._buffer = bytearray()
+        self._partial = []  # frames of a message whose last frame is still to come
 
     # --- connection -------------------------------------------------------
     def _open(self, deadline):
@@ -108,6 +109,7 @@ class Dealer:
     def _connect(self, deadline):
         self._sock = self._open(deadline)
         self._buffer.clear()
+        self._partial = []
         try:
             # signature and major version first: libzmq answers with its
             # whole greeting (naming its mechanism) before it reads the rest
@@ -139,6 +141,7 @@ class Dealer:
             self._sock.close()
             self._sock = None
         self._buffer.clear()
+        self._partial = []
 
     # --- reading ----------------------------------------------------------
     def _read(self, size, deadline):
@@ -150,23 +153,33 @@ class Dealer:
         del self._buffer[:size]
         return data
 
+    def _frame_header(self, offset=0):
+        """(flags, header length, body size) of the buffered frame at offset,
+        or None while its header is incomplete."""
+        buf = self._buffer
+        if len(buf) < offset + 2:
+            return None
+        flags = buf[offset]
+        if not flags & _LONG:
+            return flags, 2, buf[offset + 1]
+        if len(buf) < offset + 9:
+            return None
+        return flags, 9, int.from_bytes(buf[offset + 1:offset + 9], "big")
+
     def _read_frame(self, deadline):
         """(flags, body) of the next frame, or None at the deadline. A frame
         is taken from the buffer only when it is whole, so a deadline in the
         middle of one leaves the stream in step."""
         while True:
-            need = 2
-            if len(self._buffer) >= 1 and self._buffer[0] & _LONG:
-                need = 9
-            if len(self._buffer) >= need:
-                flags = self._buffer[0]
-                size = (int.from_bytes(self._buffer[1:9], "big") if flags & _LONG
-                        else self._buffer[1])
-                if len(self._buffer) >= need + size:
-                    body = bytes(self._buffer[need:need + size])
-                    del self._buffer[:need + size]
+            header = self._frame_header()
+            need = 9
+            if header is not None:
+                flags, head, size = header
+                need = head + size
+                if len(self._buffer) >= need:
+                    body = bytes(self._buffer[head:need])
+                    del self._buffer[:need]
                     return flags, body
-                need += size
             if self._fill(need, deadline) is None:
                 return None
 
@@ -207,18 +220,18 @@ class Dealer:
     def recv(self, deadline):
         if self._sock is None:
             raise ConnectionResetError("not connected")
-        frames = []
         try:
             while True:
                 frame = self._read_frame(deadline)
                 if frame is None:
-                    return None  # partial messages stay buffered for the next call
+                    return None  # frames of a partial message wait in _partial
                 flags, body = frame
                 if flags & _COMMAND:
                     self._answer_command(body, deadline)
                     continue
-                frames.append(body)
+                self._partial.append(body)
                 if not flags & _MORE:
+                    frames, self._partial = self._partial, []
                     return frames
         except OSError:
             self.close()
@@ -247,18 +260,14 @@ class Dealer:
             raise
 
     def _whole_message_buffered(self):
-        view, offset = self._buffer, 0
+        offset = 0
         while True:
-            if len(view) < offset + 2:
+            header = self._frame_header(offset)
+            if header is None:
                 return False
-            flags = view[offset]
-            head = 9 if flags & _LONG else 2
-            if len(view) < offset + head:
-                return False
-            size = (int.from_bytes(view[offset + 1:offset + 9], "big") if flags & _LONG
-                    else view[offset + 1])
+            flags, head, size = header
             offset += head + size
-            if len(view) < offset:
+            if len(self._buffer) < offset:
                 return False
             if not flags & (_MORE | _COMMAND):
                 return True

@@ -63,6 +63,43 @@ def test_short_long_and_multipart_messages(router):
         dealer.close()
 
 
+def test_a_message_cut_by_the_deadline_stays_whole():
+    # libzmq writes a message at once, so play the ROUTER by hand to stop
+    # between the first frame (MORE) and the last
+    from circus.zmtp import _GREETING, _frame
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    second_frame = threading.Event()
+
+    def peer():
+        conn = listener.accept()[0]
+        with conn:
+            conn.sendall(_GREETING)
+            received = b""
+            while b"READY" not in received:
+                received += conn.recv(4096)
+            conn.sendall(_frame(b"\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER", 4))
+            conn.recv(4096)  # the request
+            conn.sendall(_frame(b"first", 1))
+            second_frame.wait(10)
+            conn.sendall(_frame(b"second"))
+            conn.recv(1)  # until the client hangs up
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    dealer = Dealer("tcp://127.0.0.1:%d" % listener.getsockname()[1])
+    try:
+        dealer.send(b"request", soon())
+        assert dealer.recv(soon(0.2)) is None  # only the first frame came
+        second_frame.set()
+        assert dealer.recv(soon()) == [b"first", b"second"]
+    finally:
+        second_frame.set()
+        dealer.close()
+        thread.join(10)
+        listener.close()
+
+
 def test_heartbeat_pings_are_answered(router):
     # a ROUTER with heartbeats drops a peer that stays silent after its PING
     router.heartbeat_ivl = 20
