@@ -221,6 +221,19 @@ def test_keeps_connection_alive(spawn, tcp_listener, backend):
     assert worker.stop() == 0
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="frame-stack chunks: CPython 3.11+")
+def test_meinheld_request_frame_stack_is_in_the_exact_fit_hole(spawn, tcp_listener):
+    # each meinheld request runs in a new greenlet, whose first frame-stack
+    # chunk is a fresh 16 KB mapping: it must land in the worker's hole
+    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.stackhole:application"),
+                   fds=[tcp_listener.fileno()])
+    port = tcp_listener.getsockname()[1]
+    for _ in range(3):
+        status, _, body = get(port)
+        assert (status, body) == (200, "in-hole")
+    assert worker.stop() == 0
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unix_socket_fd(spawn, shortdir, backend):
     path = os.path.join(shortdir, "web.sock")
