@@ -123,14 +123,9 @@ class CircusClient:
         self.tunnel = None
         self.socket = None
         if ssh_server:
-            from circus.sshtunnel import SSHTunnel, TunnelError
-            self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile,
-                                    timeout=max(self.timeout, 10.0))
-            try:
-                endpoint = self.tunnel.open()
-            except TunnelError as exc:
-                self.tunnel = None
-                raise CallError(str(exc)) from None
+            from circus.sshtunnel import open_tunnel
+            self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile,
+                                                timeout=max(self.timeout, 10.0))
         self.endpoint = endpoint
         try:
             if context is None and not (curve_key or server_key) and parse_endpoint(endpoint):

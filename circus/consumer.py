@@ -27,14 +27,8 @@ class CircusConsumer:
         self.timeout = float(timeout)
         self.tunnel = None
         if ssh_server:
-            from circus.client import CallError
-            from circus.sshtunnel import SSHTunnel, TunnelError
-            self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile)
-            try:
-                endpoint = self.tunnel.open()
-            except TunnelError as exc:
-                self.tunnel = None
-                raise CallError(str(exc)) from None
+            from circus.sshtunnel import open_tunnel
+            self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile)
         self.endpoint = endpoint
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0

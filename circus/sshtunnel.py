@@ -109,3 +109,15 @@ class SSHTunnel:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def open_tunnel(server, endpoint, keyfile=None, timeout=10.0):
+    """Start a tunnel to endpoint through server: (tunnel, local endpoint).
+    A tunnel that cannot be set up raises CallError, as the clients report
+    every other failure to reach circusd."""
+    from circus.client import CallError
+    tunnel = SSHTunnel(server, endpoint, keyfile=keyfile, timeout=timeout)
+    try:
+        return tunnel, tunnel.open()
+    except TunnelError as exc:
+        raise CallError(str(exc)) from None

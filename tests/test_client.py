@@ -200,6 +200,28 @@ def test_client_through_an_ssh_tunnel(circusd, tmp_path, monkeypatch):
         CircusClient(endpoint=daemon.endpoint, ssh_server="nobody@nowhere")
 
 
+def test_consumer_and_stats_client_through_an_ssh_tunnel(circusd, tmp_path, monkeypatch):
+    from circus.stats.client import StatsClient
+    daemon = circusd(CONFIG)
+    monkeypatch.setenv("PATH", fake_ssh_path(tmp_path))
+    with CircusConsumer(["watcher.sleeper."], endpoint=daemon.pubsub, timeout=0.1,
+                        ssh_server="me@example.org") as consumer:
+        assert consumer.endpoint != daemon.pubsub
+        tunnel = consumer.tunnel.process
+        event = None
+        for _ in range(100):
+            daemon.call("set", name="sleeper", options={"priority": 0})
+            event = consumer.recv(0.1)
+            if event:
+                break
+        assert event[0] == "watcher.sleeper.updated"
+    assert tunnel.poll() is not None  # leaving the with block ends ssh
+    with pytest.raises(CallError, match="Could not resolve"):
+        CircusConsumer(endpoint=daemon.pubsub, ssh_server="nobody@nowhere")
+    with pytest.raises(CallError, match="Could not resolve"):
+        StatsClient("tcp://127.0.0.1:1", ssh_server="nobody@nowhere")
+
+
 def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
     import subprocess
     from conftest import BIN, ROOT

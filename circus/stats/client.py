@@ -67,14 +67,8 @@ class _Base:
     def __init__(self, endpoint, context, ssh_server, ssh_keyfile, reconnect_max):
         self.tunnel = None
         if ssh_server:
-            from circus.client import CallError
-            from circus.sshtunnel import SSHTunnel, TunnelError
-            self.tunnel = SSHTunnel(ssh_server, endpoint, keyfile=ssh_keyfile)
-            try:
-                endpoint = self.tunnel.open()
-            except TunnelError as exc:
-                self.tunnel = None
-                raise CallError(str(exc)) from None
+            from circus.sshtunnel import open_tunnel
+            self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile)
         self.endpoint = endpoint
         self.state = CONNECTING
         self.last_message = None
