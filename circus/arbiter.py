@@ -9,6 +9,7 @@ import time
 from circus import config as configmod
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets, SocketError
+from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
 from circus.watcher import Watcher
 
@@ -71,6 +72,8 @@ class Arbiter:
         self._loop_thread = None
         self._quitting = False
         self._reload_lock = None
+        # a reload on SIGHUP, the rest of a command answered before it is done
+        self.background = BackgroundTasks("circusd")
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -243,7 +246,7 @@ class Arbiter:
 
     def _on_hup(self):
         logger.info("Got SIGHUP, reloading the configuration")
-        self.loop.create_task(self._reload_on_hup())
+        self.background.spawn(self._reload_on_hup(), self.loop)
 
     async def _reload_on_hup(self):
         # a bad file or a refused reload is one line in the log, not a

@@ -14,6 +14,7 @@ import zmq.asyncio
 
 from circus.commands import get_command
 from circus.commands.base import CommandError, MessageError, errors
+from circus.tasks import BackgroundTasks
 
 logger = logging.getLogger("circus")
 
@@ -32,7 +33,7 @@ class Controller:
         self.router = None
         self.pub = None
         self._serve_task = None
-        self._tasks = set()
+        self._tasks = BackgroundTasks("controller")
         self._auth = None
         self._monitors = []
 
@@ -116,10 +117,7 @@ class Controller:
                 continue
             # the envelope is [identity] from a DEALER and [identity, b""]
             # from a REQ socket; echoing it serves both
-            task = asyncio.get_running_loop().create_task(
-                self._handle(frames[:-1], frames[-1]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._handle(frames[:-1], frames[-1]))
 
     async def _handle(self, envelope, raw):
         reply = await self.dispatch(raw)

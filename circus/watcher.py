@@ -46,6 +46,7 @@ import time
 
 from circus.process import Process
 from circus.stream import get_stream
+from circus.tasks import BackgroundTasks
 from circus.util import resolve_name, to_gid, to_signum, to_uid
 
 logger = logging.getLogger("circus")
@@ -142,7 +143,7 @@ class Watcher:
         self._failures = 0
         self._gave_up = None
         self._publish = None
-        self._tasks = set()
+        self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
         self._closing = False
         # why the last stop, or stop of a process, was refused by a hook
         self.refusal = None
@@ -173,16 +174,7 @@ class Watcher:
             self._publish("watcher.%s.%s" % (self.name, topic), msg)
 
     def _spawn_task(self, coro):
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task):
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("watcher %s: background task failed", self.name,
-                         exc_info=task.exception())
+        return self._tasks.spawn(coro, self._loop)
 
     # --- hooks ------------------------------------------------------------
     def call_hook(self, hook_name, **kwargs):
@@ -720,8 +712,7 @@ class Watcher:
         if self._lock is not None:
             async with self._lock:
                 await self._stop(force=True)
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         for stream in (self.stdout_stream, self.stderr_stream):
             if stream is not None and hasattr(stream, "close"):
                 stream.close()

@@ -72,7 +72,7 @@ class Command:
             await asyncio.sleep(0)
             if task.done():
                 return task.result()
-            task.add_done_callback(_log_failure)
+            arbiter.background.hold(task)
             return accepted
         return await self.execute(arbiter, props)
 
@@ -228,7 +228,3 @@ def int_arg(value, what):
         raise ArgumentError("%s must be an integer, not %r" % (what, value)) from None
 
 
-def _log_failure(task):
-    if not task.cancelled() and task.exception() is not None:
-        import logging
-        logging.getLogger("circus").error("command failed", exc_info=task.exception())

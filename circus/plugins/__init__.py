@@ -72,6 +72,8 @@ import signal
 import sys
 import time
 
+from circus.tasks import BackgroundTasks
+
 logger = logging.getLogger("circus.plugins")
 
 # plugin watchers start before, and stop after, every ordinary watcher
@@ -118,7 +120,7 @@ class CircusPlugin:
         self._sub_tunnel = None
         self._monitor = None
         self._killed = False
-        self._tasks = set()
+        self._tasks = BackgroundTasks(self._label)
 
     # --- to override ----------------------------------------------------------
     def handle_recv(self, data):
@@ -181,15 +183,7 @@ class CircusPlugin:
     # --- scheduling helpers ------------------------------------------------------
     def spawn(self, coro):
         """Run coro as a task on self.loop; its failure is logged, not lost."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task):
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("%s: task failed", self._label(), exc_info=task.exception())
+        return self._tasks.spawn(coro, self.loop)
 
     def every(self, seconds, coro_function):
         """Call coro_function() every `seconds` (one run at a time) until the
@@ -239,8 +233,7 @@ class CircusPlugin:
             self.spawn(self._announce_ready())
             await self._receive()
             self.running = False
-            for task in list(self._tasks):
-                task.cancel()
+            self._tasks.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self.handle_stop()
         finally:
