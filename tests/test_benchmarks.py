@@ -71,6 +71,15 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
         assert NUMBER.match(cell), cell
     assert float(rows[0][1].split()[0]) > 0
 
+    # each round's requests/s and the spread of wrk's connections over the
+    # workers: meinheld keeps them alive, so all of them are counted
+    rounds = text.split("how wrk's", 1)[1]
+    headers, rows = _table(rounds, "server")
+    assert headers == ["server", "round 1"]
+    requests, spread = re.match(r"^(\d+) \(([\d/]+)\)$", rows[0][1]).groups()
+    assert int(requests) > 0
+    assert len(spread.split("/")) == 2  # two workers
+
     headers, rows = _table(text, "measure")
     assert headers == ["measure", "circus"]
     measured = {row[0]: row[1] for row in rows}
@@ -86,5 +95,7 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
 
     data = json.loads((out / md_files[0].name.replace(".md", ".json")).read_text())
     assert data["mode"] == "smoke"
-    assert data["web"]["groups"][0]["rows"][0]["runs"][0]["requests"] > 0
+    run = data["web"]["groups"][0]["rows"][0]["runs"][0]
+    assert run["requests"] > 0
+    assert sum(run["connections_per_process"]) == data["web"]["connections"]
     assert data["control"]["by_daemon"]["circus"]["sizes"]["10"]["start_s"] > 0

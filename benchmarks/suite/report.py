@@ -1,4 +1,5 @@
 """The Markdown result file: every figure straight from the run's data."""
+from suite import split
 
 
 def num(value, digits=1, unit=""):
@@ -245,7 +246,27 @@ def web_section(web):
             rows.append(cells)
         out.append("### %s app, %d workers\n\n%s" % (group["app"], group["workers"],
                                                     table(headers, rows)))
+        per_round = _rounds_and_connections(group)
+        if per_round:
+            out.append("Each round's requests/s, and in brackets how wrk's %d connections "
+                       "were spread over the server's processes (counted halfway through "
+                       "the run):\n\n%s" % (web["connections"], per_round))
     return "\n\n".join(out)
+
+
+def _rounds_and_connections(group):
+    measured = [row for row in group["rows"] if row["runs"]]
+    if not any("connections_per_process" in run for row in measured for run in row["runs"]):
+        return None
+    rounds = max(run["round"] for row in measured for run in row["runs"]) + 1
+    rows = []
+    for row in measured:
+        cells = [row["label"]] + [""] * rounds
+        for run in row["runs"]:
+            cells[run["round"] + 1] = "%.0f (%s)" % (
+                run["rps"], split.spelled(run.get("connections_per_process")))
+        rows.append(cells)
+    return table(["server"] + ["round %d" % (n + 1) for n in range(rounds)], rows)
 
 
 def reload_section(reload):

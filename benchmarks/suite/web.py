@@ -5,7 +5,7 @@ its own port; idle servers cost nothing measurable), warmed up, then wrk runs
 against them in turn, round after round: A B C ... A B C ... so that whatever
 else the machine does during the group hits every stack alike.
 """
-from suite import noise, util, wrk
+from suite import noise, split, util, wrk
 from suite.servers import Server
 from suite.util import log
 
@@ -30,9 +30,12 @@ def measured_run(server, duration, guard):
     while True:
         if guard is not None:
             guard.wait_quiet()
-        with noise.Meter(lambda: [server.pid] + util.descendants(server.pid)) as meter:
+        with noise.Meter(lambda: [server.pid] + util.descendants(server.pid)) as meter, \
+                split.Sampler(server.port, lambda: util.descendants(server.pid),
+                              duration / 2) as sampler:
             result = wrk.run(server.port, duration)
         result["foreign_cpu_pct"] = meter.foreign_pct
+        result["connections_per_process"] = sampler.counts
         if guard is None or not guard.retry(meter.foreign_pct, attempt, duration):
             result["discarded_foreign_cpu_pct"] = discarded
             return result
@@ -71,9 +74,10 @@ def run_group(plan, stacks, app, workers, workdir, gunicorn_bin, guard=None):
                 result["round"] = round_no
                 runs[server.stack.key].append(result)
                 log("web:   round %d %-20s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  "
-                    "errors %d  non-2xx %d  others %.0f%%", round_no + 1, server.stack.key,
-                    result["rps"], result["p50_ms"], result["p99_ms"], result["errors"],
-                    result["non2xx"], result["foreign_cpu_pct"])
+                    "errors %d  non-2xx %d  others %.0f%%  connections %s", round_no + 1,
+                    server.stack.key, result["rps"], result["p50_ms"], result["p99_ms"],
+                    result["errors"], result["non2xx"], result["foreign_cpu_pct"],
+                    split.spelled(result["connections_per_process"]))
     rows = []
     for stack in stacks:
         row = {"key": stack.key, "label": stack.label, "kind": stack.kind,
