@@ -70,6 +70,8 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     for cell in rows[0][1:6]:
         assert NUMBER.match(cell), cell
     assert float(rows[0][1].split()[0]) > 0
+    cpu = rows[0][headers.index("server CPU us/request")]
+    assert NUMBER.match(cpu) and float(cpu.split()[0]) > 0, cpu
 
     # each round's requests/s and the spread of wrk's connections over the
     # workers: meinheld keeps them alive, so all of them are counted
@@ -98,4 +100,6 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     run = data["web"]["groups"][0]["rows"][0]["runs"][0]
     assert run["requests"] > 0
     assert sum(run["connections_per_process"]) == data["web"]["connections"]
+    # a hello-world request costs meinheld tens of microseconds, not nothing
+    assert 1 < run["server_cpu_us_per_request"] < 10000
     assert data["control"]["by_daemon"]["circus"]["sizes"]["10"]["start_s"] > 0

@@ -27,37 +27,48 @@ def machine_busy_seconds():
     return (user + nice + system + irq + softirq + steal) / util.CLOCK_TICKS
 
 
-def _own_seconds(pids):
+def _tree_seconds(pids):
     total = 0.0
     for pid in pids:
         try:
             total += util.cpu_seconds_with_reaped(pid)
         except (OSError, IndexError, ValueError):
             pass
+    return total
+
+
+def _own_seconds(pids):
+    total = _tree_seconds(pids)
     self_times = os.times()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return total + self_times.user + self_times.system + children.ru_utime + children.ru_stime
 
 
 class Meter:
-    """with Meter(pids_fn) as m: ...; then m.foreign_pct. pids_fn() lists the
-    processes under test (a master and its descendants)."""
+    """with Meter(pids_fn) as m: ...; then m.foreign_pct, and m.server_seconds:
+    the CPU the processes under test used. pids_fn() lists them (a master
+    and its descendants)."""
 
     def __init__(self, pids_fn):
         self.pids_fn = pids_fn
         self.foreign_pct = None
+        self.server_seconds = None
 
     def __enter__(self):
         self.t0 = time.monotonic()
         self.busy0 = machine_busy_seconds()
-        self.own0 = _own_seconds(self.pids_fn())
+        pids = self.pids_fn()
+        self.server0 = _tree_seconds(pids)
+        self.own0 = _own_seconds(pids)
         return self
 
     def __exit__(self, *exc):
         busy1 = machine_busy_seconds()
         # the tree as it is now: workers that were replaced meanwhile are in
         # their master's reaped-children time
-        own1 = _own_seconds(self.pids_fn())
+        pids = self.pids_fn()
+        self.server_seconds = _tree_seconds(pids) - self.server0
+        own1 = _own_seconds(pids)
         elapsed = time.monotonic() - self.t0
         foreign = (busy1 - self.busy0) - (own1 - self.own0)
         capacity = elapsed * (os.cpu_count() or 1)

@@ -35,6 +35,13 @@ def _group(web, app, workers):
     return None
 
 
+def _row(group, key):
+    for row in group["rows"]:
+        if row["key"] == key:
+            return row
+    return {}
+
+
 def _ratio(group, circus_key, gunicorn_key):
     if group is None:
         return None
@@ -136,6 +143,11 @@ def targets(data):
         if ratio:
             measured = "%.2fx requests/s (per-round %s)" % (
                 ratio["ratio"], rng(ratio["per_round"], 2))
+            cpu = [_row(group, key).get("server_cpu_us_per_request") or {}
+                   for key in (circus_key, gunicorn_key)]
+            if all(c.get("median") for c in cpu):
+                measured += "; server CPU per request %.1f against %.1f us" % (
+                    cpu[0]["median"], cpu[1]["median"])
             ok = ratio["ratio"] > 1.0 if strict else ratio["ratio"] >= 1.0
         rows.append(("hello world, 2 workers, wrk -t2 -c50: " + text, measured, _verdict(ok)))
     reload = data.get("reload") or {}
@@ -214,8 +226,11 @@ def web_section(web):
            "(`wrk -t%d -c%d -d%ds --timeout %s --latency`), the range in brackets is min–max "
            "over those runs; errors and non-2xx are totals over all runs. Ratios are this "
            "stack's requests/s over the gunicorn stack's, both measured in this group, "
-           "back to back. \"Others' CPU\" is the share of the machine's CPU that processes "
-           "outside the measurement (not the servers, not wrk) used during the runs."
+           "back to back. \"Server CPU\" is the CPU time of the server's processes "
+           "(master and workers) per request served: what a request costs the server, "
+           "whatever share of the CPUs it got against wrk. \"Others' CPU\" is the share "
+           "of the machine's CPU that processes outside the measurement (not the servers, "
+           "not wrk) used during the runs."
            % (web["rounds"], web["duration"], web["threads"],
                               web["connections"], web["duration"], web["timeout"])]
     guard = web.get("noise")
@@ -229,7 +244,8 @@ def web_section(web):
     for group in web["groups"]:
         gunicorns = [r for r in group["rows"] if r["kind"] == "gunicorn" and r["runs"]]
         headers = ["server", "requests/s", "p50 ms", "p99 ms", "errors", "non-2xx"]
-        headers += ["x %s" % r["key"] for r in gunicorns] + ["others' CPU %"]
+        headers += ["x %s" % r["key"] for r in gunicorns]
+        headers += ["server CPU us/request", "others' CPU %"]
         rows = []
         for row in group["rows"]:
             if not row["runs"]:
@@ -242,6 +258,7 @@ def web_section(web):
             for other in gunicorns:
                 ratio = _ratio(group, row["key"], other["key"])
                 cells.append("%.2f" % ratio["ratio"] if ratio else "")
+            cells.append(rng(row.get("server_cpu_us_per_request"), 1))
             cells.append(rng(row.get("foreign_cpu_pct"), 0))
             rows.append(cells)
         out.append("### %s app, %d workers\n\n%s" % (group["app"], group["workers"],

@@ -9,7 +9,8 @@ from suite import noise, split, util, wrk
 from suite.servers import Server
 from suite.util import log
 
-FIELDS = ("rps", "p50_ms", "p99_ms", "errors", "non2xx", "foreign_cpu_pct")
+FIELDS = ("rps", "p50_ms", "p99_ms", "errors", "non2xx", "foreign_cpu_pct",
+          "server_cpu_us_per_request")
 
 
 def run(plan, stacks, workdir, gunicorn_bin, guard=None):
@@ -35,6 +36,9 @@ def measured_run(server, duration, guard):
                               duration / 2) as sampler:
             result = wrk.run(server.port, duration)
         result["foreign_cpu_pct"] = meter.foreign_pct
+        # what a request costs the server, whatever share of the CPUs it got
+        result["server_cpu_us_per_request"] = (1e6 * meter.server_seconds / result["requests"]
+                                               if result["requests"] else None)
         result["connections_per_process"] = sampler.counts
         if guard is None or not guard.retry(meter.foreign_pct, attempt, duration):
             result["discarded_foreign_cpu_pct"] = discarded
@@ -74,9 +78,10 @@ def run_group(plan, stacks, app, workers, workdir, gunicorn_bin, guard=None):
                 result["round"] = round_no
                 runs[server.stack.key].append(result)
                 log("web:   round %d %-20s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  "
-                    "errors %d  non-2xx %d  others %.0f%%  connections %s", round_no + 1,
-                    server.stack.key, result["rps"], result["p50_ms"], result["p99_ms"],
-                    result["errors"], result["non2xx"], result["foreign_cpu_pct"],
+                    "errors %d  non-2xx %d  others %.0f%%  server CPU %.1f us/req  "
+                    "connections %s", round_no + 1, server.stack.key, result["rps"],
+                    result["p50_ms"], result["p99_ms"], result["errors"], result["non2xx"],
+                    result["foreign_cpu_pct"], result["server_cpu_us_per_request"] or 0,
                     split.spelled(result["connections_per_process"]))
     rows = []
     for stack in stacks:
