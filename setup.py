@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 # meinheld is a runtime dependency too, but it cannot be listed here: its
 # release pins greenlet<0.5, which does not build on Python 3.11, so pip would
@@ -22,6 +22,9 @@ setup(
     include_package_data=True,
     package_data={"circus": ["*.ini"]},
     python_requires=">=3.11",
+    # optional: where it cannot be built, the worker makes do without it
+    ext_modules=[Extension("circus.sockets._chunkcache", ["circus/sockets/_chunkcache.c"],
+                           optional=True)],
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects

@@ -114,3 +114,28 @@ def test_keep_leaves_a_hole_in_use_alone():
     assert result["kept"] is False
     # nothing below the hole was filled
     assert result["added"] == 0
+
+
+def test_the_chunk_cache_gives_a_finished_greenlets_chunk_to_the_next():
+    pytest.importorskip("greenlet")
+    pytest.importorskip("circus.sockets._chunkcache")
+    result = run("""
+        import greenlet
+        from circus.sockets import _chunkcache
+        from circus.sockets.stackhole import CHUNK
+        _chunkcache.install(CHUNK, 4)
+
+        def request():
+            return sum(range(10))
+
+        for _ in range(100):
+            greenlet.greenlet(request).switch()
+        try:
+            _chunkcache.install(CHUNK, 4)
+            again = "installed twice"
+        except RuntimeError as exc:
+            again = str(exc)
+        print(json.dumps({"stats": _chunkcache.stats(), "again": again}))
+    """)
+    assert result["stats"] == {"reused": 99, "allocated": 1, "kept": 1}
+    assert result["again"] == "the chunk cache is already installed"

@@ -222,11 +222,28 @@ def test_keeps_connection_alive(spawn, tcp_listener, backend):
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="frame-stack chunks: CPython 3.11+")
-def test_meinheld_request_frame_stack_is_in_the_exact_fit_hole(spawn, tcp_listener):
-    # each meinheld request runs in a new greenlet, whose first frame-stack
-    # chunk is a fresh 16 KB mapping: it must land in the worker's hole
+def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
+    # each meinheld request runs in a new greenlet, whose frame stack starts
+    # with a fresh chunk: with the chunk cache built, the first request's
+    # chunk serves every later one
+    pytest.importorskip("circus.sockets._chunkcache")
     worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.stackhole:application"),
                    fds=[tcp_listener.fileno()])
+    port = tcp_listener.getsockname()[1]
+    reused = []
+    for _ in range(3):
+        status, _, body = get(port)
+        assert status == 200 and body.startswith("reused="), body
+        reused.append(int(body.split("=")[1]))
+    assert reused[1] == reused[0] + 1 and reused[2] == reused[1] + 1
+    assert worker.stop() == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="frame-stack chunks: CPython 3.11+")
+def test_meinheld_frame_stack_lands_in_the_exact_fit_hole_without_the_cache(
+        spawn, tcp_listener):
+    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.stackhole:application"),
+                   fds=[tcp_listener.fileno()], env={"CIRCUS_WORKER_CHUNK_CACHE": "0"})
     port = tcp_listener.getsockname()[1]
     for _ in range(3):
         status, _, body = get(port)

@@ -69,7 +69,7 @@ import threading
 import time
 
 from circus.sockets.notify import notify
-from circus.sockets.stackhole import StackHole
+from circus.sockets import stackhole
 
 logger = logging.getLogger("circus.worker")
 access_logger = logging.getLogger("circus.worker.access")
@@ -685,9 +685,8 @@ class MeinheldBackend(Backend):
     sees it within about a second. (A helper thread reading the signal
     wake-up fd saw it at once, but a second thread made every request cost
     3% more CPU: meinheld maps and unmaps memory per request, and munmap in
-    a multi-threaded process costs more.) That watchdog also keeps the
-    frame-stack hole of circus/sockets/stackhole.py, which every request's
-    greenlet maps its first 16 KB chunk into."""
+    a multi-threaded process costs more.) Each request's greenlet gets its
+    frame stack from circus/sockets/stackhole.py's arrangements."""
 
     def __init__(self, app, sock, args):
         super().__init__(app, sock, args)
@@ -790,10 +789,9 @@ class MeinheldBackend(Backend):
             on_ready()
 
         ms.schedule_call(0, started)
-        # last, once everything is imported: see circus/sockets/stackhole.py
-        hole = StackHole.create()
-        # calling any Python function runs the pending signal handlers
-        ms.set_watchdog(hole.keep if hole else _run_pending_signal_handlers)
+        # last, once everything is imported: see circus/sockets/stackhole.py.
+        # Calling any Python function runs the pending signal handlers.
+        ms.set_watchdog(stackhole.prepare(_run_pending_signal_handlers))
         try:
             ms.run(self.app)
         except KeyboardInterrupt:

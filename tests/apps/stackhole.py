@@ -1,7 +1,9 @@
-"""Reports, from inside a request, whether the frame-stack chunk of the
-request's greenlet sits in circus-worker's exact-fit hole: a 16 KB
-read-write anonymous mapping with an inaccessible anonymous guard right
-below and right above it (see circus/sockets/stackhole.py)."""
+"""Reports, from inside a request, where the request greenlet's frame stack
+came from (see circus/sockets/stackhole.py): "reused=N" when the chunk cache
+is installed (N chunks reused so far), else "in-hole" when the chunk is a
+16 KB read-write anonymous mapping with an inaccessible anonymous guard right
+below and right above it, else "elsewhere"."""
+import sys
 
 
 def anonymous_mappings():
@@ -23,8 +25,16 @@ def chunk_in_hole(size=16 * 1024):
     return False
 
 
+def where():
+    cache = sys.modules.get("circus.sockets._chunkcache")
+    stats = cache.stats() if cache is not None else None
+    if stats and stats["reused"] + stats["allocated"]:
+        return "reused=%d" % stats["reused"]
+    return "in-hole" if chunk_in_hole() else "elsewhere"
+
+
 def application(environ, start_response):
-    body = b"in-hole" if chunk_in_hole() else b"elsewhere"
+    body = where().encode()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
