@@ -63,6 +63,8 @@ def prepare(idle_callback):
         _chunkcache = None
     if os.environ.get("CIRCUS_WORKER_CHUNK_CACHE") == "0":
         _chunkcache = None
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        _chunkcache = None  # it relies on the GIL to guard its few slots
     if _chunkcache is not None:
         _chunkcache.install(CHUNK, KEEP_CHUNKS)
         return idle_callback
