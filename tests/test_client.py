@@ -109,16 +109,21 @@ def test_wait_event_cancelled_as_the_event_is_set_stays_cancelled():
     asyncio.run(main())
 
 
+def first_update_seen(daemon, consumer):
+    """A SUB socket misses what is published before its subscription reaches
+    circusd: change the watcher until the consumer sees an event (10 s)."""
+    for _ in range(100):
+        daemon.call("set", name="sleeper", options={"priority": 0})
+        event = consumer.recv(0.1)
+        if event:
+            return event
+    raise AssertionError("the consumer saw no event in 10 s")
+
+
 def test_consumer_iterates_topic_and_message(circusd):
     daemon = circusd(CONFIG)
     with CircusConsumer(["watcher.sleeper."], endpoint=daemon.pubsub, timeout=0.1) as consumer:
-        event = None
-        for _ in range(100):
-            daemon.call("set", name="sleeper", options={"priority": 0})
-            event = consumer.recv(0.1)
-            if event:
-                break
-        assert event[0] == "watcher.sleeper.updated"
+        assert first_update_seen(daemon, consumer)[0] == "watcher.sleeper.updated"
         daemon.call("incr", name="sleeper")
         for topic, message in consumer:
             if topic == "watcher.sleeper.spawn":
@@ -208,13 +213,7 @@ def test_consumer_and_stats_client_through_an_ssh_tunnel(circusd, tmp_path, monk
                         ssh_server="me@example.org") as consumer:
         assert consumer.endpoint != daemon.pubsub
         tunnel = consumer.tunnel.process
-        event = None
-        for _ in range(100):
-            daemon.call("set", name="sleeper", options={"priority": 0})
-            event = consumer.recv(0.1)
-            if event:
-                break
-        assert event[0] == "watcher.sleeper.updated"
+        assert first_update_seen(daemon, consumer)[0] == "watcher.sleeper.updated"
     assert tunnel.poll() is not None  # leaving the with block ends ssh
     with pytest.raises(CallError, match="Could not resolve"):
         CircusConsumer(endpoint=daemon.pubsub, ssh_server="nobody@nowhere")
