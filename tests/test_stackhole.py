@@ -118,7 +118,6 @@ def test_keep_leaves_a_hole_in_use_alone():
 
 def test_the_chunk_cache_gives_a_finished_greenlets_chunk_to_the_next():
     pytest.importorskip("greenlet")
-    pytest.importorskip("circus.sockets._chunkcache")
     result = run("""
         import greenlet
         from circus.sockets import _chunkcache

@@ -37,11 +37,11 @@ def _tree_seconds(pids):
     return total
 
 
-def _own_seconds(pids):
-    total = _tree_seconds(pids)
+def _suite_seconds():
+    """The suite's own CPU and that of the children it reaped (wrk)."""
     self_times = os.times()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return total + self_times.user + self_times.system + children.ru_utime + children.ru_stime
+    return self_times.user + self_times.system + children.ru_utime + children.ru_stime
 
 
 class Meter:
@@ -59,7 +59,7 @@ class Meter:
         self.busy0 = machine_busy_seconds()
         pids = self.pids_fn()
         self.server0 = _tree_seconds(pids)
-        self.own0 = _own_seconds(pids)
+        self.own0 = self.server0 + _suite_seconds()
         return self
 
     def __exit__(self, *exc):
@@ -67,8 +67,9 @@ class Meter:
         # the tree as it is now: workers that were replaced meanwhile are in
         # their master's reaped-children time
         pids = self.pids_fn()
-        self.server_seconds = _tree_seconds(pids) - self.server0
-        own1 = _own_seconds(pids)
+        server1 = _tree_seconds(pids)
+        self.server_seconds = server1 - self.server0
+        own1 = server1 + _suite_seconds()
         elapsed = time.monotonic() - self.t0
         foreign = (busy1 - self.busy0) - (own1 - self.own0)
         capacity = elapsed * (os.cpu_count() or 1)

@@ -684,9 +684,10 @@ class MeinheldBackend(Backend):
     So under load a stop is seen at the next request, and an idle worker
     sees it within about a second. (A helper thread reading the signal
     wake-up fd saw it at once, but a second thread made every request cost
-    3% more CPU: meinheld maps and unmaps memory per request, and munmap in
-    a multi-threaded process costs more.) Each request's greenlet gets its
-    frame stack from circus/sockets/stackhole.py's arrangements."""
+    3% more CPU: without the chunk cache, meinheld maps and unmaps memory per
+    request, and munmap in a multi-threaded process costs more.) Each
+    request's greenlet gets its frame stack from the arrangements of
+    circus/sockets/stackhole.py."""
 
     def __init__(self, app, sock, args):
         super().__init__(app, sock, args)
