@@ -1,4 +1,11 @@
+import re
+
 from setuptools import Extension, find_packages, setup
+
+# the one version number is circus.__version__; read, not imported (the
+# package's dependencies may not be installed yet)
+with open("circus/__init__.py") as handle:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', handle.read(), re.M).group(1)
 
 # meinheld is a runtime dependency too, but it cannot be listed here: its
 # release pins greenlet<0.5, which does not build on Python 3.11, so pip would
@@ -13,7 +20,7 @@ install_requires = [
 
 setup(
     name="circus",
-    version="1.0.0.dev0",
+    version=VERSION,
     description="A process and socket manager for Python web stacks",
     long_description=open("README.rst").read(),
     long_description_content_type="text/x-rst",

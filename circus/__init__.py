@@ -2,14 +2,6 @@
 __version__ = "1.0.0.dev0"
 
 
-def __getattr__(name):
-    # circus.logger, without importing logging for every circusctl call
-    if name == "logger":
-        import logging
-        return logging.getLogger("circus")
-    raise AttributeError("module 'circus' has no attribute %r" % name)
-
-
 def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=None,
                 env=None, name=None, context=None, background=False, stream_backend="thread",
                 plugins=None, debug=False, sockets=None, loop=None, **options):
@@ -81,12 +73,17 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
     return arbiter
 
 
+_LAZY = {"Arbiter": "circus.arbiter", "Watcher": "circus.watcher",
+         "Process": "circus.process", "CircusSocket": "circus.sockets"}
+
+
 def __getattr__(name):
-    # Arbiter, Watcher, Process and CircusSocket without importing them all
-    # for every `import circus`
-    targets = {"Arbiter": "circus.arbiter", "Watcher": "circus.watcher",
-               "Process": "circus.process", "CircusSocket": "circus.sockets"}
-    if name in targets:
+    # circus.logger, Arbiter, Watcher, Process and CircusSocket without
+    # importing logging and the daemon for every circusctl call
+    if name == "logger":
+        import logging
+        return logging.getLogger("circus")
+    if name in _LAZY:
         import importlib
-        return getattr(importlib.import_module(targets[name]), name)
-    raise AttributeError(name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError("module 'circus' has no attribute %r" % name)

@@ -103,3 +103,43 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     # a hello-world request costs meinheld tens of microseconds, not nothing
     assert 1 < run["server_cpu_us_per_request"] < 10000
     assert data["control"]["by_daemon"]["circus"]["sizes"]["10"]["start_s"] > 0
+
+
+def test_archive_keeps_the_latest_run_and_indexes_the_others(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        from suite import archive
+    finally:
+        sys.path.pop(0)
+
+    def result(stem, target_rows):
+        table = "\n".join("| %s | %s | %s |" % row for row in target_rows)
+        (tmp_path / (stem + ".md")).write_text(
+            "# circus benchmarks: %s (full mode)\n\n## Machine\n\n| item | value |\n\n"
+            "## Targets\n\n| target | measured | met |\n| --- | --- | --- |\n%s\n\n"
+            "## Web\n\nrest\n" % (stem, table))
+        (tmp_path / (stem + ".json")).write_text("{}")
+        (tmp_path / (stem + "-web.png")).write_bytes(b"png")
+
+    result("2026-01-01-1000-full", [("a", "1 s", "yes"), ("b", "n/a", "not measured")])
+    result("2026-01-02-1000-full", [("a", "2 s", "**no**")])
+    result("2026-01-03-1000-full", [("a", "3 s", "yes")])
+    assert archive.archive(str(tmp_path), str(tmp_path / "2026-01-03-1000-full")) == [
+        "2026-01-01-1000-full", "2026-01-02-1000-full"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2026-01-03-1000-full-web.png", "2026-01-03-1000-full.json",
+        "2026-01-03-1000-full.md", "INDEX.md"]
+    index = (tmp_path / "INDEX.md").read_text()
+    # newest first, each with its own targets; rows never measured are left out
+    assert index.index("2026-01-02-1000-full") < index.index("2026-01-01-1000-full")
+    assert "| a | 2 s | **no** |" in index and "| a | 1 s | yes |" in index
+    assert "not measured" not in index and "rest" not in index
+
+    # a later run archives the kept one and keeps the earlier headlines
+    result("2026-01-04-1000-full", [("a", "4 s", "yes")])
+    archive.archive(str(tmp_path), str(tmp_path / "2026-01-04-1000-full"))
+    index = (tmp_path / "INDEX.md").read_text()
+    assert [line for line in index.splitlines() if line.startswith("## ")] == [
+        "## circus benchmarks: 2026-01-03-1000-full (full mode)",
+        "## circus benchmarks: 2026-01-02-1000-full (full mode)",
+        "## circus benchmarks: 2026-01-01-1000-full (full mode)"]

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, PYTHON, ROOT, free_port, pid_alive, wait_for
+from support import BIN, PYTHON, ROOT, free_port, pid_alive, wait_for
 
 CIRCUSCTL = os.path.join(BIN, "circusctl")
 

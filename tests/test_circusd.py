@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from conftest import BIN, ROOT, children_of, free_port, http_get, pid_alive, wait_for
+from support import BIN, ROOT, children_of, free_port, http_get, pid_alive, wait_for
 
 CIRCUSD = os.path.join(BIN, "circusd")
 

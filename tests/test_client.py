@@ -13,7 +13,7 @@ from circus.client import AsyncCircusClient, CallError, CallTimeout, CircusClien
 from circus.consumer import CircusConsumer
 from circus.sshtunnel import TunnelError, forward_spec, parse_server, ssh_command
 from circus.util import wait_event
-from conftest import PYTHON, free_port, wait_for
+from support import PYTHON, free_port, wait_for
 
 CONFIG = "[watcher:sleeper]\ncmd = sleep 300\n"
 
@@ -223,7 +223,7 @@ def test_consumer_and_stats_client_through_an_ssh_tunnel(circusd, tmp_path, monk
 
 def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
     import subprocess
-    from conftest import BIN, ROOT
+    from support import BIN, ROOT
     daemon = circusd(CONFIG)
     path = fake_ssh_path(tmp_path)
     env = dict(os.environ, PYTHONPATH=ROOT, PATH=path)
@@ -241,7 +241,7 @@ def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
     # circus-plugin --ssh: events and commands both travel through ssh -L
     import subprocess
     import psutil
-    from conftest import BIN, ROOT
+    from support import BIN, ROOT
     daemon = circusd(CONFIG)
     path = fake_ssh_path(tmp_path)
     records = tmp_path / "records.jsonl"

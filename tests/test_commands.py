@@ -11,8 +11,8 @@ import time
 import pytest
 import zmq
 
-from conftest import PYTHON, free_port, pid_alive, wait_for
-from events import EventLog
+from support import PYTHON, free_port, pid_alive, wait_for
+from support.events import EventLog
 
 SLEEP = """
 [watcher:sleeper]

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import BIN, ROOT, free_port, wait_for
+from support import BIN, ROOT, free_port, wait_for
 from circus import config
 from circus.arbiter import Arbiter
 from circus.config import ConfigError

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import circus
-from conftest import ROOT, free_port, http_get, pid_alive, wait_for
+from support import ROOT, free_port, http_get, pid_alive, wait_for
 from circus import get_arbiter
 from circus.process import DEAD_OR_ZOMBIE, RUNNING, Process
 
@@ -266,7 +266,9 @@ def test_lazy_names_of_the_package():
     from circus.watcher import Watcher
     assert circus.Arbiter is Arbiter and circus.Watcher is Watcher
     assert circus.Process is Process and circus.CircusSocket is CircusSocket
-    with pytest.raises(AttributeError):
+    import logging
+    assert circus.logger is logging.getLogger("circus")
+    with pytest.raises(AttributeError, match="NoSuchThing"):
         circus.NoSuchThing
 
 

@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, wait_for
+from support import ROOT, free_port, wait_for
 
 
 def _cmdline(proc):

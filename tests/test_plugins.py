@@ -17,9 +17,9 @@ import time
 import psutil
 import pytest
 
-from aio import until
-from conftest import BIN, PYTHON, ROOT, free_port, pid_alive, wait_for
-from events import EventLog
+from support.aio import until
+from support import BIN, PYTHON, ROOT, free_port, pid_alive, wait_for
+from support.events import EventLog
 
 SUPPORT = os.path.join(ROOT, "tests", "plugins_support")
 RECORDER = "tests.plugins_support.recorder.Recorder"

@@ -6,7 +6,7 @@ import psutil
 
 from circus.process import process_info
 from circus.procstats import NO_SUCH_PROCESS, Snapshot
-from conftest import PYTHON, wait_for
+from support import PYTHON, wait_for
 
 
 def test_snapshot_matches_psutil():

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from conftest import BIN, ROOT, free_port, http_get, pid_alive, wait_for
+from support import BIN, ROOT, free_port, http_get, pid_alive, wait_for
 
 RECIPES = os.path.join(ROOT, "recipes")
 

@@ -9,7 +9,7 @@ import pytest
 
 from circus.client import CallError, CallTimeout, CircusClient
 from circus.consumer import CircusConsumer
-from conftest import BIN, PYTHON, ROOT, wait_for
+from support import BIN, PYTHON, ROOT, wait_for
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_circusd_own_plugins_and_stats_get_through(circusd, keys, tmp_path):
     # public key is not among the authorised ones, and need not be
     import json
     from circus.stats.client import StatsClient
-    from conftest import free_port
+    from support import free_port
     keydir, authorized = keys
     records = tmp_path / "records.jsonl"
     stats = "tcp://127.0.0.1:%d" % free_port()

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from aio import running, until
-from conftest import free_port, wait_for
+from support.aio import running, until
+from support import free_port, wait_for
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.watcher import Watcher
 

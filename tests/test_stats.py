@@ -17,7 +17,7 @@ import time
 import pytest
 
 from circus.stats.client import StatsClient, StatsSnapshot, parse_message
-from conftest import PYTHON, ROOT, free_port, pid_alive, wait_for
+from support import PYTHON, ROOT, free_port, pid_alive, wait_for
 
 BUSY = '%s -c "while True: pass"' % PYTHON
 # grows by 4 MB every 0.2 s up to 200 MB, touching every page, then idles

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from conftest import children_of, wait_for
+from support import children_of, wait_for
 from circus.arbiter import Arbiter
 from circus.stream import FileStream, QueueStream, StdoutStream, get_stream
 

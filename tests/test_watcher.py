@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from aio import running, until
+from support.aio import running, until
 from circus.watcher import Watcher
 
 PY = sys.executable

@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from conftest import BIN, ROOT, free_port
-from events import EventLog
+from support import BIN, ROOT, free_port
+from support.events import EventLog
 
 WRK = shutil.which("wrk")
 DURATION = int(os.environ.get("ZERO_DOWNTIME_SECONDS", "20"))
@@ -217,7 +217,7 @@ if __name__ == "__main__":
     import tempfile
     from pathlib import Path
 
-    from conftest import Circusd
+    from support import Circusd
 
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else DURATION
     for stack in sys.argv[2:] or list(STACKS):

@@ -11,7 +11,7 @@ import zmq
 
 from circus.client import CallError, CallTimeout, CircusClient
 from circus.zmtp import Dealer, parse_endpoint
-from conftest import BIN, PYTHON, ROOT
+from support import BIN, PYTHON, ROOT
 
 CONFIG = "[watcher:sleeper]\ncmd = sleep 300\n"
 

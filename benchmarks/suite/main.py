@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
-from suite import control, daemon_costs, envs, noise, reload, servers, web
+from suite import archive, control, daemon_costs, envs, noise, reload, servers, web
 from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
+DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
 SCENARIOS = ("web", "reload", "control", "stats", "latency")
 
 # what each mode runs; see benchmarks/README for the reasons
@@ -71,7 +72,7 @@ def build_parser():
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help="comma-separated scenarios among %s (default: all)"
                              % ",".join(SCENARIOS))
-    parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"),
+    parser.add_argument("--out", default=DEFAULT_OUT,
                         help="directory for the result files (default: benchmarks/results)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--stacks", default=None,
@@ -201,6 +202,10 @@ def main(argv=None):
     with open(stem + ".md", "w") as handle:
         handle.write(render(data))
     shutil.rmtree(workdir, ignore_errors=True)
+    complete = set(only) == set(SCENARIOS) and not args.stacks
+    if args.mode == "full" and complete and os.path.abspath(args.out) == DEFAULT_OUT:
+        # the published directory keeps one full run; earlier ones become headlines
+        archive.archive(args.out, stem)
     log("done in %.0f s: %s.md", data["elapsed_s"], stem)
     print(stem + ".md")
     return 0

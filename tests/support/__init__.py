@@ -1,0 +1,139 @@
+"""What the tests share: ports, deadlines, process checks and a real circusd
+subprocess (Circusd). Fixtures stay in conftest.py."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = sys.executable
+BIN = os.path.dirname(PYTHON)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll predicate until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def children_of(pid):
+    import psutil
+    try:
+        return [c for c in psutil.Process(pid).children() if c.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+class Circusd:
+    """A circusd subprocess running a config written from a template."""
+
+    def __init__(self, tmp_path, config, extra_args=(), env=None, cwd=None):
+        self.tmp_path = tmp_path
+        self.cwd = str(cwd or tmp_path)
+        self.endpoint = "tcp://127.0.0.1:%d" % free_port()
+        self.pubsub = "tcp://127.0.0.1:%d" % free_port()
+        header = "[circus]\nendpoint = %s\npubsub_endpoint = %s\n" % (self.endpoint, self.pubsub)
+        config = textwrap.dedent(config)
+        if "[circus]" in config:
+            config = config.replace("[circus]\n", header, 1)
+        else:
+            config = header + config
+        self.config_path = tmp_path / "circus.ini"
+        self.config_path.write_text(config)
+        self.log_path = tmp_path / "circusd.log"
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+        self.proc = None
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "circus.circusd", str(self.config_path), "--log-level", "debug"]
+            + self.extra_args,
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env)
+        if wait:
+            wait_for(lambda: b"Arbiter now waiting" in self.read_log() or self.proc.poll() is not None,
+                     timeout=20, message="circusd to start")
+            assert self.proc.poll() is None, self.read_log().decode()
+        return self
+
+    def read_log(self):
+        return self.log_path.read_bytes() if self.log_path.exists() else b""
+
+    def call(self, command, timeout=10, **props):
+        from circus.client import CircusClient
+        client = CircusClient(endpoint=self.endpoint, timeout=timeout)
+        try:
+            return client.call({"command": command, "properties": props})
+        finally:
+            client.stop()
+
+    def children(self):
+        return children_of(self.proc.pid)
+
+    def stop(self, timeout=30):
+        if self.proc is None:
+            return
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            # never leave a worker behind, even when circusd misbehaved
+            import psutil
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    if child.pid != self.proc.pid and _descends_from(child, self.proc.pid):
+                        child.kill()
+                except psutil.Error:
+                    pass
+            self.log.close()
+
+
+def _descends_from(proc, ancestor):
+    try:
+        return any(p.pid == ancestor for p in proc.parents())
+    except Exception:
+        return False
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=5.0):
+    import http.client
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
