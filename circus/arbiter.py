@@ -7,6 +7,7 @@ import threading
 import time
 
 from circus import config as configmod
+from circus.errors import ArbiterError
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.tasks import BackgroundTasks
@@ -18,8 +19,6 @@ logger = logging.getLogger("circus")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-class ArbiterError(Exception):
-    pass
 
 
 class Arbiter:

@@ -22,15 +22,10 @@ import os
 import time
 
 from circus.util import DEFAULT_ENDPOINT
-from circus.zmtp import Dealer, ZMTPError, parse_endpoint
+from circus.errors import CallError, CallTimeout, ZMTPError
+from circus.zmtp import Dealer, parse_endpoint
 
-
-class CallError(Exception):
-    """No answer: timeout, or the endpoint cannot be reached."""
-
-
-class CallTimeout(CallError):
-    """circusd did not answer within the timeout."""
+__all__ = ["CallError", "CallTimeout", "CircusClient", "AsyncCircusClient", "make_message"]
 
 
 def make_message(command, **props):

@@ -19,25 +19,10 @@ import glob
 import os
 import re
 
+from circus.errors import ConfigError
 from circus.process import rlimit_id
 from circus.util import (DEFAULT_ENDPOINT, DEFAULT_PUBSUB, find_references, resolve_name,
                          to_bool, to_gid, to_signum, to_uid)
-
-
-class ConfigError(Exception):
-    """A configuration error; the message names file, section and option."""
-
-    def __init__(self, message, filename=None, section=None, option=None):
-        self.filename, self.section, self.option = filename, section, option
-        self.reason = message
-        where = []
-        if filename:
-            where.append(os.path.basename(filename) if filename == "<string>" else filename)
-        if section:
-            where.append("[%s]" % section)
-        if option:
-            where.append(option)
-        super().__init__(("%s: %s" % (" ".join(where), message)) if where else message)
 
 
 # --- converters: each raises ValueError with a message for the user -------

@@ -15,9 +15,7 @@ import socket
 import subprocess
 import time
 
-
-class TunnelError(Exception):
-    pass
+from circus.errors import TunnelError
 
 
 def parse_server(server):

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 
+from circus.errors import HookError  # noqa: F401  (re-exported)
 from circus.process import Process
 from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
@@ -63,8 +64,6 @@ MAX_BACKOFF = 5.0
 READY_MODES = ("spawn", "notify")
 
 
-class HookError(Exception):
-    pass
 
 
 def retry_delay(failures):

@@ -15,6 +15,8 @@ so a client started just before circusd still gets its answer.
 import socket
 import time
 
+from circus.errors import ZMTPError
+
 RECONNECT_INTERVAL = 0.1  # libzmq's default reconnect_ivl
 
 _MORE, _LONG, _COMMAND = 1, 2, 4
@@ -23,10 +25,6 @@ _GREETING = (b"\xff" + bytes(8) + b"\x7f"  # signature
              + b"NULL".ljust(20, b"\x00")   # mechanism
              + b"\x00"                      # as-server: no
              + bytes(31))                   # filler
-
-
-class ZMTPError(OSError):
-    """The peer spoke, but not as a ZMTP 3 NULL-mechanism ROUTER would."""
 
 
 def parse_endpoint(endpoint):

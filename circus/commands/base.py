@@ -5,37 +5,7 @@ A command module is imported both by circusd and by circusctl, so keep its
 top level light: import asyncio, psutil or circus.config inside the methods
 that run in circusd.
 """
-
-
-class errors:
-    INVALID_JSON = 1
-    UNKNOWN_COMMAND = 2
-    # the request's shape: a missing or ill-typed property, an unknown watcher
-    INVALID_MESSAGE = 3
-    OS_ERROR = 4
-    COMMAND_ERROR = 5
-    # a well-formed request whose values the option validators reject
-    BAD_DATA = 6
-
-
-class CommandError(Exception):
-    """A failure answered as {"status": "error", "reason": ..., "errno": ...}."""
-
-    def __init__(self, errno, reason):
-        super().__init__(reason)
-        self.errno = errno
-        self.reason = reason
-
-    def reply(self):
-        return {"status": "error", "reason": self.reason, "errno": self.errno}
-
-
-class MessageError(Exception):
-    """The request is malformed (errno 3)."""
-
-
-class ArgumentError(Exception):
-    """circusctl was given arguments the command cannot use (exit status 2)."""
+from circus.errors import ArgumentError, CommandError, MessageError, errors  # noqa: F401
 
 
 def bad_data(reason):

@@ -4,6 +4,8 @@ import os
 import socket
 import stat
 
+from circus.errors import SocketError
+
 _FAMILIES = {
     "af_inet": socket.AF_INET, "inet": socket.AF_INET, "ipv4": socket.AF_INET,
     "af_inet6": socket.AF_INET6, "inet6": socket.AF_INET6, "ipv6": socket.AF_INET6,
@@ -15,10 +17,6 @@ _TYPES = {
     "sock_raw": socket.SOCK_RAW, "sock_rdm": socket.SOCK_RDM,
     "sock_seqpacket": socket.SOCK_SEQPACKET, "seqpacket": socket.SOCK_SEQPACKET,
 }
-
-
-class SocketError(Exception):
-    """A socket could not be bound; the message names the socket."""
 
 
 def _family(value):
