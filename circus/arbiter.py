@@ -7,7 +7,7 @@ import threading
 import time
 
 from circus import config as configmod
-from circus.errors import ArbiterError
+from circus.errors import ArbiterError, describe
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.tasks import BackgroundTasks
@@ -422,7 +422,7 @@ class Arbiter:
             plan["bound"].close_all()
             if isinstance(exc, configmod.ConfigError):
                 raise
-            raise configmod.ConfigError(_describe(exc), filename) from None
+            raise configmod.ConfigError(describe(exc), filename) from None
         return plan
 
     def _plan_sockets(self, plan):
@@ -488,7 +488,7 @@ class Arbiter:
         except configmod.ConfigError:
             raise
         except Exception as exc:  # a stream or hook of the user's that fails
-            raise configmod.ConfigError(_describe(exc), plan["cfg"]["filename"],
+            raise configmod.ConfigError(describe(exc), plan["cfg"]["filename"],
                                         "watcher:%s" % options["name"]) from None
         plan["built"].append(watcher)
         return watcher
@@ -580,7 +580,7 @@ class Arbiter:
             try:
                 sock.relisten(backlog)
             except OSError as exc:
-                logger.error("socket %s: backlog not changed: %s", name, _describe(exc))
+                logger.error("socket %s: backlog not changed: %s", name, describe(exc))
                 continue
             logger.info("socket %s listening on %s (fd %d) with backlog %d", name,
                         sock.location, sock.fileno(), sock.backlog)
@@ -711,12 +711,6 @@ def stats_endpoint_of(circus):
 def _plugin_name(conf):
     name = conf.get("name") or str(conf.get("use", "")).strip().rpartition(".")[2].lower()
     return str(name).lower()
-
-
-def _describe(exc):
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return "%s: %s" % (type(exc).__name__, exc) if not str(exc) else str(exc)
 
 
 def _discard(watcher):

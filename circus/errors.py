@@ -8,6 +8,14 @@ names (circus.client.CallError, circus.config.ConfigError...).
 import os
 
 
+def describe(exc):
+    """An exception as one lower-case line for a log or a reply: an OSError
+    by its strerror (and file), anything else by its message or its type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() + (" (%s)" % exc.filename if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
 class errors:
     """The errno field of an error reply."""
     INVALID_JSON = 1

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 
-from circus.errors import HookError  # noqa: F401  (re-exported)
+from circus.errors import HookError, describe  # noqa: F401  (HookError re-exported)
 from circus.process import Process
 from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
@@ -259,7 +259,7 @@ class Watcher:
                 stdout=subprocess.PIPE if self.stdout_stream else default_out,
                 stderr=subprocess.PIPE if self.stderr_stream else default_out)
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
-            self._start_failed("cannot start %r: %s" % (self.cmd, _describe(exc)))
+            self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)))
             return None
         pid = process.pid
         self.processes[pid] = process
@@ -736,12 +736,6 @@ class Watcher:
     def __repr__(self):
         return "<Watcher %s %s %d/%d>" % (self.name, self.status,
                                           len(self.live_processes()), self.numprocesses)
-
-
-def _describe(exc):
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower() + (" (%s)" % exc.filename if exc.filename else "")
-    return str(exc)
 
 
 def _signame(signum):
