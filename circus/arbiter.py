@@ -6,8 +6,9 @@ import signal
 import threading
 import time
 
-from circus import config as configmod
-from circus.errors import ArbiterError
+from circus.errors import ArbiterError, ConfigError
+from circus.options import (arbiter_kwargs, arbiter_options, check_variables, load,
+                            option_error, watcher_kwargs, watcher_section)
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets
 from circus.tasks import BackgroundTasks
@@ -78,8 +79,8 @@ class Arbiter:
     @classmethod
     def load_from_config(cls, config_file):
         """Build an arbiter from an ini file; ConfigError if it is invalid."""
-        cfg = configmod.load(config_file)
-        kwargs = configmod.arbiter_kwargs(cfg)
+        cfg = load(config_file)
+        kwargs = arbiter_kwargs(cfg)
         watchers = [build_watcher(w) for w in cfg["watchers"]]
         sockets = [CircusSocket(**s) for s in cfg["sockets"]]
         arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
@@ -252,7 +253,7 @@ class Arbiter:
         # traceback: the error says which file, section and option
         try:
             await self.reload_config()
-        except (configmod.ConfigError, ArbiterError) as exc:
+        except (ConfigError, ArbiterError) as exc:
             logger.error("configuration not reloaded, nothing changed: %s", exc)
         except Exception:
             logger.exception("configuration reload failed")
@@ -357,15 +358,13 @@ class Arbiter:
         return {w.name: w.status for w in self.watchers}
 
     async def add_watcher(self, name, cmd, start=False, **options):
-        """Add a watcher; options are validated like a config section."""
-        validated = {"name": name, "cmd": cmd}
-        for key, value in options.items():
-            try:
-                key, value = configmod.convert_watcher_option(key, value)
-            except ValueError as exc:
-                raise ValueError("option %s: %s" % (key, exc)) from None
-            validated[key] = value
-        configmod.check_variables(validated, {n.lower() for n in self.sockets})
+        """Add a watcher; options are validated like a config section
+        (ValueError 'option KEY: REASON')."""
+        try:
+            validated = watcher_section(name, dict(options, cmd=cmd))
+            check_variables(validated, {n.lower() for n in self.sockets})
+        except ConfigError as exc:
+            raise ValueError(option_error(exc)) from None
         self.check_not_stopping("add of watcher %s" % name)
         watcher = build_watcher(validated)
         self._register(watcher)
@@ -402,27 +401,25 @@ class Arbiter:
         return Snapshot().info(self.pid, self.started_at)
 
     def get_arbiter_options(self):
-        return {"endpoint": self.endpoint, "pubsub_endpoint": self.pubsub_endpoint,
-                "stats_endpoint": self.stats_endpoint, "check_delay": self.check_delay,
-                "warmup_delay": self.warmup_delay, "httpd": self.httpd,
-                "httpd_host": self.httpd_host, "httpd_port": self.httpd_port,
-                "debug": self.debug, "stream_backend": self.stream_backend,
-                "numwatchers": self.numwatchers(), "numprocesses": self.numprocesses()}
+        """The [circus] options in effect, by their config names, and counts."""
+        return dict(arbiter_options(self), numwatchers=self.numwatchers(),
+                    numprocesses=self.numprocesses())
 
 
 def build_watcher(options):
-    """The Watcher of validated options; an error of its constructor names
-    where the options were written."""
-    options = dict(options)
-    where = options.pop("_where", None)
-    kwargs = configmod.watcher_kwargs({k: v for k, v in options.items() if k != "name"})
+    """The Watcher of validated options (a Section of circus.options); an
+    error of its constructor names where the options were written."""
+    where = getattr(options, "where", None)
+    from_file = where is not None and where.filename is not None
     try:
-        watcher = Watcher(options["name"], **kwargs)
+        watcher = Watcher(options["name"], **watcher_kwargs(options))
     except (ValueError, ImportError, TypeError) as exc:
-        if where:
-            raise configmod.ConfigError(str(exc), where[0], where[1]) from None
+        if from_file:
+            raise where.error(str(exc)) from None
         raise ValueError(str(exc)) from None
-    watcher.config = dict(options, _where=where) if where else None
+    # the reload compares a file's watchers with what the file says now;
+    # those added by a program or a command are left alone
+    watcher.config = options if from_file else None
     return watcher
 
 

@@ -13,7 +13,7 @@ import time
 
 from circus.arbiter import build_watcher
 from circus.errors import ConfigError, describe
-from circus.config import load
+from circus.options import diff, load
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.util import DEFAULT_STATS
 
@@ -91,16 +91,16 @@ class Plan:
                 # socket; binding a second one would find the address in use
                 relisten[name] = new_sockets[name].get("backlog", 2048)
                 continue
-            where = "socket:%s" % name
+            where = new_sockets[name].where
             try:
                 sock = CircusSocket(**new_sockets[name])
             except (ValueError, TypeError) as exc:
-                raise ConfigError(str(exc), self.cfg["filename"], where) from None
+                raise where.error(str(exc)) from None
             try:
                 sock.bind_and_listen()
             except (SocketError, OSError) as exc:
                 sock.close()
-                raise ConfigError(str(exc), self.cfg["filename"], where) from None
+                raise where.error(str(exc)) from None
             self.bound.add(sock)
         self.socket_configs = new_sockets
         self.changed_sockets = changed - set(relisten)
@@ -117,8 +117,11 @@ class Plan:
             if options is None:
                 self.removed.append(watcher)
                 continue
-            if _comparable(options) != _comparable(conf):
-                if _comparable(options, "numprocesses") == _comparable(conf, "numprocesses"):
+            changed = diff(conf, options)
+            if changed:
+                logger.info("watcher %s changed: %s", watcher.name, ", ".join(
+                    "%s %r -> %r" % (key, old, new) for key, (old, new) in changed.items()))
+                if set(changed) == {"numprocesses"}:
                     self.resized.append((watcher, options))
                 else:
                     self.replaced.append((watcher, self._build_watcher(options)))
@@ -135,8 +138,7 @@ class Plan:
         except ConfigError:
             raise
         except Exception as exc:  # a stream or hook of the user's that fails
-            raise ConfigError(describe(exc), self.cfg["filename"],
-                              "watcher:%s" % options["name"]) from None
+            raise options.where.error(describe(exc)) from None
         self.built.append(watcher)
         return watcher
 
@@ -352,7 +354,3 @@ def _discard(watcher):
                 stream.close()
             except Exception:
                 logger.exception("closing a stream of %s", watcher.name)
-
-
-def _comparable(options, *ignore):
-    return {k: v for k, v in options.items() if k not in ("_where",) + ignore}
