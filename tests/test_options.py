@@ -133,12 +133,12 @@ def test_the_compatibility_only_options():
     assert compat == {("watcher", "stream_backend"), ("circus", "stream_backend"),
                       ("circus", "umask"), ("circus", "httpd"), ("circus", "httpd_host"),
                       ("circus", "httpd_port")}
-    assert WATCHER_SCHEMA.compat(["stdout_stream.refresh_time", "stderr_stream.stream_backend",
-                                  "stdout_stream.filename", "numprocesses"]) == {
-        "stdout_stream.refresh_time": facts.STREAM_COMPAT_KEYS and
-        WATCHER_SCHEMA.family("stdout_stream").compat["refresh_time"],
-        "stderr_stream.stream_backend":
-        WATCHER_SCHEMA.family("stderr_stream").compat["stream_backend"]}
+    for keyword in ("stdout_stream", "stderr_stream"):
+        assert set(WATCHER_SCHEMA.family(keyword).compat) == set(facts.STREAM_COMPAT_KEYS)
+    found = WATCHER_SCHEMA.compat(["stdout_stream.refresh_time", "stderr_stream.stream_backend",
+                                   "stdout_stream.filename", "numprocesses", "shell"])
+    assert set(found) == {"stdout_stream.refresh_time", "stderr_stream.stream_backend"}
+    assert all(why for why in found.values())
 
 
 def test_families_and_free_keys():
