@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from circus.sockets.notify import notify
+from circus.sdnotify import notify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable

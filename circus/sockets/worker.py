@@ -68,7 +68,7 @@ import sys
 import threading
 import time
 
-from circus.sockets.notify import notify
+from circus.sdnotify import notify
 from circus.sockets import stackhole
 
 logger = logging.getLogger("circus.worker")
