@@ -224,7 +224,7 @@ class Arbiter:
 
     def _start_notify(self):
         if any(w.ready == "notify" for w in self.watchers) or self._notify_wanted():
-            from circus.notify import NotifyListener
+            from circus.sdnotify import NotifyListener
             self._notify = NotifyListener(self.loop, self._on_notify)
 
     def _notify_wanted(self):
