@@ -73,6 +73,8 @@ import sys
 import time
 
 from circus.tasks import BackgroundTasks
+from circus.transport.endpoints import connectable
+from circus.transport.subscriber import Subscriber, decode_event, decode_message
 
 logger = logging.getLogger("circus.plugins")
 
@@ -116,9 +118,8 @@ class CircusPlugin:
         self._stopping = asyncio.Event()
         self._client = None
         self._aclient = None
+        self._subscriber = None
         self._sub = None
-        self._sub_tunnel = None
-        self._monitor = None
         self._killed = False
         self._tasks = BackgroundTasks(self._label)
 
@@ -243,37 +244,21 @@ class CircusPlugin:
 
     def _connect(self):
         import zmq
-        endpoint = self.pubsub_endpoint
-        if self.ssh_server:
-            from circus.sshtunnel import SSHTunnel
-            self._sub_tunnel = SSHTunnel(self.ssh_server, endpoint)
-            endpoint = self._sub_tunnel.open()
-        from circus.client import configure_curve
-        self._sub = self._zmq_context().socket(zmq.SUB)
-        self._sub.linger = 0
-        configure_curve(self._sub, self.curve_key, self.server_key)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         # the handshake tells when the subscription can reach circusd
-        self._monitor = self._sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        self._sub.connect(endpoint)
+        self._subscriber = Subscriber(self._zmq_context(), self.pubsub_endpoint,
+                                      curve_key=self.curve_key, server_key=self.server_key,
+                                      ssh_server=self.ssh_server,
+                                      monitor_events=zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._sub = self._subscriber.socket
 
     def _close(self):
-        if self._sub is not None:
-            try:
-                self._sub.disable_monitor()
-            except Exception:
-                pass
-            if self._monitor is not None:
-                self._monitor.close(linger=0)
-            self._sub.close(linger=0)
-            self._sub = None
+        if self._subscriber is not None:
+            self._subscriber.close()
+            self._subscriber = self._sub = None
         for client in (self._aclient, self._client):
             if client is not None:
                 client.stop()
         self._aclient = self._client = None
-        if self._sub_tunnel is not None:
-            self._sub_tunnel.close()
-            self._sub_tunnel = None
 
     async def _receive(self):
         """Hand every event to handle_recv until stop() is asked for."""
@@ -307,9 +292,7 @@ class CircusPlugin:
         for _ in range(limit):
             if not self._sub.get(zmq.EVENTS) & zmq.POLLIN:
                 return
-            frames = await self._sub.recv_multipart()
-            topic = frames[0].decode("utf-8", "replace")
-            message = self.load_message(frames[-1]) if len(frames) > 1 else {}
+            topic, message = decode_event(await self._sub.recv_multipart())
             if topic == "watcher.%s.kill" % self.watcher_name and \
                     message.get("process_pid") == os.getpid():
                 self._killed = True
@@ -322,7 +305,7 @@ class CircusPlugin:
         """Once subscribed and answered by circusd, tell circusd (sd_notify)
         this plugin is ready: circusd starts the other watchers only then,
         so the plugin sees their first events."""
-        await self._monitor.recv_multipart()
+        await self._subscriber.monitor.recv_multipart()
         while True:
             try:
                 await self.acall("numwatchers")
@@ -336,14 +319,7 @@ class CircusPlugin:
     @staticmethod
     def load_message(msg):
         """A message as a mapping, whether given as a mapping, str or bytes."""
-        if isinstance(msg, dict):
-            return msg
-        try:
-            value = json.loads(msg)
-        except ValueError:
-            text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
-            return {"raw": text}
-        return value if isinstance(value, dict) else {"value": value}
+        return decode_message(msg)
 
     @classmethod
     def split_data(cls, data):
@@ -397,14 +373,6 @@ def make_plugin_watcher(conf, arbiter):
         singleton=True, numprocesses=1, priority=PLUGIN_PRIORITY, respawn=True,
         ready="notify", ready_timeout=10.0, graceful_timeout=10.0,
         stdout_stream=output, stderr_stream=dict(output))
-
-
-def connectable(endpoint):
-    """A bound endpoint as a client can connect to it (tcp://*:5555 -> 127.0.0.1)."""
-    for wildcard in ("tcp://*:", "tcp://0.0.0.0:"):
-        if endpoint.startswith(wildcard):
-            return "tcp://127.0.0.1:" + endpoint[len(wildcard):]
-    return endpoint
 
 
 def _quote(path):

@@ -22,19 +22,9 @@ STATS_WATCHER = "circusd-stats"
 STATS_PRIORITY = 1000000
 
 
-def connectable(endpoint):
-    """An address a client can connect to for an endpoint circusd binds
-    (tcp://*:5555 and tcp://0.0.0.0:5555 are reached on the loopback)."""
-    for wildcard in ("tcp://*:", "tcp://0.0.0.0:"):
-        if endpoint.startswith(wildcard):
-            return "tcp://127.0.0.1:" + endpoint[len(wildcard):]
-    if endpoint.startswith("tcp://[::]:"):
-        return "tcp://[::1]:" + endpoint[len("tcp://[::]:"):]
-    return endpoint
-
-
 def make_stats_watcher(arbiter):
     """The circusd-stats watcher of an arbiter whose stats_endpoint is set."""
+    from circus.transport.endpoints import connectable
     from circus.watcher import Watcher
     if not arbiter.endpoint or not arbiter.pubsub_endpoint:
         raise ValueError("stats_endpoint needs circusd's endpoint and pubsub_endpoint: "

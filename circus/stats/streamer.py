@@ -26,7 +26,6 @@ original circusd-stats did.
 """
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -36,10 +35,11 @@ import time
 import zmq
 import zmq.asyncio
 
-from circus.client import AsyncCircusClient, CallError, configure_curve
+from circus.client import AsyncCircusClient, CallError
 from circus.stats.collector import ProcessCollector, aggregate
 from circus.stats.publisher import StatsPublisher
 from circus.stats.sockdiag import SocketStats, socket_inode
+from circus.transport.subscriber import Subscriber, decode_event
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS, wait_event
 
 logger = logging.getLogger("circus")
@@ -183,14 +183,11 @@ class StatsStreamer:
 
     async def _read_events(self):
         while True:
-            frames = await self.sub.recv_multipart()
-            topic = frames[0].decode(errors="replace")
+            topic, msg = decode_event(await self.sub.socket.recv_multipart())
+            if "raw" in msg:
+                continue  # not JSON: not circusd's
             try:
-                msg = json.loads(frames[-1]) if len(frames) > 1 else {}
-            except ValueError:
-                continue
-            try:
-                self.on_event(topic, msg if isinstance(msg, dict) else {})
+                self.on_event(topic, msg)
             except Exception:
                 logger.exception("event %s not understood", topic)
 
@@ -289,15 +286,12 @@ class StatsStreamer:
         # one libzmq context; the PUB socket is used without asyncio: it never waits
         self.publisher = StatsPublisher(self.stats_endpoint,
                                         zmq.Context.shadow(context.underlying))
-        self.sub = context.socket(zmq.SUB)
-        self.sub.linger = 0
+        self.sub = None
         self.client = None
         tasks = []
         try:
-            configure_curve(self.sub, self.curve_key, self.server_key)
-            for topic in (b"watcher.", b"arbiter."):
-                self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-            self.sub.connect(self.pubsub_endpoint)
+            self.sub = Subscriber(context, self.pubsub_endpoint, (b"watcher.", b"arbiter."),
+                                  self.curve_key, self.server_key)
             self.client = AsyncCircusClient(context=context, endpoint=self.endpoint,
                                             timeout=self.timeout, curve_key=self.curve_key,
                                             server_key=self.server_key)
@@ -323,7 +317,8 @@ class StatsStreamer:
                 self._parent_fd = None
             if self.client is not None:
                 self.client.stop()
-            self.sub.close(linger=0)
+            if self.sub is not None:
+                self.sub.close()
             self.publisher.close()
             self.socket_stats.close()
             context.term()
