@@ -72,6 +72,7 @@ import signal
 import sys
 import time
 
+from circus.logs import LEVELS, configure_logging
 from circus.tasks import BackgroundTasks
 from circus.transport.endpoints import connectable
 from circus.transport.subscriber import Subscriber, decode_event, decode_message
@@ -445,63 +446,33 @@ def build_parser():
                         help="CURVE: this client's secret key file")
     parser.add_argument("--server-key", default=None, metavar="FILE",
                         help="CURVE: circusd's public key file")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"],
-                        type=str.lower)
-    parser.add_argument("--log-output", default="-", help="log file, or - for stderr")
+    parser.add_argument("--log-level", default="info", choices=LEVELS, type=str.lower)
+    parser.add_argument("--log-output", default="stderr",
+                        help="log file, - for stdout, or stderr (default: %(default)s)")
     parser.add_argument("--name", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--circusd-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("plugin", help="the plugin's fully qualified class name")
     return parser
 
 
-def _configure_logging(level, output):
-    handler = logging.StreamHandler(sys.stderr) if output in (None, "-", "stderr") else \
-        logging.StreamHandler(sys.stdout) if output == "stdout" else logging.FileHandler(output)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper()))
-    circus_logger = logging.getLogger("circus")
-    circus_logger.handlers[:] = []
-    circus_logger.propagate = True
-    circus_logger.setLevel(logging.NOTSET)
-    # asyncio's own debug lines ("Using selector...") say nothing about the plugin
-    logging.getLogger("asyncio").setLevel(max(root.level, logging.INFO))
-
-
-def _watch_circusd(loop, pid, plugin):
-    """Stop the plugin when the circusd that started it is gone (a pidfd
-    becomes readable when its process exits: no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (ProcessLookupError, OSError, AttributeError):
-        if pid is not None and not _alive(pid):
-            plugin.stop()
-        return
+def _stop_when_gone(plugin, circusd_pid):
+    from circus.pidfd import call_when_gone
 
     def gone():
-        loop.remove_reader(fd)
-        os.close(fd)
-        logger.info("circusd (pid %d) is gone, stopping", pid)
+        logger.info("circusd (pid %d) is gone, stopping", circusd_pid)
         plugin.stop()
-    loop.add_reader(fd, gone)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    call_when_gone(plugin.loop, circusd_pid, gone)
 
 
 def main(argv=None):
     from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, resolve_name
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level, args.log_output)
+    try:
+        # every logger: the plugin's own code logs under names of its choice
+        configure_logging(args.log_level, args.log_output, LOG_FORMAT, logger_name=None)
+    except OSError as exc:
+        print("circus-plugin: cannot open the log output: %s" % exc, file=sys.stderr)
+        return 2
     config = {}
     if os.environ.get(CONFIG_ENV):
         try:
@@ -541,7 +512,7 @@ def main(argv=None):
     if args.name:
         plugin.watcher_name = "plugin:" + args.name
     if args.circusd_pid:
-        _watch_circusd(plugin.loop, args.circusd_pid, plugin)
+        _stop_when_gone(plugin, args.circusd_pid)
     logger.info("Starting")
     try:
         plugin.start()

@@ -29,13 +29,14 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 
 import zmq
 import zmq.asyncio
 
 from circus.client import AsyncCircusClient, CallError
+from circus.logs import LEVELS, configure_logging
+from circus.pidfd import call_when_gone
 from circus.stats.collector import ProcessCollector, aggregate
 from circus.stats.publisher import StatsPublisher
 from circus.stats.sockdiag import SocketStats, socket_inode
@@ -76,7 +77,7 @@ class StatsStreamer:
         self._resync_wanted = None
         self._stopping = None
         self._synced = False
-        self._parent_fd = None
+        self._unwatch_parent = None
 
     # --- circusd's view ---------------------------------------------------
     async def _call(self, command, **props):
@@ -134,18 +135,13 @@ class StatsStreamer:
 
     def _watch_parent(self):
         """Started by circusd: go when circusd goes, whatever killed it."""
-        if self._parent_fd is not None or self.circusd_pid != os.getppid():
+        if self._unwatch_parent is not None or self.circusd_pid != os.getppid():
             return
-        try:
-            fd = os.pidfd_open(self.circusd_pid)
-        except (OSError, AttributeError):
-            return
-        self._parent_fd = fd
 
         def gone():
             logger.info("circusd %d exited, stopping", self.circusd_pid)
             self.stop()
-        asyncio.get_running_loop().add_reader(fd, gone)
+        self._unwatch_parent = call_when_gone(asyncio.get_running_loop(), self.circusd_pid, gone)
 
     # --- events -----------------------------------------------------------
     def on_event(self, topic, msg):
@@ -311,10 +307,9 @@ class StatsStreamer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._parent_fd is not None:
-                loop.remove_reader(self._parent_fd)
-                os.close(self._parent_fd)
-                self._parent_fd = None
+            if self._unwatch_parent is not None:
+                self._unwatch_parent()
+                self._unwatch_parent = None
             if self.client is not None:
                 self.client.stop()
             if self.sub is not None:
@@ -352,22 +347,12 @@ def build_parser():
     parser.add_argument("--resync-interval", type=float, default=30.0, help=argparse.SUPPRESS)
     parser.add_argument("--curve-key", help="CURVE: this client's secret key file")
     parser.add_argument("--server-key", help="CURVE: circusd's public key file")
-    parser.add_argument("--log-level", dest="loglevel", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"],
+    parser.add_argument("--log-level", dest="loglevel", default="info", choices=LEVELS,
                         type=str.lower)
-    parser.add_argument("--log-output", dest="logoutput", default="-",
-                        help="log file, or - for stderr (default: -)")
+    parser.add_argument("--log-output", dest="logoutput", default="stderr",
+                        help="log file, - for stdout, or stderr (default: %(default)s)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-def configure_logging(level, output):
-    handler = logging.StreamHandler(sys.stderr) if output in (None, "-", "stderr") else \
-        logging.StreamHandler(sys.stdout) if output == "stdout" else logging.FileHandler(output)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(getattr(logging, level.upper()))
-    logger.propagate = False
 
 
 def main(argv=None):
@@ -376,7 +361,7 @@ def main(argv=None):
         from circus import __version__
         print(__version__)
         return 0
-    configure_logging(args.loglevel, args.logoutput)
+    configure_logging(args.loglevel, args.logoutput, LOG_FORMAT)
     streamer = StatsStreamer(args.endpoint, args.pubsub, args.statspoint, delay=args.delay,
                              with_children=args.children,
                              resync_interval=args.resync_interval, curve_key=args.curve_key,
