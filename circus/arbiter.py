@@ -214,10 +214,10 @@ class Arbiter:
         plugin:NAME and circusd-stats), visible to every command."""
         watchers = []
         if self.plugins:
-            from circus.plugins import make_plugin_watcher
+            from circus.system_watchers import make_plugin_watcher
             watchers += [make_plugin_watcher(conf, self) for conf in self.plugins]
         if self.stats_endpoint:
-            from circus.stats import make_stats_watcher
+            from circus.system_watchers import make_stats_watcher
             watchers.append(make_stats_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
@@ -520,7 +520,7 @@ class Arbiter:
                     plugins_restarted=restarted, plugins_added=added)
 
     def _build_plugin(self, conf, plan):
-        from circus.plugins import make_plugin_watcher
+        from circus.system_watchers import make_plugin_watcher
         try:
             watcher = make_plugin_watcher(conf, self)
         except (ValueError, TypeError) as exc:
@@ -536,7 +536,7 @@ class Arbiter:
         plan["stats_watcher"] = None
         if endpoint == self.stats_endpoint:
             return
-        from circus.stats import STATS_WATCHER, make_stats_watcher
+        from circus.system_watchers import STATS_WATCHER, make_stats_watcher
         current = self._by_name.get(STATS_WATCHER)
         if current is not None and getattr(current, "config", None) is not None:
             # a watcher of the file is named circusd-stats: it is not ours
@@ -646,7 +646,7 @@ class Arbiter:
         return changes
 
     async def _apply_stats(self, endpoint, watcher):
-        from circus.stats import STATS_WATCHER
+        from circus.system_watchers import STATS_WATCHER
         current = self._by_name.get(STATS_WATCHER)
         if current is not None:
             await self.rm_watcher(current.name)

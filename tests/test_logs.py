@@ -52,7 +52,7 @@ def test_every_logger_for_a_plugin_process():
 
 def test_the_children_circusd_reads_log_to_stderr_by_default():
     from circus.circusd import build_parser as circusd_parser
-    from circus.plugins import build_parser as plugin_parser
+    from circus.plugins.runner import build_parser as plugin_parser
     from circus.stats.streamer import build_parser as stats_parser
     # circusd: stdout unless told otherwise ([circus] logoutput or the flag)
     assert circusd_parser().parse_args([]).logoutput is None
