@@ -1,5 +1,6 @@
 """The plugin SDK: CircusPlugin, the base class plugin authors subclass
-(importable as circus.plugins.CircusPlugin; the guide is circus.plugins').
+(importable as circus.plugins.CircusPlugin; the guide for plugin authors is
+the docstring of circus.plugins).
 
 It runs in the plugin's process and speaks to circusd over the protocol
 only: circus.client for commands, circus.transport for events.
