@@ -215,10 +215,10 @@ class Arbiter:
         plugin:NAME and circusd-stats), visible to every command."""
         watchers = []
         if self.plugins:
-            from circus.plugins import make_plugin_watcher
+            from circus.system_watchers import make_plugin_watcher
             watchers += [make_plugin_watcher(conf, self) for conf in self.plugins]
         if self.stats_endpoint:
-            from circus.stats import make_stats_watcher
+            from circus.system_watchers import make_stats_watcher
             watchers.append(make_stats_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 

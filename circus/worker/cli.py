@@ -7,6 +7,7 @@ import sys
 import threading
 
 from circus.errors import WorkerStartError
+from circus.logs import configure_logging as configure
 from circus.sdnotify import ENV, READY, notify
 from circus.worker import EXIT_OK, EXIT_START_FAILED, backends
 from circus.worker.app import load_callable, setup_sys_path
@@ -57,8 +58,8 @@ def build_parser():
     p.add_argument("--log-level", dest="loglevel", default="info",
                    type=str.lower,
                    choices=("debug", "info", "warning", "error", "critical"))
-    p.add_argument("--log-output", dest="logoutput", default="-",
-                   help="log file, '-' for stderr (default)")
+    p.add_argument("--log-output", dest="logoutput", default="stderr",
+                   help="stderr (default), stdout (or -), or a log file: as circusd's")
     # chaussette flags kept so its command lines keep working
     p.add_argument("--address-family", default="AF_INET",
                    choices=("AF_INET", "AF_INET6", "AF_UNIX"),
@@ -71,16 +72,9 @@ def build_parser():
 
 
 def configure_logging(args):
-    # the worker's own until circus has one shared configure_logging
-    if args.logoutput in ("-", "", None):
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        handler = logging.FileHandler(args.logoutput)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(args.loglevel.upper())
+    configure(args.loglevel, args.logoutput,
+              "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+              logger_name=None)
     if args.loglevel != "debug":
         # waitress warns on every request queued behind busy threads: under
         # load that is a log line per request.
