@@ -257,15 +257,13 @@ class Watcher:
                 watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
                 variables=self.variables(),
                 stdout=subprocess.PIPE if self.stdout_stream else default_out,
-                stderr=subprocess.PIPE if self.stderr_stream else default_out)
+                stderr=subprocess.PIPE if self.stderr_stream else default_out,
+                loop=self._loop)
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
             self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)))
             return None
         pid = process.pid
         self.processes[pid] = process
-        process.exit_future = self._loop.create_future()
-        process.ready_future = self._loop.create_future()
-        process.timers = []
         self.reaper.watch(pid, self._on_exit)
         if self.stdout_stream:
             self._read_stream(process, process.stdout, "stdout", self.stdout_stream)
@@ -281,19 +279,16 @@ class Watcher:
 
     def _arm_ready(self, process):
         if self.ready == "notify":
-            process.timers.append(self._loop.call_later(
-                self.ready_timeout, self._ready_timed_out, process))
+            process.add_timer(self.ready_timeout, self._ready_timed_out, process)
         elif self.ready_delay > 0:
-            process.timers.append(self._loop.call_later(
-                self.ready_delay, self.process_ready, process.pid))
+            process.add_timer(self.ready_delay, self.process_ready, process.pid)
         else:
             self.process_ready(process.pid)
 
     def process_ready(self, pid):
         """The process said it is ready (sd_notify READY=1) or its delay ran out."""
         process = self.processes.get(pid)
-        if process is not None and not process.ready_future.done():
-            process.ready_future.set_result(True)
+        if process is not None and process.mark_ready():
             self.notify_event("ready", {"process_pid": pid, "process_id": process.wid})
 
     def _ready_timed_out(self, process):
@@ -301,8 +296,7 @@ class Watcher:
             return
         logger.warning("watcher %s: pid %d not ready after %.1fs, killing it",
                        self.name, process.pid, self.ready_timeout)
-        process.ready_future.set_result(False)
-        process.stopping = True
+        process.readiness_failed()
         self.notify_event("ready_timeout", {"process_pid": process.pid,
                                             "timeout": self.ready_timeout})
         # not a stop a hook may refuse: the process failed to start
@@ -313,16 +307,14 @@ class Watcher:
         def started():
             if process.returncode is None:
                 self._failures = 0
-        process.timers.append(self._loop.call_later(MIN_UPTIME, started))
+        process.add_timer(MIN_UPTIME, started)
 
     def _arm_max_age(self, process):
         if self.max_age <= 0:
             return
         # drawn once per process, so siblings never expire together
         lifetime = self.max_age + random.uniform(0, self.max_age_variance)
-        process.expires_in = lifetime
-        process.timers.append(self._loop.call_later(
-            lifetime, lambda: self._spawn_task(self._recycle(process))))
+        process.schedule_expiry(lifetime, lambda: self._spawn_task(self._recycle(process)))
 
     def _start_failed(self, reason):
         self._failures += 1
@@ -391,17 +383,13 @@ class Watcher:
             return
         self.call_hook("before_reap", pid=pid)
         del self.processes[pid]
+        expected = process.stopping
         process.reaped(wait_status)
-        for timer in process.timers:
-            timer.cancel()
-        if not process.ready_future.done():
-            process.ready_future.set_result(False)
-        process.exit_future.set_result(process.returncode)
         logger.debug("watcher %s: pid %d exited with %s", self.name, pid, process.returncode)
         self.notify_event("reap", {"process_id": process.wid, "process_pid": pid,
                                    "exit_code": process.returncode})
         self.call_hook("after_reap", pid=pid, exit_code=process.returncode)
-        if process.stopping or self.status != "active":
+        if expected or self.status != "active":
             return
         # an unexpected death
         if process.age() < MIN_UPTIME or process.ready_future.result() is False:
@@ -465,9 +453,10 @@ class Watcher:
         force = force or not self._vetoes_apply()
         tree = process.children(recursive=True) if self.stop_children else []
         signum = (signum or self.stop_signal) if graceful else signal.SIGKILL
-        process.stopping = True
+        if not process.stopping:  # a recycling or a readiness timeout began it already
+            process.begin_stop()
         if not self.send_signal(process.pid, signum, force=force):
-            process.stopping = False
+            process.stop_refused()
             self.refusal = "hook before_signal refused to stop pid %d" % process.pid
             return None
         self.notify_event("kill", {"process_id": process.wid, "process_pid": process.pid})
@@ -643,11 +632,11 @@ class Watcher:
             if not ok:
                 # keep the old one serving; try again a little later
                 if process.returncode is None and self.status == "active":
-                    process.timers.append(self._loop.call_later(
-                        max(1.0, self.max_age_variance),
-                        lambda: self._spawn_task(self._recycle(process))))
+                    process.add_timer(max(1.0, self.max_age_variance),
+                                      lambda: self._spawn_task(self._recycle(process)))
                 return
-            process.stopping = True
+            # from here on the successor counts in its place
+            process.begin_stop()
         # the replacement is serving: the old one may take its time to go
         if await self.kill_process(process) is None:
             # a hook kept the old one: the replacement goes instead
