@@ -676,11 +676,11 @@ class Arbiter:
         """Swap a watcher whose options changed: start the new processes
         first and stop the old ones after, so shared sockets keep being
         served."""
-        was_active = old.is_active()
+        was_running = old.is_running()  # starting counts: it is on its way to active
         self.watchers[self.watchers.index(old)] = new
         self._by_name[new.name.lower()] = new
         self._attach(new)
-        if was_active or new.autostart:
+        if was_running or new.autostart:
             await new.start()
         await old.close()
         self.publish("watcher.%s.updated" % new.name, {"time": time.time()})

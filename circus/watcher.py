@@ -34,6 +34,11 @@ Vetoes are honoured for what an operator or a plugin asks. They are ignored
 wedge the watcher: when circusd quits, when a watcher is removed or
 replaced by a config reload, when a watcher gives up after max_retry and
 when a process that never got ready is killed.
+
+States
+------
+The watcher's lifecycle is circus.states.WatcherState, changed only by
+Watcher._set_state along WATCHER_TRANSITIONS.
 """
 import asyncio
 import logging
@@ -46,6 +51,7 @@ import time
 
 from circus.errors import HookError, describe  # noqa: F401  (HookError re-exported)
 from circus.process import Process
+from circus.states import WATCHER_TRANSITIONS, WatcherState, check_transition
 from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
 from circus.util import resolve_name, to_gid, to_signum, to_uid
@@ -130,7 +136,7 @@ class Watcher:
         self.stdout_stream = get_stream(self.stdout_stream_conf)
         self.stderr_stream = get_stream(self.stderr_stream_conf)
 
-        self.status = "stopped"
+        self._state = WatcherState.STOPPED
         self.processes = {}  # pid -> Process, in spawn order
         self.arbiter = None
         self.sockets = None
@@ -139,10 +145,12 @@ class Watcher:
         self.notify_socket = None  # address given to children when ready = notify
         self._loop = loop
         self._lock = None
+        # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
         self._gave_up = None
         self._publish = None
         self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
+        # close() has begun: the stops on the way ignore hook vetoes
         self._closing = False
         # why the last stop, or stop of a process, was refused by a hook
         self.refusal = None
@@ -174,6 +182,49 @@ class Watcher:
 
     def _spawn_task(self, coro):
         return self._tasks.spawn(coro, self._loop)
+
+    # --- state ------------------------------------------------------------
+    @property
+    def state(self):
+        return self._state
+
+    @property
+    def status(self):
+        """The state as the wire says it ("active"...): a str."""
+        return self._state
+
+    def _set_state(self, new, reason=None):
+        """The only writer of the state: checks the edge against
+        WATCHER_TRANSITIONS and publishes the event the change has (start,
+        stop with its reason). An illegal edge raises IllegalTransition: it
+        is a bug, and going on would report a state the processes are not in."""
+        old = self._state
+        check_transition(WATCHER_TRANSITIONS, old, new, "watcher %s" % self.name)
+        self._state = new
+        logger.debug("watcher %s: %s -> %s", self.name, old, new)
+        if new is WatcherState.ACTIVE and old is WatcherState.STARTING:
+            self.notify_event("start", {})
+        elif new is WatcherState.STOPPED:
+            self.notify_event("stop", {"reason": reason} if reason else {})
+
+    def is_starting(self):
+        return self._state is WatcherState.STARTING
+
+    def is_active(self):
+        return self._state is WatcherState.ACTIVE
+
+    def is_running(self):
+        """Starting or active: processes are kept (respawned) and counted."""
+        return self._state in (WatcherState.STARTING, WatcherState.ACTIVE)
+
+    def is_stopping(self):
+        return self._state is WatcherState.STOPPING
+
+    def is_stopped(self):
+        return self._state is WatcherState.STOPPED
+
+    def is_closed(self):
+        return self._state is WatcherState.CLOSED
 
     # --- hooks ------------------------------------------------------------
     def call_hook(self, hook_name, **kwargs):
@@ -208,12 +259,6 @@ class Watcher:
     @property
     def pids(self):
         return list(self.processes)
-
-    def is_active(self):
-        return self.status == "active"
-
-    def is_stopped(self):
-        return self.status == "stopped"
 
     def variables(self):
         """What $(circus.X) may name in cmd, args and env, besides wid and env."""
@@ -316,6 +361,7 @@ class Watcher:
         lifetime = self.max_age + random.uniform(0, self.max_age_variance)
         process.schedule_expiry(lifetime, lambda: self._spawn_task(self._recycle(process)))
 
+    # --- failures ---------------------------------------------------------
     def _start_failed(self, reason):
         self._failures += 1
         logger.error("watcher %s: %s (failure %d)", self.name, reason, self._failures)
@@ -323,13 +369,21 @@ class Watcher:
             self._give_up("%s; gave up after %d retries" % (reason, self.max_retry))
 
     def _give_up(self, reason):
-        if self._gave_up is not None or self.status in ("stopped", "stopping"):
+        """max_retry failed starts: stop the watcher. The state turns to
+        stopping at once, so nothing respawns meanwhile; the stop itself
+        waits for the lock (whichever locked operation comes first finishes
+        it, see _stop)."""
+        if not self.is_running():
             return
         self._gave_up = reason
         logger.error("watcher %s: stopping: %s", self.name, reason)
         self.notify_event("max_retry", {"reason": reason, "max_retry": self.max_retry})
-        self.status = "stopping"
-        self._spawn_task(self._locked(self._stop, reason=reason, force=True))
+        self._set_state(WatcherState.STOPPING)
+        self._spawn_task(self._locked(self._finish_give_up))
+
+    async def _finish_give_up(self):
+        if self.state is WatcherState.STOPPING:
+            await self._stop(force=True)
 
     async def _locked(self, func, *args, **kwargs):
         async with self._lock:
@@ -338,11 +392,10 @@ class Watcher:
     async def _spawn_missing(self):
         """Spawn until numprocesses are live, honouring warmup_delay."""
         spawned = []
-        while self.status in ("active", "starting") and \
-                len(self.live_processes()) < self.numprocesses:
+        while self.is_running() and len(self.live_processes()) < self.numprocesses:
             process = self.spawn_process()
             if process is None:
-                if self.status not in ("active", "starting"):
+                if not self.is_running():
                     break
                 await asyncio.sleep(retry_delay(self._failures))
                 continue
@@ -389,13 +442,13 @@ class Watcher:
         self.notify_event("reap", {"process_id": process.wid, "process_pid": pid,
                                    "exit_code": process.returncode})
         self.call_hook("after_reap", pid=pid, exit_code=process.returncode)
-        if expected or self.status != "active":
+        if expected or not self.is_running():
             return
         # an unexpected death
         if process.age() < MIN_UPTIME or process.ready_future.result() is False:
             self._start_failed("process %d exited with %s after %.2fs"
                                % (pid, process.returncode, process.age()))
-            if self.status != "active":
+            if not self.is_running():
                 return
         if not self.respawn:
             return
@@ -406,15 +459,15 @@ class Watcher:
             self._replace_dead()
 
     def _replace_dead(self):
-        if self.status != "active" or (self._lock and self._lock.locked()):
+        if not self.is_running() or (self._lock and self._lock.locked()):
             # the operation holding the lock spawns what it needs itself;
             # check again once it is done
-            if self.status == "active":
+            if self.is_running():
                 self._spawn_task(self._locked(self._spawn_missing))
             return
-        while self.status == "active" and len(self.live_processes()) < self.numprocesses:
+        while self.is_running() and len(self.live_processes()) < self.numprocesses:
             if self.spawn_process() is None:
-                if self.status == "active":
+                if self.is_running():
                     self._loop.call_later(retry_delay(self._failures), self._replace_dead)
                 return
 
@@ -495,7 +548,12 @@ class Watcher:
             return await self._start()
 
     async def _start(self):
-        if self.status == "active":
+        if self.is_closed():
+            logger.info("watcher %s not started: it was removed", self.name)
+            return False
+        if self.is_stopping():
+            await self._stop(force=True)  # a give-up under way: finish it first
+        if self.is_active():
             return True
         if self.arbiter is not None and getattr(self.arbiter, "stopping", False):
             # circusd is quitting: whatever asks (a plugin's restart...),
@@ -504,15 +562,15 @@ class Watcher:
             return False
         if not self.call_hook("before_start"):
             return False
-        self.status = "active"
         self._failures = 0
         self._gave_up = None
+        self._set_state(WatcherState.STARTING)
         # started means ready: watchers of lower priority start after this one serves
         await self._wait_ready(await self._spawn_missing())
-        if self.status != "active":
-            return False
+        if not self.is_starting():
+            return False  # gave up after max_retry meanwhile
+        self._set_state(WatcherState.ACTIVE)
         logger.info("watcher %s started", self.name)
-        self.notify_event("start", {})
         self.call_hook("after_start")
         return True
 
@@ -523,7 +581,7 @@ class Watcher:
         (flapping) learns that somebody wants it down. reason, if given, is
         carried by the event."""
         async with self._lock:
-            if self.status == "stopped":
+            if self.is_stopped() or self.is_closed():
                 self.notify_event("already_stopped", {"reason": reason} if reason else {})
                 return True
             return await self._stop(graceful=graceful, reason=reason)
@@ -531,8 +589,14 @@ class Watcher:
     async def _stop(self, graceful=True, reason=None, force=False):
         """False when a hook refused (see the module doc); the watcher is
         then active and self.refusal says why."""
-        if self.status == "stopped":
+        if self.is_stopped() or self.is_closed():
             return True
+        giving_up = self.is_stopping()
+        if giving_up:
+            # the only stopping state a locked operation can find: max_retry
+            # began a stop that nobody may refuse; this one completes it
+            force = True
+            reason = reason or self._gave_up
         force = force or not self._vetoes_apply()
         self.refusal = None
         if not self.call_hook("before_stop"):
@@ -543,21 +607,20 @@ class Watcher:
                 return False
             logger.warning("watcher %s: hook before_stop refused the stop; ignored, "
                            "the watcher must go", self.name)
-        self.status = "stopping"
+        if not giving_up:
+            self._set_state(WatcherState.STOPPING)
         kept = await self._kill_all(list(self.processes.values()), graceful, force=force)
         if kept:
             # a before_signal veto: what was refused keeps running, and the
             # watcher with it
-            self.status = "active"
+            self._set_state(WatcherState.ACTIVE)
             self.refusal = "hook before_signal refused to stop pid %s" % ", ".join(
                 str(p.pid) for p in kept)
             logger.warning("watcher %s not stopped: %s", self.name, self.refusal)
             await self._spawn_missing()
             return False
-        self.status = "stopped"
+        self._set_state(WatcherState.STOPPED, reason=reason)
         logger.info("watcher %s stopped%s", self.name, ": " + reason if reason else "")
-        msg = {"reason": reason} if reason else {}
-        self.notify_event("stop", msg)
         self.call_hook("after_stop")
         return True
 
@@ -572,7 +635,7 @@ class Watcher:
             return await self._reload(graceful, sequential)
 
     async def _reload(self, graceful=True, sequential=False):
-        if self.status != "active":
+        if not self.is_active():
             return await self._start()
         if self.prereload_fn is not None:
             self.prereload_fn(self)
@@ -624,14 +687,14 @@ class Watcher:
 
     async def _recycle(self, process):
         async with self._lock:
-            if self.status != "active" or process.stopping or process.returncode is not None:
+            if not self.is_active() or process.stopping or process.returncode is not None:
                 return
             logger.debug("watcher %s: pid %d reached max_age", self.name, process.pid)
             successor = self.spawn_process()
             ok = successor is not None and await self._wait_ready([successor])
             if not ok:
                 # keep the old one serving; try again a little later
-                if process.returncode is None and self.status == "active":
+                if process.returncode is None and self.is_active():
                     process.add_timer(max(1.0, self.max_age_variance),
                                       lambda: self._spawn_task(self._recycle(process)))
                 return
@@ -645,14 +708,14 @@ class Watcher:
     async def incr(self, nb=1):
         async with self._lock:
             self.numprocesses = 1 if self.singleton else self.numprocesses + int(nb)
-            if self.status == "active":
+            if self.is_active():
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
 
     async def decr(self, nb=1):
         async with self._lock:
             self.numprocesses = max(0, self.numprocesses - int(nb))
-            if self.status == "active":
+            if self.is_active():
                 await self._reduce()
             return self.numprocesses
 
@@ -666,7 +729,7 @@ class Watcher:
     async def set_numprocesses(self, numprocesses):
         async with self._lock:
             self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
-            if self.status == "active":
+            if self.is_active():
                 await self._reduce()
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
@@ -689,17 +752,26 @@ class Watcher:
         """Stop one process; an active watcher then replaces it, as after a crash."""
         process = self.processes[int(pid)]
         code = await self.kill_process(process, graceful, signum, graceful_timeout)
-        if self.status == "active":
+        if self.is_running():
             async with self._lock:
                 await self._spawn_missing()
         return code
 
     async def close(self):
-        """Stop everything and release streams; the watcher is then unusable."""
+        """Stop everything and release streams; the watcher is then closed
+        for good: it refuses to start again (its arbiter has let it go)."""
         self._closing = True
-        if self._lock is not None:
-            async with self._lock:
-                await self._stop(force=True)
+        if self._lock is None:
+            self._release()
+            return
+        async with self._lock:
+            await self._stop(force=True)
+            self._release()
+
+    def _release(self):
+        if self.is_closed():
+            return  # closed already, by an earlier close()
+        self._set_state(WatcherState.CLOSED)
         self._tasks.cancel()
         for stream in (self.stdout_stream, self.stderr_stream):
             if stream is not None and hasattr(stream, "close"):
