@@ -9,12 +9,11 @@ import types
 
 import pytest
 
-import circus.watcher as watcher_module  # where Watcher finds Process
 from circus.errors import IllegalTransition
 from circus.process import UNEXISTING, Process
 from circus.states import (PROCESS_TRANSITIONS, WATCHER_TRANSITIONS, ProcessState,
                            WatcherState)
-from circus.watcher import Watcher
+from circus.watcher import Watcher, spawning  # spawning: where Watcher finds Process
 
 W = WatcherState
 P = ProcessState
@@ -180,7 +179,7 @@ def fake(monkeypatch, caplog):
     def attach(watcher):
         loop = asyncio.get_running_loop()
         kernel = Kernel(loop)
-        monkeypatch.setattr(watcher_module, "Process", kernel.process_class())
+        monkeypatch.setattr(spawning, "Process", kernel.process_class())
         watcher.attach(loop, kernel)
         return kernel, Recorder(watcher)
     yield attach
