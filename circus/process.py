@@ -214,8 +214,7 @@ class Process:
     def stop_refused(self):
         """The stop was refused (a hook vetoed the signal): it runs on, as
         ready as it was."""
-        ready = (self._ready.done() and self._ready.result()) if self._ready is not None \
-            else False
+        ready = self._ready is not None and self._ready.done() and self._ready.result()
         self._set_state(ProcessState.READY if ready else ProcessState.STARTING)
 
     def add_timer(self, delay, callback, *args):

@@ -415,6 +415,21 @@ def test_process_owns_its_futures_and_timers():
     run(main())
 
 
+def test_a_refused_stop_puts_the_process_back_as_ready_as_it_was():
+    async def main():
+        loop = asyncio.get_running_loop()
+        process = Kernel(loop).process_class()(1, "fake", loop=loop)
+        process.begin_stop()
+        process.stop_refused()
+        assert process.state is P.STARTING and not process.ready_future.done()
+        # READY=1 while stopping: recorded, and it counts once the stop is refused
+        process.begin_stop()
+        assert process.mark_ready() is True and process.state is P.STOPPING
+        process.stop_refused()
+        assert process.state is P.READY and process.ready_future.result() is True
+    run(main())
+
+
 def test_process_without_a_loop_has_no_futures_and_the_documented_status():
     process = Process(1, "true", spawn=False)
     assert process.state is P.CREATED and process.status == UNEXISTING
