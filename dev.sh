@@ -1,7 +1,8 @@
 #!/bin/sh
 # One entry point for a new machine:
 #   ./dev.sh run    set up .venv and start circusd on the embedded default config
-#   ./dev.sh test   set up .venv (and the system tools the tests drive) and run the tests
+#   ./dev.sh test   set up .venv (and the system tools the tests drive), lint, run the tests
+#   ./dev.sh lint   the lint alone
 set -eu
 cd "$(dirname "$0")"
 VENV=${CIRCUS_VENV:-.venv}
@@ -31,20 +32,30 @@ system_tools() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }
 
+lint() {
+    # ruff.toml says what is checked
+    "$VENV/bin/ruff" check .
+}
+
 case "${1:-run}" in
     run)
         setup_venv
         shift 2>/dev/null || true
         exec "$VENV/bin/circusd" "$@"
         ;;
+    lint)
+        setup_venv
+        lint
+        ;;
     test)
         setup_venv
         system_tools
+        lint
         shift
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
-        echo "usage: $0 run [circusd args] | test [pytest args]" >&2
+        echo "usage: $0 run [circusd args] | test [pytest args] | lint" >&2
         exit 2
         ;;
 esac

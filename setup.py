@@ -37,7 +37,7 @@ setup(
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects
-        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6"],
     },
     entry_points={
         "console_scripts": [

@@ -14,8 +14,16 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
     options are checked as in a config file (ValueError naming the option).
     """
     from circus.arbiter import Arbiter, build_watcher
-    from circus.options import (CIRCUS_SCHEMA, ConfigError, Where, check_variables,
-                                convert_section, option_error, warn_compat, watcher_section)
+    from circus.options import (
+        CIRCUS_SCHEMA,
+        ConfigError,
+        Where,
+        check_variables,
+        convert_section,
+        option_error,
+        warn_compat,
+        watcher_section,
+    )
     from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
     from circus.watcher import Watcher
 

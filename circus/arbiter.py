@@ -7,8 +7,15 @@ import threading
 import time
 
 from circus.errors import ArbiterError, ConfigError
-from circus.options import (arbiter_kwargs, arbiter_options, check_variables, load,
-                            option_error, watcher_kwargs, watcher_section)
+from circus.options import (
+    arbiter_kwargs,
+    arbiter_options,
+    check_variables,
+    load,
+    option_error,
+    watcher_kwargs,
+    watcher_section,
+)
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets
 from circus.states import ArbiterState

@@ -143,6 +143,7 @@ class AsyncCircusClient:
     def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0,
                  curve_key=None, server_key=None):
         import zmq.asyncio
+
         from circus.transport.pyzmq import client_socket
         self.context = context or zmq.asyncio.Context.instance()
         self.timeout = float(timeout)

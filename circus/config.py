@@ -4,8 +4,15 @@ The loader and the option schema live in circus.options; this module keeps
 the historical names importable for existing callers.
 """
 from circus.errors import ConfigError
-from circus.options import (CIRCUS_SCHEMA, SOCKET_SCHEMA, WATCHER_SCHEMA, arbiter_kwargs,
-                            check_variables, load, watcher_kwargs)
+from circus.options import (
+    CIRCUS_SCHEMA,
+    SOCKET_SCHEMA,
+    WATCHER_SCHEMA,
+    arbiter_kwargs,
+    check_variables,
+    load,
+    watcher_kwargs,
+)
 
 # {name: converter} of the options of each section
 WATCHER_OPTIONS = {spec.name: spec.convert for spec in WATCHER_SCHEMA}

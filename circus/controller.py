@@ -136,7 +136,7 @@ class Controller:
                 try:
                     request = json.loads(raw)
                 except ValueError as exc:
-                    raise CommandError(errors.INVALID_JSON, "invalid JSON: %s" % exc)
+                    raise CommandError(errors.INVALID_JSON, "invalid JSON: %s" % exc) from None
             else:
                 request = raw
             if not isinstance(request, dict):

@@ -42,7 +42,7 @@ def _table(text, first_header):
 def test_smoke_run_writes_a_well_formed_result(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run([sys.executable, RUN, "--smoke", "--out", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          capture_output=True, text=True,
                           timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md_files = sorted(out.glob("*-smoke.md"))

@@ -223,6 +223,7 @@ def test_consumer_and_stats_client_through_an_ssh_tunnel(circusd, tmp_path, monk
 
 def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
     import subprocess
+
     from support import BIN, ROOT
     daemon = circusd(CONFIG)
     path = fake_ssh_path(tmp_path)
@@ -240,7 +241,9 @@ def test_circusctl_through_an_ssh_tunnel(circusd, tmp_path):
 def test_plugin_through_an_ssh_tunnel(circusd, tmp_path):
     # circus-plugin --ssh: events and commands both travel through ssh -L
     import subprocess
+
     import psutil
+
     from support import BIN, ROOT
     daemon = circusd(CONFIG)
     path = fake_ssh_path(tmp_path)

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import stat
-import sys
 import threading
 import time
 
@@ -241,9 +240,8 @@ def test_ten_clients_at_once(circusd):
 def test_add_start_and_rm(circusd):
     daemon = sleeper(circusd)
     with EventLog(daemon).sync("sleeper") as events:
-        reply = ok(daemon.call("add", name="extra", cmd="sleep 301",
-                               options={"numprocesses": 2, "graceful_timeout": "3"},
-                               start=True))
+        ok(daemon.call("add", name="extra", cmd="sleep 301",
+                       options={"numprocesses": 2, "graceful_timeout": "3"}, start=True))
         events.topic("watcher.extra.add", name="extra")
         assert daemon.call("status", name="extra")["status"] == "active"
         extra = pids(daemon, "extra")

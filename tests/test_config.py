@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from support import BIN, ROOT, free_port, wait_for
 from circus import config
 from circus.arbiter import Arbiter
 from circus.config import ConfigError
 from circus.process import Process
 from circus.stream import FileStream
+from support import BIN, ROOT, free_port, wait_for
 
 PY = sys.executable
 CIRCUSD = os.path.join(BIN, "circusd")

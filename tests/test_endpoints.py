@@ -4,8 +4,13 @@ import socket
 import pytest
 
 from circus.errors import TunnelError
-from circus.transport.endpoints import (connectable, format_tcp, socket_address, split_tcp,
-                                        ssh_forward_target)
+from circus.transport.endpoints import (
+    connectable,
+    format_tcp,
+    socket_address,
+    split_tcp,
+    ssh_forward_target,
+)
 from circus.transport.sshtunnel import forward_spec
 
 

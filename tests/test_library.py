@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 import circus
-from support import ROOT, free_port, http_get, pid_alive, wait_for
 from circus import get_arbiter
 from circus.process import DEAD_OR_ZOMBIE, RUNNING, Process
+from support import ROOT, free_port, http_get, pid_alive, wait_for
 
 PY = sys.executable
 

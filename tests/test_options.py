@@ -9,14 +9,25 @@ import textwrap
 
 import pytest
 
-from support import free_port, pid_alive, wait_for
 from circus import get_arbiter
 from circus.arbiter import Arbiter
 from circus.errors import ConfigError
-from circus.options import (CIRCUS_SCHEMA, PLUGIN_SCHEMA, SCHEMAS, SOCKET_SCHEMA,
-                            WATCHER_SCHEMA, Family, Section, Where, diff, facts, load)
+from circus.options import (
+    CIRCUS_SCHEMA,
+    PLUGIN_SCHEMA,
+    SCHEMAS,
+    SOCKET_SCHEMA,
+    WATCHER_SCHEMA,
+    Family,
+    Section,
+    Where,
+    diff,
+    facts,
+    load,
+)
 from circus.sockets import CircusSocket
 from circus.watcher import Watcher
+from support import free_port, pid_alive, wait_for
 
 
 def write(tmp_path, text, name="c.ini"):

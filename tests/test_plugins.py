@@ -17,8 +17,8 @@ import time
 import psutil
 import pytest
 
-from support.aio import until
 from support import BIN, PYTHON, ROOT, free_port, pid_alive, wait_for
+from support.aio import until
 from support.events import EventLog
 
 SUPPORT = os.path.join(ROOT, "tests", "plugins_support")
@@ -126,7 +126,7 @@ def datagrams_until(sock, predicate, timeout=10.0):
         sock.settimeout(remaining)
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         lines.extend(data.decode().splitlines())
     return lines

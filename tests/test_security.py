@@ -143,6 +143,7 @@ def test_circusd_own_plugins_and_stats_get_through(circusd, keys, tmp_path):
     # circusd hands its key pair to the processes it runs for itself; its
     # public key is not among the authorised ones, and need not be
     import json
+
     from circus.stats.client import StatsClient
     from support import free_port
     keydir, authorized = keys

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from support.aio import running, until
-from support import free_port, wait_for
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.watcher import Watcher
+from support import free_port, wait_for
+from support.aio import running, until
 
 PY = sys.executable
 

@@ -11,8 +11,7 @@ import pytest
 
 from circus.errors import IllegalTransition
 from circus.process import UNEXISTING, Process
-from circus.states import (PROCESS_TRANSITIONS, WATCHER_TRANSITIONS, ProcessState,
-                           WatcherState)
+from circus.states import PROCESS_TRANSITIONS, WATCHER_TRANSITIONS, ProcessState, WatcherState
 from circus.watcher import Watcher, spawning  # spawning: where Watcher finds Process
 
 W = WatcherState

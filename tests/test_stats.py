@@ -143,6 +143,7 @@ def test_proc_stat_reader_agrees_with_psutil():
     # the one-read sampler parses /proc/PID/stat by field position: check it
     # against psutil on a process with a nice value, some memory and CPU time
     import psutil
+
     from circus.stats.collector import _HAS_PROC_STAT, _read_proc_stat, _read_psutil
     if not _HAS_PROC_STAT:
         pytest.skip("no /proc/PID/stat here")
@@ -408,7 +409,7 @@ class Tmux:
 
     def run(self, *args, check=True):
         return subprocess.run(["tmux", "-L", self.name, "-f", str(self.conf)] + list(args),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              capture_output=True, text=True,
                               check=check, timeout=10)
 
     def start(self, argv, width=120, height=40):
@@ -515,8 +516,8 @@ def test_circus_top_says_when_the_endpoint_is_unreachable(tmux):
 
 def test_circus_top_needs_a_terminal():
     proc = subprocess.run([PYTHON, "-m", "circus.stats.top", "--endpoint", "tcp://127.0.0.1:1"],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=30,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 2 and "needs a terminal" in proc.stderr
 

@@ -12,9 +12,9 @@ import time
 import psutil
 import pytest
 
-from support import children_of, wait_for
 from circus.arbiter import Arbiter
 from circus.stream import FileStream, QueueStream, StdoutStream, get_stream
+from support import children_of, wait_for
 
 PY = sys.executable
 

@@ -8,8 +8,8 @@ import time
 import psutil
 import pytest
 
-from support.aio import running, until
 from circus.watcher import Watcher
+from support.aio import running, until
 
 PY = sys.executable
 

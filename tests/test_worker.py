@@ -62,7 +62,7 @@ class Notifications:
         self.sock.settimeout(max(timeout, 0.001))
         try:
             data, ancdata, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(CREDS.size))
-        except socket.timeout:
+        except TimeoutError:
             return
         pid = None
         for level, kind, payload in ancdata:

@@ -20,8 +20,7 @@ def _run(script, args, workdir, name, timeout):
     out = os.path.join(workdir, "%s.json" % name)
     argv = [PYTHON, os.path.join(BENCH_DIR, script)] + [str(a) for a in args] + ["--json", out]
     log("%s: %s", name, " ".join(argv[1:]))
-    proc = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=ROOT))
     if proc.returncode != 0:
         raise RuntimeError("%s failed: %s" % (script, proc.stderr.strip()[-2000:]))
     with open(out) as handle:

@@ -149,6 +149,7 @@ def circus_tree():
 
 def machine(gunicorn_bin=None, circus019_bin=None):
     import zmq
+
     from circus import __version__ as circus_version
     commit = circus_revision()
     info = {

@@ -219,7 +219,7 @@ def plots(data, stem, gunicorn_bin):
         json.dump(data, handle, indent=1, sort_keys=True)
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.py")
     proc = subprocess.run([os.path.join(gunicorn_bin, "python"), script, stem + ".json", stem],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          capture_output=True, text=True,
                           timeout=300)
     if proc.returncode != 0:
         log("plots failed: %s", proc.stderr[-2000:])

@@ -1,4 +1,4 @@
-from circus.commands.base import Command, errors, CommandError
+from circus.commands.base import Command, CommandError, errors
 
 
 class ReloadConfig(Command):

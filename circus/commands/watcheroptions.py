@@ -73,8 +73,14 @@ _WITH_VARIABLES = ("cmd", "args", "env", "use_sockets")
 def check_options(watcher, converted, socket_names):
     """What set leaves must pass the checks of a config section too: every
     $(circus.X) resolvable. Warns once of compatibility-only options."""
-    from circus.options import (WATCHER_SCHEMA, ConfigError, Where, check_variables,
-                                option_error, warn_compat)
+    from circus.options import (
+        WATCHER_SCHEMA,
+        ConfigError,
+        Where,
+        check_variables,
+        option_error,
+        warn_compat,
+    )
     where = Where(None, "watcher:%s" % watcher.name)
     if any(key in converted for key in _WITH_VARIABLES):
         merged = dict(all_options(watcher), **converted)

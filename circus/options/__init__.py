@@ -16,12 +16,34 @@ watcher, arbiter, process or sockets modules it configures.
 from circus.errors import ConfigError
 from circus.options.converters import boolean
 from circus.options.loader import load
-from circus.options.schema import (CIRCUS, CIRCUS_SCHEMA, PLUGIN, PLUGIN_SCHEMA, SCHEMAS,
-                                   SOCKET, SOCKET_SCHEMA, WATCHER, WATCHER_SCHEMA, Family,
-                                   Option, Schema, Section, Where)
-from circus.options.sections import (arbiter_kwargs, arbiter_options, check_variables,
-                                     convert_section, diff, flatten, option_error, warn_compat,
-                                     watcher_kwargs, watcher_section)
+from circus.options.schema import (
+                                   CIRCUS,
+                                   CIRCUS_SCHEMA,
+                                   PLUGIN,
+                                   PLUGIN_SCHEMA,
+                                   SCHEMAS,
+                                   SOCKET,
+                                   SOCKET_SCHEMA,
+                                   WATCHER,
+                                   WATCHER_SCHEMA,
+                                   Family,
+                                   Option,
+                                   Schema,
+                                   Section,
+                                   Where,
+)
+from circus.options.sections import (
+                                   arbiter_kwargs,
+                                   arbiter_options,
+                                   check_variables,
+                                   convert_section,
+                                   diff,
+                                   flatten,
+                                   option_error,
+                                   warn_compat,
+                                   watcher_kwargs,
+                                   watcher_section,
+)
 
 __all__ = ["CIRCUS", "CIRCUS_SCHEMA", "ConfigError", "Family", "Option", "PLUGIN",
            "PLUGIN_SCHEMA", "SCHEMAS", "SOCKET", "SOCKET_SCHEMA", "Schema", "Section",

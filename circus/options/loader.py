@@ -17,8 +17,7 @@ import re
 
 from circus.errors import ConfigError
 from circus.options.schema import CIRCUS_SCHEMA, PLUGIN_SCHEMA, SOCKET_SCHEMA, Section, Where
-from circus.options.sections import (check_variables, convert_section, warn_compat,
-                                     watcher_section)
+from circus.options.sections import check_variables, convert_section, warn_compat, watcher_section
 
 _ENV_REF = re.compile(r"\$\(\s*circus\.env\.([\w\-]+)\s*\)", re.IGNORECASE)
 

@@ -9,8 +9,7 @@ import logging
 import os
 import re
 
-from circus.options.schema import (CIRCUS_SCHEMA, Family, Option, Section, Where,
-                                   WATCHER_SCHEMA)
+from circus.options.schema import CIRCUS_SCHEMA, WATCHER_SCHEMA, Family, Option, Section, Where
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, find_references
 
 logger = logging.getLogger("circus")

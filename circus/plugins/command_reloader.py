@@ -31,8 +31,15 @@ import os
 import shlex
 
 from circus.plugins import CircusPlugin
-from circus.plugins._options import (WatcherOptions, boolean, matches, number, option, parse,
-                                     patterns)
+from circus.plugins._options import (
+    WatcherOptions,
+    boolean,
+    matches,
+    number,
+    option,
+    parse,
+    patterns,
+)
 from circus.states import WatcherState
 from circus.util import which
 

@@ -47,8 +47,16 @@ import re
 import signal
 
 from circus.plugins import CircusPlugin
-from circus.plugins._options import (WatcherOptions, boolean, integer, matches, number, option,
-                                     parse, patterns)
+from circus.plugins._options import (
+    WatcherOptions,
+    boolean,
+    integer,
+    matches,
+    number,
+    option,
+    parse,
+    patterns,
+)
 from circus.util import bytes2human, to_signum
 
 logger = logging.getLogger("circus.plugins.resource_watcher")

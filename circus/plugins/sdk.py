@@ -84,6 +84,7 @@ class CircusPlugin:
     def _sync_client(self):
         if self._client is None:
             import zmq
+
             from circus.client import CircusClient
             # one zmq context (one I/O thread) for both clients and the SUB
             context = zmq.Context.shadow(self._zmq_context().underlying)
