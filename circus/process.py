@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 
+from circus.options.facts import rlimit_id  # noqa: F401  (circus.process.rlimit_id)
 from circus.states import PROCESS_TRANSITIONS, ProcessState, check_transition
 from circus.util import bytes2human, env_variables, substitute, which
 
@@ -22,18 +23,6 @@ UNEXISTING = 0
 RUNNING = 1
 DEAD_OR_ZOMBIE = 2
 OTHER = 3
-
-_RLIMITS = {name[len("RLIMIT_"):].lower(): getattr(resource, name)
-            for name in dir(resource) if name.startswith("RLIMIT_")}
-
-
-def rlimit_id(name):
-    try:
-        return _RLIMITS[name.lower()]
-    except KeyError:
-        raise ValueError("unknown resource limit %r (one of %s)"
-                         % (name, ", ".join(sorted(_RLIMITS)))) from None
-
 
 def _set_rlimits(limits):
     def apply():

@@ -328,3 +328,11 @@ def test_process_with_wid_env_and_spawn_false(tmp_path):
     wait_for(lambda: process.poll() is not None, message="the process to exit")
     assert process.returncode == 0
     assert out.read_text() == "3-x 3"
+
+
+def test_watcher_reads_booleans_with_the_one_vocabulary():
+    from circus.watcher import Watcher
+    watcher = Watcher("words", "sleep 1", shell="false", copy_env="yes", respawn=0)
+    assert (watcher.shell, watcher.copy_env, watcher.respawn) == (False, True, False)
+    with pytest.raises(ValueError, match="'maybe' is not a boolean"):
+        Watcher("words", "sleep 1", use_sockets="maybe")

@@ -127,15 +127,14 @@ def test_circus_specs_match_the_arbiter():
     assert {spec.name for spec in attributes} | {"numwatchers", "numprocesses"} == set(options)
 
 
-def test_the_facts_agree_with_the_daemon_modules():
-    # the daemon keeps copies until it imports them from circus.options.facts
+def test_the_daemon_modules_use_the_facts_themselves():
+    # one table each: the daemon imports what the schema checks against
     from circus import process, sockets, stream, watcher
-    assert facts.HOOK_NAMES == watcher.HOOK_NAMES
-    assert facts.READY_MODES == watcher.READY_MODES
-    assert facts.RLIMITS == process._RLIMITS
-    assert facts.SOCKET_FAMILIES == sockets._FAMILIES
-    assert facts.SOCKET_TYPES == sockets._TYPES
-    assert facts.STREAM_COMPAT_KEYS == stream._IGNORED
+    assert watcher.HOOK_NAMES is facts.HOOK_NAMES
+    assert watcher.READY_MODES is facts.READY_MODES
+    assert process.rlimit_id is facts.rlimit_id
+    assert sockets._family is facts.socket_family and sockets._type is facts.socket_type
+    assert stream._IGNORED is facts.STREAM_COMPAT_KEYS
 
 
 def test_the_compatibility_only_options():

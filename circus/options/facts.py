@@ -1,10 +1,9 @@
 """Small facts the options schema checks values against.
 
 They describe what the daemon's modules accept (hook names, resource
-limits, socket families and types), but the schema must not import those
-modules: the daemon is built from the options, not the other way round. The
-daemon's modules still hold copies of their own; tests/test_options.py
-checks that the copies agree until the daemon imports them from here.
+limits, socket families and types); the schema must not import those
+modules (the daemon is built from the options, not the other way round), so
+the daemon's modules import these from here.
 """
 import resource
 import socket

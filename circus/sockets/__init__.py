@@ -5,36 +5,8 @@ import socket
 import stat
 
 from circus.errors import SocketError
-
-_FAMILIES = {
-    "af_inet": socket.AF_INET, "inet": socket.AF_INET, "ipv4": socket.AF_INET,
-    "af_inet6": socket.AF_INET6, "inet6": socket.AF_INET6, "ipv6": socket.AF_INET6,
-    "af_unix": socket.AF_UNIX, "unix": socket.AF_UNIX,
-}
-_TYPES = {
-    "sock_stream": socket.SOCK_STREAM, "stream": socket.SOCK_STREAM, "tcp": socket.SOCK_STREAM,
-    "sock_dgram": socket.SOCK_DGRAM, "dgram": socket.SOCK_DGRAM, "udp": socket.SOCK_DGRAM,
-    "sock_raw": socket.SOCK_RAW, "sock_rdm": socket.SOCK_RDM,
-    "sock_seqpacket": socket.SOCK_SEQPACKET, "seqpacket": socket.SOCK_SEQPACKET,
-}
-
-
-def _family(value):
-    if isinstance(value, int):
-        return socket.AddressFamily(value)
-    try:
-        return _FAMILIES[str(value).strip().lower()]
-    except KeyError:
-        raise ValueError("unknown socket family %r (AF_INET, AF_INET6 or AF_UNIX)" % value) from None
-
-
-def _type(value):
-    if isinstance(value, int):
-        return socket.SocketKind(value)
-    try:
-        return _TYPES[str(value).strip().lower()]
-    except KeyError:
-        raise ValueError("unknown socket type %r (SOCK_STREAM, SOCK_DGRAM...)" % value) from None
+from circus.options.facts import socket_family as _family
+from circus.options.facts import socket_type as _type
 
 
 class CircusSocket:

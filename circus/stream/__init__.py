@@ -5,6 +5,7 @@ import queue
 import sys
 import time
 
+from circus.options.facts import STREAM_COMPAT_KEYS
 from circus.util import resolve_name, to_bool
 
 
@@ -161,7 +162,7 @@ class FancyStdoutStream(StdoutStream):
 
 # options of the original thread/gevent readers; accepted and ignored because
 # pipes are read when the event loop says they are readable
-_IGNORED = ("refresh_time", "stream_backend")
+_IGNORED = STREAM_COMPAT_KEYS
 
 
 def _count(value):

@@ -19,10 +19,11 @@ import sys
 import time
 
 from circus.errors import HookError  # noqa: F401  (re-exported)
+from circus.options.facts import READY_MODES
 from circus.states import WATCHER_TRANSITIONS, WatcherState, check_transition
 from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
-from circus.util import to_gid, to_signum, to_uid
+from circus.util import to_bool, to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
 from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
 from circus.watcher.stopping import ProcessStopping
@@ -32,7 +33,6 @@ __all__ = ["Watcher", "WatcherState", "HOOK_NAMES", "HookError", "MIN_UPTIME", "
 
 logger = logging.getLogger("circus")
 
-READY_MODES = ("spawn", "notify")
 
 
 class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
@@ -50,15 +50,15 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.name = name
         self.cmd = cmd
         self.args = args
-        self.singleton = bool(singleton)
+        self.singleton = to_bool(singleton)
         self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
         self.warmup_delay = float(warmup_delay)
         self.working_dir = working_dir
-        self.shell = bool(shell)
+        self.shell = to_bool(shell)
         self.uid = to_uid(uid)
         self.gid = to_gid(gid)
         self.max_retry = int(max_retry)
-        self.send_hup = bool(send_hup)
+        self.send_hup = to_bool(send_hup)
         self.env = dict(env or {})
         self.graceful_timeout = float(graceful_timeout)
         self.prereload_fn = prereload_fn
@@ -68,15 +68,15 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.stderr_stream_conf = dict(stderr_stream or {})
         self.stream_backend = stream_backend
         self.priority = int(priority)
-        self.use_sockets = bool(use_sockets)
-        self.copy_env = bool(copy_env)
-        self.copy_path = bool(copy_path)
+        self.use_sockets = to_bool(use_sockets)
+        self.copy_env = to_bool(copy_env)
+        self.copy_path = to_bool(copy_path)
         self.max_age = float(max_age or 0)
         self.max_age_variance = float(max_age_variance or 0)
         self.stop_signal = to_signum(stop_signal)
-        self.stop_children = bool(stop_children)
-        self.autostart = bool(autostart)
-        self.respawn = bool(respawn)
+        self.stop_children = to_bool(stop_children)
+        self.autostart = to_bool(autostart)
+        self.respawn = to_bool(respawn)
         if ready not in READY_MODES:
             raise ValueError("ready must be one of %s, not %r" % (", ".join(READY_MODES), ready))
         self.ready = ready

@@ -30,13 +30,11 @@ when a process that never got ready is killed.
 """
 import logging
 
+from circus.options.facts import HOOK_NAMES
 from circus.util import resolve_name
 
 logger = logging.getLogger("circus")
 
-HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn",
-              "before_stop", "after_stop", "before_signal", "after_signal",
-              "before_reap", "after_reap")
 
 
 def resolve_hooks(hooks):
