@@ -127,22 +127,29 @@ def main(argv=None):
     except (SettingsError, UsersError, OSError) as exc:
         print("circushttpd: %s" % exc, file=sys.stderr)
         return 2
+    unsafe = not console.users and not settings.insecure
+    if unsafe and args.fd is None and not is_loopback(args.host):
+        return refuse_unsafe(args.host)
     try:
         sock = open_listener(args)
     except OSError as exc:
         print("circushttpd: cannot listen: %s" % exc, file=sys.stderr)
         return 1
-    if not console.users and not settings.insecure and not listening_on_loopback(sock):
-        print("circushttpd: refusing to listen on %s without authentication: anyone who "
-              "reaches it could run any command on this machine. Give users (--auth-file) "
-              "or, if something in front of it authenticates, --insecure."
-              % (sock.getsockname(),), file=sys.stderr)
+    if unsafe and not listening_on_loopback(sock):
         sock.close()
-        return 2
+        return refuse_unsafe(sock.getsockname()[0])
     if settings.max_streams > args.threads - 4:
         logger.warning("--max-streams %d leaves fewer than 4 of %d threads for pages",
                        settings.max_streams, args.threads)
     return serve(console, sock, args.threads, settings)
+
+
+def refuse_unsafe(where):
+    print("circushttpd: refusing to listen on %s without authentication: anyone who "
+          "reaches it could run any command on this machine. Give users (--auth-file) "
+          "or, if something in front of it authenticates, --insecure." % where,
+          file=sys.stderr)
+    return 2
 
 
 def serve(console, sock, threads, settings):
