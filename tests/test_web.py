@@ -192,7 +192,7 @@ def check_headers(response):
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert response.header("X-Content-Type-Options") == "nosniff"
-    assert response.header("Referrer-Policy") == "no-referrer"
+    assert response.header("Referrer-Policy") == "same-origin"
     assert response.header("X-Frame-Options") == "DENY"
 
 

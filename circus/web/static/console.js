@@ -93,7 +93,8 @@
       dialog.showModal();
       return;
     }
-    send(form.action, form);
+    // getAttribute: form.action would be the input named "action"
+    send(form.getAttribute("action"), form);
   });
   var dialog = $("confirm-dialog");
   if (dialog) {
