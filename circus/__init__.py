@@ -10,21 +10,38 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
     watchers is a list of mappings of Watcher options (each with at least
     'cmd'); a plain command string is accepted too, in which case the other
     keyword arguments (numprocesses...) are that watcher's options:
-    get_arbiter("myprogram", numprocesses=3).
+    get_arbiter("myprogram", numprocesses=3). Watcher options and [circus]
+    options are checked as in a config file (ValueError naming the option).
     """
-    from circus.arbiter import Arbiter
-    from circus.config import ConfigError, check_variables, convert_watcher_option, watcher_kwargs
+    from circus.arbiter import Arbiter, build_watcher
+    from circus.options import (CIRCUS_SCHEMA, ConfigError, Where, check_variables,
+                                convert_section, option_error, warn_compat, watcher_section)
     from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
     from circus.watcher import Watcher
 
-    arbiter_keys = ("check_delay", "warmup_delay", "httpd", "httpd_host", "httpd_port",
-                    "prereload_fn", "ssh_server", "endpoint")
-    arbiter_options = {k: options.pop(k) for k in arbiter_keys if k in options}
+    # Arbiter arguments that are no [circus] option of a config file
+    passed = {k: options.pop(k) for k in ("prereload_fn", "ssh_server") if k in options}
+    circus = {k: options.pop(k) for k in list(options) if k in CIRCUS_SCHEMA}
     if isinstance(watchers, str):
         watchers = [dict(options, cmd=watchers, name=name or watchers.split()[0])]
         options = {}
     elif isinstance(watchers, dict):
         watchers = [watchers]
+    if options:
+        raise ValueError("option %r: unknown option" % sorted(options)[0])
+    given = dict(circus, stream_backend=stream_backend, debug=debug)
+    for key, value in (("endpoint", controller), ("pubsub_endpoint", pubsub_endpoint),
+                       ("stats_endpoint", stats_endpoint)):
+        if value is not None:
+            given.setdefault(key, value)
+    where = Where(None, "circus")
+    try:
+        circus = convert_section(CIRCUS_SCHEMA, where, given)
+    except ConfigError as exc:
+        raise ValueError(option_error(exc)) from None
+    # the defaults of this signature are not the caller's choice
+    warn_compat(CIRCUS_SCHEMA, [k for k, v in circus.items()
+                                if v != CIRCUS_SCHEMA.default(k)], "get_arbiter")
 
     socket_list = sockets.values() if isinstance(sockets, dict) else (sockets or ())
     socket_names = {sock.name.lower() for sock in socket_list}
@@ -34,40 +51,23 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
             built.append(spec)
             continue
         spec = dict(spec)
-        cmd = spec.pop("cmd")
-        watcher_name = spec.pop("name", None) or "%s-%d" % (cmd.split()[0], index)
+        words = str(spec.get("cmd") or "").split() or ["watcher"]
+        watcher_name = spec.pop("name", None) or "%s-%d" % (words[0], index)
         if env is not None:
             spec["env"] = dict(env, **spec.get("env", {}))
-        validated = {}
-        for key, value in spec.items():
-            if key in ("stdout_stream", "stderr_stream", "hooks", "rlimits"):
-                validated[key] = value
-                continue
-            try:
-                key, value = convert_watcher_option(key, value)
-            except ValueError as exc:
-                raise ValueError("watcher %r, option %r: %s" % (watcher_name, key, exc)) from None
-            validated[key] = value
         try:
-            check_variables(dict(validated, name=watcher_name, cmd=cmd), socket_names)
+            validated = watcher_section(watcher_name, spec)
+            check_variables(validated, socket_names)
         except ConfigError as exc:
             raise ValueError("watcher %r, option %r: %s"
                              % (watcher_name, exc.option, exc.reason)) from None
-        kwargs = watcher_kwargs({k: v for k, v in validated.items()
-                                 if k not in ("stdout_stream", "stderr_stream", "hooks",
-                                              "rlimits")})
-        for key in ("stdout_stream", "stderr_stream", "hooks", "rlimits"):
-            if key in validated:
-                kwargs[key] = validated[key]
-        kwargs.setdefault("stream_backend", stream_backend)
-        built.append(Watcher(watcher_name, cmd, **kwargs))
+        validated.setdefault("stream_backend", circus["stream_backend"])
+        built.append(build_watcher(validated))
 
-    endpoint = arbiter_options.pop("endpoint", controller)
-    arbiter = Arbiter(built, endpoint=endpoint or DEFAULT_ENDPOINT,
-                      pubsub_endpoint=pubsub_endpoint or DEFAULT_PUBSUB,
-                      stats_endpoint=stats_endpoint, context=context, plugins=plugins,
-                      debug=debug, stream_backend=stream_backend, sockets=sockets, loop=loop,
-                      **arbiter_options, **options)
+    arbiter = Arbiter(built, endpoint=circus.pop("endpoint", None) or DEFAULT_ENDPOINT,
+                      pubsub_endpoint=circus.pop("pubsub_endpoint", None) or DEFAULT_PUBSUB,
+                      context=context, plugins=plugins, sockets=sockets, loop=loop,
+                      **passed, **circus)
     if background:
         arbiter.start_background()
     return arbiter

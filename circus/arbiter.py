@@ -6,10 +6,11 @@ import signal
 import threading
 import time
 
-from circus import config as configmod
-from circus.errors import ArbiterError, describe
+from circus.errors import ArbiterError, ConfigError
+from circus.options import (arbiter_kwargs, arbiter_options, check_variables, load,
+                            option_error, watcher_kwargs, watcher_section)
 from circus.reaper import Reaper
-from circus.sockets import CircusSocket, CircusSockets, SocketError
+from circus.sockets import CircusSocket, CircusSockets
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
 from circus.watcher import Watcher
@@ -78,9 +79,9 @@ class Arbiter:
     @classmethod
     def load_from_config(cls, config_file):
         """Build an arbiter from an ini file; ConfigError if it is invalid."""
-        cfg = configmod.load(config_file)
-        kwargs = configmod.arbiter_kwargs(cfg)
-        watchers = [_watcher_from_options(w) for w in cfg["watchers"]]
+        cfg = load(config_file)
+        kwargs = arbiter_kwargs(cfg)
+        watchers = [build_watcher(w) for w in cfg["watchers"]]
         sockets = [CircusSocket(**s) for s in cfg["sockets"]]
         arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
                       config_file=cfg["filename"], **kwargs)
@@ -252,7 +253,7 @@ class Arbiter:
         # traceback: the error says which file, section and option
         try:
             await self.reload_config()
-        except (configmod.ConfigError, ArbiterError) as exc:
+        except (ConfigError, ArbiterError) as exc:
             logger.error("configuration not reloaded, nothing changed: %s", exc)
         except Exception:
             logger.exception("configuration reload failed")
@@ -357,17 +358,15 @@ class Arbiter:
         return {w.name: w.status for w in self.watchers}
 
     async def add_watcher(self, name, cmd, start=False, **options):
-        """Add a watcher; options are validated like a config section."""
-        validated = {"name": name, "cmd": cmd}
-        for key, value in options.items():
-            try:
-                key, value = configmod.convert_watcher_option(key, value)
-            except ValueError as exc:
-                raise ValueError("option %s: %s" % (key, exc)) from None
-            validated[key] = value
-        configmod.check_variables(validated, {n.lower() for n in self.sockets})
+        """Add a watcher; options are validated like a config section
+        (ValueError 'option KEY: REASON')."""
+        try:
+            validated = watcher_section(name, dict(options, cmd=cmd))
+            check_variables(validated, {n.lower() for n in self.sockets})
+        except ConfigError as exc:
+            raise ValueError(option_error(exc)) from None
         self.check_not_stopping("add of watcher %s" % name)
-        watcher = _watcher_from_options(validated)
+        watcher = build_watcher(validated)
         self._register(watcher)
         if self.loop is not None and self.reaper is not None:
             self._attach(watcher)
@@ -387,303 +386,11 @@ class Arbiter:
     # --- configuration reload ---------------------------------------------
     async def reload_config(self):
         """Re-read the config file and apply what changed; unchanged
-        watchers, sockets and plugins are left running untouched.
-
-        Everything new is built first (the file read and validated, new
-        watchers and plugin watchers constructed, new sockets bound); only
-        then is anything changed. A failure on the way (ConfigError naming
-        file, section and option) changes nothing."""
-        self.check_not_stopping("reloadconfig")
-        if not self.config_file:
-            await self.reload()
-            return {}
-        if self._reload_lock is None:
-            self._reload_lock = asyncio.Lock()
-        # reloads one at a time: each plan is made against what the last applied
-        async with self._reload_lock:
-            self.check_not_stopping("reloadconfig")
-            plan = self._plan_reload()
-            return await self._apply_reload(plan)
-
-    def _plan_reload(self):
-        """Everything reload_config needs, built without touching what runs;
-        raises ConfigError (and undoes what it built) on any failure."""
-        cfg = configmod.load(self.config_file)
-        filename = cfg["filename"]
-        plan = {"cfg": cfg, "bound": CircusSockets(), "built": []}
-        try:
-            self._plan_sockets(plan)
-            self._plan_watchers(plan)
-            self._plan_plugins(plan)
-            self._plan_stats(plan)
-        except Exception as exc:
-            for watcher in plan["built"]:
-                _discard(watcher)
-            plan["bound"].close_all()
-            if isinstance(exc, configmod.ConfigError):
-                raise
-            raise configmod.ConfigError(describe(exc), filename) from None
-        return plan
-
-    def _plan_sockets(self, plan):
-        cfg = plan["cfg"]
-        new_sockets = {s["name"]: s for s in cfg["sockets"]}
-        changed = set()
-        for name in set(self._socket_configs) | set(new_sockets):
-            if self._socket_configs.get(name) != new_sockets.get(name):
-                changed.add(name)
-        relisten = {}
-        for name in sorted(changed):
-            if name not in new_sockets:
-                continue
-            current = self.sockets.get(name)
-            if name in self._socket_configs and current is not None and \
-                    current.can_relisten(new_sockets[name]):
-                # only the backlog changed: listen() again on the bound
-                # socket; binding a second one would find the address in use
-                relisten[name] = new_sockets[name].get("backlog", 2048)
-                continue
-            where = "socket:%s" % name
-            try:
-                sock = CircusSocket(**new_sockets[name])
-            except (ValueError, TypeError) as exc:
-                raise configmod.ConfigError(str(exc), cfg["filename"], where) from None
-            try:
-                sock.bind_and_listen()
-            except (SocketError, OSError) as exc:
-                sock.close()
-                raise configmod.ConfigError(str(exc), cfg["filename"], where) from None
-            plan["bound"].add(sock)
-        plan["socket_configs"] = new_sockets
-        plan["changed_sockets"] = changed - set(relisten)
-        plan["relisten_sockets"] = relisten
-
-    def _plan_watchers(self, plan):
-        new_watchers = {w["name"].lower(): w for w in plan["cfg"]["watchers"]}
-        removed, resized, replaced, resocketed, added = [], [], [], [], []
-        for watcher in self.watchers:
-            conf = getattr(watcher, "config", None)
-            if conf is None:
-                continue  # added by a command (or a plugin, circusd-stats): leave it
-            options = new_watchers.get(watcher.name.lower())
-            if options is None:
-                removed.append(watcher)
-            elif _comparable(options) != _comparable(conf):
-                if _comparable(options, "numprocesses") == _comparable(conf, "numprocesses"):
-                    resized.append((watcher, options))
-                else:
-                    replaced.append((watcher, self._build_watcher(options, plan)))
-            elif plan["changed_sockets"] and watcher.use_sockets:
-                # same options, new socket fds: workers must inherit them
-                resocketed.append(watcher)
-        for key, options in new_watchers.items():
-            if key not in self._by_name:
-                added.append(self._build_watcher(options, plan))
-        plan.update(removed=removed, resized=resized, replaced=replaced,
-                    resocketed=resocketed, added=added)
-
-    def _build_watcher(self, options, plan):
-        try:
-            watcher = _watcher_from_options(options)
-        except configmod.ConfigError:
-            raise
-        except Exception as exc:  # a stream or hook of the user's that fails
-            raise configmod.ConfigError(describe(exc), plan["cfg"]["filename"],
-                                        "watcher:%s" % options["name"]) from None
-        plan["built"].append(watcher)
-        return watcher
-
-    def _plan_plugins(self, plan):
-        """[plugin:NAME] sections: by name, added, removed or changed."""
-        new = {_plugin_name(conf): conf for conf in plan["cfg"]["plugins"]}
-        old = {_plugin_name(conf): conf for conf in self.plugins}
-        removed, restarted, added = [], [], []
-        for name, conf in old.items():
-            watcher = self._by_name.get(("plugin:" + name).lower())
-            if name not in new:
-                if watcher is not None:
-                    removed.append(watcher)
-            elif new[name] != conf:
-                built = self._build_plugin(new[name], plan)
-                if watcher is not None:
-                    restarted.append((watcher, built))
-                else:
-                    added.append(built)
-        for name, conf in new.items():
-            if name not in old:
-                if ("plugin:" + name).lower() in self._by_name:
-                    raise configmod.ConfigError(
-                        "a watcher named plugin:%s exists already" % name,
-                        plan["cfg"]["filename"], "plugin:%s" % name)
-                added.append(self._build_plugin(conf, plan))
-        plan.update(plugins=list(new.values()), plugins_removed=removed,
-                    plugins_restarted=restarted, plugins_added=added)
-
-    def _build_plugin(self, conf, plan):
-        from circus.plugins import make_plugin_watcher
-        try:
-            watcher = make_plugin_watcher(conf, self)
-        except (ValueError, TypeError) as exc:
-            raise configmod.ConfigError(str(exc), plan["cfg"]["filename"],
-                                        "plugin:%s" % _plugin_name(conf)) from None
-        plan["built"].append(watcher)
-        return watcher
-
-    def _plan_stats(self, plan):
-        """statsd / stats_endpoint: circusd-stats started, stopped or moved."""
-        endpoint = stats_endpoint_of(plan["cfg"]["circus"])
-        plan["stats_endpoint"] = endpoint
-        plan["stats_watcher"] = None
-        if endpoint == self.stats_endpoint:
-            return
-        from circus.stats import STATS_WATCHER, make_stats_watcher
-        current = self._by_name.get(STATS_WATCHER)
-        if current is not None and getattr(current, "config", None) is not None:
-            # a watcher of the file is named circusd-stats: it is not ours
-            raise configmod.ConfigError("a watcher named %s exists already" % STATS_WATCHER,
-                                        plan["cfg"]["filename"], "circus", "stats_endpoint")
-        if endpoint:
-            previous, self.stats_endpoint = self.stats_endpoint, endpoint
-            try:
-                watcher = make_stats_watcher(self)
-            except (ValueError, TypeError) as exc:
-                raise configmod.ConfigError(str(exc), plan["cfg"]["filename"], "circus",
-                                            "stats_endpoint") from None
-            finally:
-                self.stats_endpoint = previous
-            plan["built"].append(watcher)
-            plan["stats_watcher"] = watcher
-
-    async def _apply_reload(self, plan):
-        cfg = plan["cfg"]
-        changes = {"added": [], "removed": [], "changed": [], "sockets": [],
-                   "plugins": {"added": [], "removed": [], "restarted": []}}
-        if plan["changed_sockets"]:
-            for name in plan["changed_sockets"]:
-                old = self.sockets.pop(name, None)
-                if old is None:
-                    continue
-                new = plan["bound"].get(name)
-                if new is not None and old.path and old.path == new.path:
-                    # the new socket lives at the same path: keep the file
-                    old.sock.close()
-                    old.sock = None
-                else:
-                    old.close()
-            for sock in plan["bound"].values():
-                self.sockets.add(sock)
-                logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
-                            sock.fileno())
-            changes["sockets"] = sorted(plan["changed_sockets"])
-        for name, backlog in plan["relisten_sockets"].items():
-            sock = self.sockets[name]
-            try:
-                sock.relisten(backlog)
-            except OSError as exc:
-                logger.error("socket %s: backlog not changed: %s", name, describe(exc))
-                continue
-            logger.info("socket %s listening on %s (fd %d) with backlog %d", name,
-                        sock.location, sock.fileno(), sock.backlog)
-            changes["sockets"] = sorted(set(changes["sockets"]) | {name})
-        self._socket_configs = plan["socket_configs"]
-
-        for watcher in plan["removed"]:
-            await self.rm_watcher(watcher.name)
-            changes["removed"].append(watcher.name)
-        for watcher, options in plan["resized"]:
-            await watcher.set_numprocesses(options.get("numprocesses", 1))
-            watcher.config = options
-            self.publish("watcher.%s.updated" % watcher.name, {"time": time.time()})
-            changes["changed"].append(watcher.name)
-        for old, new in plan["replaced"]:
-            await self._replace_watcher(old, new)
-            changes["changed"].append(new.name)
-        for watcher in plan["resocketed"]:
-            await watcher.reload()
-            changes["changed"].append(watcher.name)
-        for watcher in plan["added"]:
-            self._register(watcher)
-            self._attach(watcher)
-            self.publish("watcher.%s.add" % watcher.name, {"time": time.time(),
-                                                          "name": watcher.name})
-            if watcher.autostart:
-                await watcher.start()
-            changes["added"].append(watcher.name)
-
-        self.plugins = plan["plugins"]
-        for watcher in plan["plugins_removed"]:
-            await self.rm_watcher(watcher.name)
-            changes["plugins"]["removed"].append(watcher.name)
-        for old, new in plan["plugins_restarted"]:
-            # one instance at a time: a plugin acts on circusd, two would
-            # act twice
-            await old.close()
-            self.watchers[self.watchers.index(old)] = new
-            self._by_name[new.name.lower()] = new
-            self._attach(new)
-            await new.start()
-            self.publish("watcher.%s.updated" % new.name, {"time": time.time()})
-            changes["plugins"]["restarted"].append(new.name)
-        for watcher in plan["plugins_added"]:
-            self._register(watcher)
-            self._attach(watcher)
-            self.publish("watcher.%s.add" % watcher.name, {"time": time.time(),
-                                                          "name": watcher.name})
-            await watcher.start()
-            changes["plugins"]["added"].append(watcher.name)
-
-        if plan["stats_endpoint"] != self.stats_endpoint:
-            await self._apply_stats(plan["stats_endpoint"], plan["stats_watcher"])
-            changes["stats_endpoint"] = plan["stats_endpoint"]
-
-        circus = cfg["circus"]
-        for key in ("warmup_delay", "check_delay", "debug"):
-            if key in circus:
-                setattr(self, key, circus[key])
-        self._report_restart_needed(circus)
-        logger.info("configuration reloaded: %s", changes)
-        self.publish("arbiter.reload_config", dict(changes, time=time.time()))
-        return changes
-
-    async def _apply_stats(self, endpoint, watcher):
-        from circus.stats import STATS_WATCHER
-        current = self._by_name.get(STATS_WATCHER)
-        if current is not None:
-            await self.rm_watcher(current.name)
-        self.stats_endpoint = endpoint
-        if watcher is not None:
-            self._register(watcher)
-            self._attach(watcher)
-            self.publish("watcher.%s.add" % watcher.name, {"time": time.time(),
-                                                          "name": watcher.name})
-            await watcher.start()
-        logger.info("circusd-stats %s", "now publishes on %s" % endpoint if endpoint
-                    else "stopped: no stats_endpoint any more")
-
-    def _report_restart_needed(self, circus):
-        """[circus] options a running circusd cannot change: say so."""
-        before = self._circus_config
-        if before is None:
-            return
-        applied = {"warmup_delay", "check_delay", "debug", "stats_endpoint", "statsd",
-                   "include", "include_dir"}
-        for key in sorted(set(before) | set(circus)):
-            if key not in applied and before.get(key) != circus.get(key):
-                logger.warning("[circus] %s changed: restart circusd to apply it", key)
-        self._circus_config = dict(circus)
-
-    async def _replace_watcher(self, old, new):
-        """Swap a watcher whose options changed: start the new processes
-        first and stop the old ones after, so shared sockets keep being
-        served."""
-        was_active = old.is_active()
-        self.watchers[self.watchers.index(old)] = new
-        self._by_name[new.name.lower()] = new
-        self._attach(new)
-        if was_active or new.autostart:
-            await new.start()
-        await old.close()
-        self.publish("watcher.%s.updated" % new.name, {"time": time.time()})
+        watchers, sockets and plugins are left running untouched. A failure
+        (ConfigError naming file, section and option) changes nothing: see
+        circus.reload."""
+        from circus.reload import reload_config
+        return await reload_config(self)
 
     # --- information ------------------------------------------------------
     def info(self):
@@ -694,50 +401,25 @@ class Arbiter:
         return Snapshot().info(self.pid, self.started_at)
 
     def get_arbiter_options(self):
-        return {"endpoint": self.endpoint, "pubsub_endpoint": self.pubsub_endpoint,
-                "stats_endpoint": self.stats_endpoint, "check_delay": self.check_delay,
-                "warmup_delay": self.warmup_delay, "httpd": self.httpd,
-                "httpd_host": self.httpd_host, "httpd_port": self.httpd_port,
-                "debug": self.debug, "stream_backend": self.stream_backend,
-                "numwatchers": self.numwatchers(), "numprocesses": self.numprocesses()}
+        """The [circus] options in effect, by their config names, and counts."""
+        return dict(arbiter_options(self), numwatchers=self.numwatchers(),
+                    numprocesses=self.numprocesses())
 
 
-def stats_endpoint_of(circus):
-    """Where circusd-stats publishes for a [circus] section (None: it does
-    not run): stats_endpoint if set, else the default one when statsd = true."""
-    return circus.get("stats_endpoint") or (DEFAULT_STATS if circus.get("statsd") else None)
-
-
-def _plugin_name(conf):
-    name = conf.get("name") or str(conf.get("use", "")).strip().rpartition(".")[2].lower()
-    return str(name).lower()
-
-
-def _discard(watcher):
-    """Release what a watcher that never ran holds (its streams)."""
-    for stream in (watcher.stdout_stream, watcher.stderr_stream):
-        if stream is not None and hasattr(stream, "close"):
-            try:
-                stream.close()
-            except Exception:
-                logger.exception("closing a stream of %s", watcher.name)
-
-
-def _comparable(options, *ignore):
-    return {k: v for k, v in options.items() if k not in ("_where",) + ignore}
-
-
-def _watcher_from_options(options):
-    options = dict(options)
-    where = options.pop("_where", None)
-    kwargs = configmod.watcher_kwargs({k: v for k, v in options.items() if k != "name"})
+def build_watcher(options):
+    """The Watcher of validated options (a Section of circus.options); an
+    error of its constructor names where the options were written."""
+    where = getattr(options, "where", None)
+    from_file = where is not None and where.filename is not None
     try:
-        watcher = Watcher(options["name"], **kwargs)
+        watcher = Watcher(options["name"], **watcher_kwargs(options))
     except (ValueError, ImportError, TypeError) as exc:
-        if where:
-            raise configmod.ConfigError(str(exc), where[0], where[1]) from None
+        if from_file:
+            raise where.error(str(exc)) from None
         raise ValueError(str(exc)) from None
-    watcher.config = dict(options, _where=where) if where else None
+    # the reload compares a file's watchers with what the file says now;
+    # those added by a program or a command are left alone
+    watcher.config = options if from_file else None
     return watcher
 
 

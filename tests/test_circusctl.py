@@ -242,7 +242,8 @@ def test_imports_stay_lean(daemon):
     """circusctl status loads neither asyncio nor psutil (startup time)."""
     code = ("import sys; from circus.circusctl import main; "
             "status = main(['--endpoint', %r, 'status']); "
-            "heavy = [m for m in ('asyncio', 'psutil', 'circus.config', 'circus.arbiter') "
+            "heavy = [m for m in ('asyncio', 'psutil', 'circus.config', 'circus.options', "
+            "'circus.arbiter') "
             "if m in sys.modules]; "
             "print('heavy:', heavy); sys.exit(status)" % daemon.endpoint)
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,

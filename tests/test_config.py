@@ -192,7 +192,7 @@ def test_include_globs_are_relative_to_the_including_file(tmp_path, monkeypatch)
     cfg = config.load(str(conf / "main.ini"))
     assert sorted(watchers_by_name(cfg)) == ["a", "deep", "main"]
     assert [s["name"] for s in cfg["sockets"]] == ["s"]
-    assert watchers_by_name(cfg)["deep"]["_where"][0] == str(conf / "sites/nested/deep.ini")
+    assert watchers_by_name(cfg)["deep"].where.filename == str(conf / "sites/nested/deep.ini")
 
 
 def test_circus_sections_of_included_files_merge_without_conflicts(tmp_path):

@@ -71,10 +71,15 @@ class Add(Command):
         args = props.get("args")
         if args is not None and not isinstance(args, (str, list)):
             raise MessageError("property 'args' must be a string or a list")
+        from circus.util import to_bool  # the booleans of the config file
+        try:
+            props["start"] = to_bool(props.get("start", False))
+        except ValueError:
+            raise MessageError("property 'start' must be a boolean, not %r"
+                               % (props["start"],)) from None
 
     async def execute(self, arbiter, props):
-        from circus.arbiter import ArbiterError
-        from circus.config import ConfigError
+        from circus.errors import ArbiterError, ConfigError
         self.refuse_while_stopping(arbiter, "add")
         name = props["name"].strip()
         options = dict(props.get("options") or {})
@@ -89,8 +94,7 @@ class Add(Command):
         else:
             raise MessageError("watcher %s already exists" % name)
         try:
-            await arbiter.add_watcher(name, props["cmd"],
-                                      start=self.bool_prop(props, "start"), **options)
+            await arbiter.add_watcher(name, props["cmd"], start=props["start"], **options)
         except ArbiterError as exc:
             raise MessageError(str(exc)) from None
         except (ValueError, ConfigError) as exc:

@@ -45,8 +45,7 @@ class ReloadConfig(Command):
     waits = True
 
     async def execute(self, arbiter, props):
-        from circus.arbiter import ArbiterError
-        from circus.config import ConfigError
+        from circus.errors import ArbiterError, ConfigError
         # the file is read and everything new built (sockets bound) before
         # the first await: the error reaches the client even without "waiting"
         try:

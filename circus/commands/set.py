@@ -59,8 +59,9 @@ class Set(Command):
         props["_converted"] = convert_options(props["options"])
 
     async def execute(self, arbiter, props):
-        from circus.commands.watcheroptions import apply_options
+        from circus.commands.watcheroptions import apply_options, check_options
         watcher = self.watcher(arbiter, props)
+        check_options(watcher, props["_converted"], {n.lower() for n in arbiter.sockets})
         await apply_options(watcher, dict(props["_converted"]))
         return {}
 

@@ -1,11 +1,7 @@
-"""Reading and changing a watcher's options by their config-file names,
-for the get, options and set commands (circusd side only)."""
+"""A running watcher's options by their config-file names, read and changed
+through the options schema (circus.options), for the get, options and set
+commands (circusd side only)."""
 from circus.commands.base import MessageError, bad_data
-
-# options a running watcher's processes were spawned with: changing one
-# means new processes, so `set` reloads the watcher gracefully
-SPAWN_OPTIONS = {"cmd", "args", "shell", "working_dir", "uid", "gid", "env", "copy_env",
-                 "copy_path", "executable", "use_sockets"}
 
 
 def _jsonable(value):
@@ -23,66 +19,71 @@ def _jsonable(value):
 
 def get_option(watcher, key):
     """The value of one option; MessageError for a name no watcher has."""
-    from circus.config import WATCHER_OPTIONS
-    lower = key.lower()
-    if lower in WATCHER_OPTIONS:
-        return _jsonable(getattr(watcher, lower, None))
-    if lower.startswith("rlimit_"):
-        return watcher.rlimits.get(lower[len("rlimit_"):])
-    if lower.startswith("hooks."):
-        return _jsonable(watcher.hooks.get(lower[len("hooks."):]))
-    for prefix, conf in (("stdout_stream.", watcher.stdout_stream_conf),
-                         ("stderr_stream.", watcher.stderr_stream_conf)):
-        if lower.startswith(prefix):
-            return _jsonable(conf.get(key[len(prefix):]))
+    from circus.options import WATCHER_SCHEMA, Family
+    spec = WATCHER_SCHEMA.spec(key)
+    if isinstance(spec, Family):
+        return _jsonable(getattr(watcher, spec.attribute).get(spec.subkey(key)))
+    if spec is not None:
+        return _jsonable(getattr(watcher, spec.name, None))
     if key in watcher.options:
         return _jsonable(watcher.options[key])
     raise MessageError("unknown option %r" % key)
 
 
 def all_options(watcher):
-    from circus.config import WATCHER_OPTIONS
-    options = {key: _jsonable(getattr(watcher, key, None)) for key in WATCHER_OPTIONS}
-    for name, value in watcher.rlimits.items():
-        options["rlimit_" + name] = value
-    for name, hook in watcher.hooks.items():
-        options["hooks." + name] = _jsonable(hook)
-    for key, value in watcher.stdout_stream_conf.items():
-        options["stdout_stream." + key] = _jsonable(value)
-    for key, value in watcher.stderr_stream_conf.items():
-        options["stderr_stream." + key] = _jsonable(value)
+    from circus.options import WATCHER_SCHEMA
+    options = {spec.name: _jsonable(getattr(watcher, spec.name, None))
+               for spec in WATCHER_SCHEMA}
+    for family in WATCHER_SCHEMA.families:
+        for key, value in getattr(watcher, family.attribute).items():
+            options[family.prefix + key] = _jsonable(value)
     for key, value in watcher.options.items():
         options[key] = _jsonable(value)
     return options
 
 
 def convert_options(options):
-    """Validate {key: value} as the config loader does: {key: converted}."""
-    from circus.config import convert_watcher_option
+    """Validate {key: value} as the config loader does: {key: converted}.
+    All of them or none: a bad value must not leave half the options set."""
+    from circus.options import WATCHER_SCHEMA, Family
     if not isinstance(options, dict) or not options:
         raise MessageError("property 'options' must be a non-empty mapping")
     converted = {}
     for key, value in options.items():
         if not isinstance(key, str):
             raise MessageError("option names must be strings")
-        lower = key.strip().lower()
-        if lower == "name":
+        if key.strip().lower() == "name":
             raise bad_data("option name: a watcher cannot be renamed")
-        if lower.startswith(("stdout_stream.", "stderr_stream.")):
+        spec = WATCHER_SCHEMA.spec(key)
+        if isinstance(spec, Family) and not spec.live:
             raise bad_data("option %s: streams cannot be changed while circusd runs; "
                            "change the config file and use reloadconfig" % key)
         try:
-            key, value = convert_watcher_option(key, value)
+            key, value = WATCHER_SCHEMA.convert(key, value)
         except ValueError as exc:
             raise bad_data("option %s: %s" % (key, exc)) from None
-        if key.startswith("hooks."):
-            from circus.util import resolve_name
-            try:
-                value = (value, resolve_name(value))
-            except (ImportError, ValueError) as exc:
-                raise bad_data("option %s: %s" % (key, exc)) from None
         converted[key] = value
     return converted
+
+
+# the options whose $(circus.X) variables a config section has checked
+_WITH_VARIABLES = ("cmd", "args", "env", "use_sockets")
+
+
+def check_options(watcher, converted, socket_names):
+    """What set leaves must pass the checks of a config section too: every
+    $(circus.X) resolvable. Warns once of compatibility-only options."""
+    from circus.options import (WATCHER_SCHEMA, ConfigError, Where, check_variables,
+                                option_error, warn_compat)
+    where = Where(None, "watcher:%s" % watcher.name)
+    if any(key in converted for key in _WITH_VARIABLES):
+        merged = dict(all_options(watcher), **converted)
+        merged["name"] = watcher.name
+        try:
+            check_variables(merged, socket_names)
+        except ConfigError as exc:
+            raise bad_data(option_error(exc)) from None
+    warn_compat(WATCHER_SCHEMA, converted, "set of %s" % (where,))
 
 
 async def apply_options(watcher, converted):
@@ -91,22 +92,22 @@ async def apply_options(watcher, converted):
     Simple options take effect at once; spawn options apply to the next
     processes, so an active watcher is reloaded gracefully (new processes
     first); numprocesses resizes the watcher."""
+    from circus.options import WATCHER_SCHEMA, Family
+    from circus.util import resolve_name
     reload_needed = False
     numprocesses = converted.pop("numprocesses", None)
     changed = {}
     for key, value in converted.items():
-        if key.startswith("rlimit_"):
-            watcher.rlimits[key[len("rlimit_"):]] = value
-            reload_needed = True
-        elif key.startswith("hooks."):
-            dotted, hook = value
-            watcher.hooks[key[len("hooks."):]] = hook
-            value = dotted
-        elif "." in key and not hasattr(watcher, key):
+        spec = WATCHER_SCHEMA.spec(key)
+        if isinstance(spec, Family):
+            # hooks hold the callable; the event reports the dotted name
+            item = resolve_name(value) if spec.keyword == "hooks" else value
+            getattr(watcher, spec.attribute)[spec.subkey(key)] = item
+        elif spec is None:
             watcher.options[key] = value
         else:
             setattr(watcher, key, value)
-            reload_needed = reload_needed or key in SPAWN_OPTIONS
+        reload_needed = reload_needed or (spec is not None and spec.spawn)
         changed[key] = _jsonable(value)
     if watcher.singleton and (numprocesses or watcher.numprocesses) > 1:
         numprocesses = 1

@@ -1,0 +1,160 @@
+"""Converters: each takes what a file, a program or a command gave and
+returns the value circus uses, or raises ValueError with a message for the
+user (the same message whichever way the value came in)."""
+import importlib.util
+import re
+
+from circus.options import facts
+from circus.util import resolve_name, to_bool, to_gid, to_signum, to_uid
+
+# The one boolean vocabulary: true/false, yes/no, on/off, 1/0, y/n, t/f ('',
+# 'none': false). It lives in circus.util because streams and plugins, which
+# must not import the daemon's options, parse booleans too.
+boolean = to_bool
+
+
+def integer(minimum=None, maximum=None):
+    def convert(value):
+        try:
+            number = int(str(value).strip()) if not isinstance(value, int) else value
+        except ValueError:
+            raise ValueError("%r is not an integer" % (value,)) from None
+        if isinstance(number, bool):
+            raise ValueError("%r is not an integer" % (value,))
+        if minimum is not None and number < minimum:
+            raise ValueError("%d is below the minimum of %d" % (number, minimum))
+        if maximum is not None and number > maximum:
+            raise ValueError("%d is above the maximum of %d" % (number, maximum))
+        return number
+    return convert
+
+
+def number(minimum=0.0):
+    def convert(value):
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("%r is not a number" % (value,)) from None
+        if minimum is not None and result < minimum:
+            raise ValueError("%s is below the minimum of %s" % (result, minimum))
+        return result
+    return convert
+
+
+def string(value):
+    if not isinstance(value, str):
+        raise ValueError("%r is not a string" % (value,))
+    return value
+
+
+def optional_string(value):
+    """None for nothing or blanks (an empty endpoint means: none)."""
+    if value is None:
+        return None
+    text = string(value).strip()
+    return text or None
+
+
+def arguments(value):
+    """args: one string (split like a shell would at spawn) or a list."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return string(value)
+
+
+def choice(*choices):
+    def convert(value):
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError("%r is not one of %s" % (value, ", ".join(choices)))
+        return text
+    return convert
+
+
+def environment(value):
+    """A mapping, or 'K=V, K2=V2' as written in an ini file."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    env = {}
+    for item in re.split(r"[,\n]", string(value)):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("%r is not KEY=VALUE" % item)
+        env[key.strip()] = val.strip()
+    return env
+
+
+def user(value):
+    return to_uid(value)
+
+
+def group(value):
+    return to_gid(value)
+
+
+def signal_number(value):
+    return to_signum(value)
+
+
+def socket_family(value):
+    facts.socket_family(value)
+    return value  # CircusSocket converts; a reload compares what was written
+
+
+def socket_type(value):
+    facts.socket_type(value)
+    return value
+
+
+def octal(value):
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip(), 8)
+    except ValueError:
+        raise ValueError("%r is not an octal number (like 022)" % (value,)) from None
+
+
+def dotted(default_module=None):
+    """A dotted name that must be importable now, not at the first spawn."""
+    def convert(value):
+        if not isinstance(value, str):
+            return value  # a class or callable given by a program
+        try:
+            resolve_name(value, default_module=default_module)
+        except Exception as exc:
+            raise ValueError("cannot import %r: %s" % (value, exc)) from None
+        return value
+    return convert
+
+
+def findable_class(value):
+    """A plugin class: it runs in a process of its own, so its module must be
+    findable but is not imported into circusd."""
+    use = string(value).strip()
+    module, _, attr = use.replace(":", ".").rpartition(".")
+    try:
+        found = bool(module and attr) and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ValueError("cannot find the plugin class %r (no module %r)" % (use, module))
+    return value
+
+
+def rlimit_name(name):
+    facts.rlimit_id(name)
+    return name.lower()
+
+
+def hook_name(name):
+    if name.lower() not in facts.HOOK_NAMES:
+        raise ValueError("unknown hook %r (one of %s)" % (name, ", ".join(facts.HOOK_NAMES)))
+    return name.lower()
+
+
+def anything(value):
+    return value
