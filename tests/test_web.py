@@ -480,3 +480,34 @@ def test_connecting_to_another_circusd(circusd, web_console, tmp_path):
             else listing[1]["id"])).text
     finally:
         second.stop()
+
+
+def test_httpd_option_runs_the_console_as_circusd_watcher(circusd, tmp_path):
+    from circus.web.users import hash_password
+    port = free_port()
+    daemon = circusd(SLEEPERS.format(extra=(
+        "httpd = true\nhttpd_port = %d\n"
+        "httpd_users = alice:%s:admin\n    victor:%s\n"
+        % (port, hash_password("alice-pw", 4), hash_password("victor-pw", 4)))))
+    client = Browserish(port)
+    eid = connected(client, auth=("victor", "victor-pw"))
+    assert "circushttpd" in daemon.call("list")["watchers"]
+    sockets = {s["name"]: s for s in daemon.call("listsockets")["sockets"]}
+    assert sockets["circushttpd"]["port"] == port
+    # the users came through the environment, not the command line
+    options = daemon.call("options", name="circushttpd")["options"]
+    assert "alice" not in json.dumps(options["args"])
+    assert "httpd_users" not in daemon.call("globaloptions")["options"]
+    response = client.post("/api/e/%s/action" % eid, auth=("alice", "alice-pw"),
+                           json_body={"action": "incr", "name": "sleepers"})
+    assert response.status == 200
+    wait_for(lambda: len(pids(daemon)) == 3, message="3 sleepers")
+    # its log lines and the audit record are circusd's
+    wait_for(lambda: b"circushttpd[" in daemon.read_log(), message="the console's log")
+    assert b"audit: alice (admin) from 127.0.0.1 via circushttpd: incr sleepers: ok" \
+        in daemon.read_log()
+    # a config reload leaves it alone
+    console_pid = daemon.call("list", name="circushttpd")["pids"]
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    assert daemon.call("list", name="circushttpd")["pids"] == console_pid
+    assert client.get("/api/whoami", auth=("victor", "victor-pw")).json()["role"] == "viewer"

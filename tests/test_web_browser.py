@@ -356,7 +356,8 @@ def test_nginx_recipe_serves_the_console_under_its_prefix(circusd, tmp_path, con
         assert page.url.startswith(url + "/e/")
         live(page)  # the event stream crosses nginx unbuffered
         expect()(row(page, "web")).to_be_visible()
-        page.click("text=web")
+        row(page, "web").locator("td.name a").click()
+        expect()(page).to_have_url(url + "/e/%s/watcher?name=web" % page.url.split("/")[-2])
         live(page)
         expect()(page.locator("#processes tbody tr[data-pid]")).to_have_count(2)
         assert recipe.daemon.call("incr", name="web")["status"] == "ok"

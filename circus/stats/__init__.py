@@ -59,9 +59,12 @@ _LEVEL = re.compile(r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] (.*)")
 
 
 class LogStream:
-    """circusd-stats' stderr, logged by circusd at the level each line has."""
+    """The stderr of one of circusd's own helpers (circusd-stats by
+    default; `label` names another), logged by circusd at the level each
+    line has."""
 
-    def __init__(self, **kw):
+    def __init__(self, label=STATS_WATCHER, **kw):
+        self.label = label
         self._partial = b""
 
     def __call__(self, data):
@@ -75,9 +78,9 @@ class LogStream:
             match = _LEVEL.search(line)
             if match:
                 level = getattr(logging, match.group(1))
-                logger.log(level, "circusd-stats[%d]: %s", data["pid"], match.group(2))
+                logger.log(level, "%s[%d]: %s", self.label, data["pid"], match.group(2))
             else:
-                logger.error("circusd-stats[%d]: %s", data["pid"], line)
+                logger.error("%s[%d]: %s", self.label, data["pid"], line)
 
     def close(self):
         pass
