@@ -205,6 +205,11 @@ class Model:
                     if entry["started"] is None:
                         entry["started"] = created
 
+    def watched(self):
+        """The watchers whose page is open somewhere."""
+        with self.lock:
+            return {s.watcher for s in self.broadcaster.subscribers if s.view == "watcher"}
+
     def flush_stats(self):
         """Publish what the statistics changed since the last flush: one
         item per view, however many messages came in."""
@@ -214,8 +219,7 @@ class Model:
                 return
             if changed - {"sockets"}:
                 self.broadcaster.publish("stats", self.overview_stats())
-            watched = {s.watcher for s in self.broadcaster.subscribers if s.view == "watcher"}
-            for name in changed & watched:
+            for name in changed & self.watched():
                 self.broadcaster.publish("pstats", self.watcher_stats(name), name)
             if "sockets" in changed:
                 self.broadcaster.publish("sockets", self.sockets_view())
