@@ -115,7 +115,8 @@
     var opts = {
       width: width, height: spark ? 36 : 160,
       legend: {show: false}, cursor: {show: !spark},
-      scales: {x: {time: true}, y: {range: function (u, min, max) { return [0, (max > 0 ? max * 1.25 : 1)]; }}},
+      // at least a minute wide: a new chart does not stretch its first seconds
+      scales: {x: {time: true, range: function (u, min, max) { return [Math.min(min, max - 60), max]; }}, y: {range: function (u, min, max) { return [0, (max > 0 ? max * 1.25 : 1)]; }}},
       axes: spark ? [{show: false}, {show: false}] : [{}, {size: 40}],
       series: [{}, {stroke: kind === "cpu" ? "#2a7ab0" : "#b0632a", width: 1.5,
                     points: {show: false},
