@@ -511,3 +511,28 @@ def test_httpd_option_runs_the_console_as_circusd_watcher(circusd, tmp_path):
     assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
     assert daemon.call("list", name="circushttpd")["pids"] == console_pid
     assert client.get("/api/whoami", auth=("victor", "victor-pw")).json()["role"] == "viewer"
+
+
+def test_sockets_page_lists_circus_sockets_with_their_figures(circusd, web_console):
+    port = free_port()
+    daemon = circusd(SLEEPERS.format(extra="stats_endpoint = tcp://127.0.0.1:%d"
+                                           % free_port()) + """
+[socket:front]
+host = 127.0.0.1
+port = %d
+""" % port)
+    console = web_console(daemon)
+    client = Browserish(console.port)
+    eid = connected(client)
+    fd = daemon.call("listsockets")["sockets"][0]["fd"]
+    page = client.get("/e/%s/sockets" % eid)
+    assert page.status == 200
+    assert "front" in page.text and "127.0.0.1:%d" % port in page.text
+    assert '<tr data-fd="%d">' % fd in page.text
+
+    def figures():
+        rows = client.get("/api/e/%s/sockets" % eid).json()["sockets"]
+        return rows[0]["connections"] is not None and rows[0]
+    row = wait_for(figures, timeout=20, message="circusd-stats' figures of the socket")
+    assert row["name"] == "front" and row["fd"] == fd
+    assert row["connections"] == 0 and row["queued"] == 0 and row["drops"] == 0

@@ -13,7 +13,8 @@ a daemon module.
   in a model, and fanned out to every browser through bounded queues;
 - actions: what the console may ask circusd, and the role each needs;
 - app, pages, api, sse: the WSGI side;
-- circushttpd: the command line (waitress, a threaded server).
+- circushttpd: the command line (waitress, a threaded server);
+- managed: daemon side, the watcher circusd runs for [circus] httpd = True.
 """
 
 WATCHER_NAME = "circushttpd"

@@ -93,22 +93,23 @@ def stream(console, request, identity, eid):
     if not console.streams.acquire():
         raise HTTPError(503, "too many live streams open on this console (%d)"
                         % console.streams.limit, [("Retry-After", "10")])
-    try:
-        subscriber = Subscriber(view, name)
-        last_id = request.header("Last-Event-ID") or request.arg("last_event_id")
-        model = connection.model
-        with model.lock:
+    subscriber = Subscriber(view, name)
+    last_id = request.header("Last-Event-ID") or request.arg("last_event_id")
+    model = connection.model
+    with model.lock:
+        try:
             replay = model.broadcaster.replay_since(last_id) if last_id else None
-            model.broadcaster.subscribe(subscriber)
             if replay is None:
                 data = model.snapshot(view, name)
                 first = _event("snapshot", data, data["id"])
             else:
                 first = b"".join(_event(i["kind"], i["data"], i["id"])
                                  for i in replay if subscriber.wants(i))
-    except BaseException:
-        console.streams.release()
-        raise
+        except BaseException:
+            console.streams.release()
+            raise
+        # under the same lock as the snapshot: no change falls between them
+        model.broadcaster.subscribe(subscriber)
     body = Stream(console, connection, subscriber, b"retry: %d\n\n" % RETRY_MS + first,
                   request.environ)
     return Response(body, 200, "text/event-stream; charset=utf-8",
