@@ -216,19 +216,19 @@ class Arbiter:
         visible to every command."""
         watchers = []
         if self.plugins:
-            from circus.plugins import make_plugin_watcher
+            from circus.system_watchers import make_plugin_watcher
             watchers += [make_plugin_watcher(conf, self) for conf in self.plugins]
         if self.stats_endpoint:
-            from circus.stats import make_stats_watcher
+            from circus.system_watchers import make_stats_watcher
             watchers.append(make_stats_watcher(self))
         if self.httpd and "circushttpd" not in self._by_name:
-            from circus.web.managed import make_httpd_watcher
+            from circus.system_watchers import make_httpd_watcher
             watchers.append(make_httpd_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
     def _start_notify(self):
         if any(w.ready == "notify" for w in self.watchers) or self._notify_wanted():
-            from circus.notify import NotifyListener
+            from circus.sdnotify import NotifyListener
             self._notify = NotifyListener(self.loop, self._on_notify)
 
     def _notify_wanted(self):

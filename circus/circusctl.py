@@ -9,7 +9,7 @@ error, 3 no answer (timeout or unreachable endpoint).
 
 Startup time matters (scripts run it in loops): only the command that runs
 is imported, and neither asyncio nor psutil is; nor pyzmq, unless CURVE
-keys are given or `listen` runs (circus.zmtp speaks to circusd instead).
+keys are given or `listen` runs (circus.transport.zmtp speaks to circusd instead).
 """
 import json
 import os

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+from circus.logs import LEVELS, configure_logging
+
 LOG_FORMAT = "%(asctime)s circus[%(process)d] [%(levelname)s] %(message)s"
 
 
@@ -27,24 +29,12 @@ def build_parser():
                         help="detach and run in the background; this command exits once the "
                              "daemon runs (status 0) or could not start (status 3)")
     parser.add_argument("--pidfile", help="write circusd's pid to this file")
-    parser.add_argument("--log-level", dest="loglevel", default=None,
-                        choices=["debug", "info", "warning", "error", "critical"],
+    parser.add_argument("--log-level", dest="loglevel", default=None, choices=LEVELS,
                         type=str.lower, help="log level (default: info)")
     parser.add_argument("--log-output", dest="logoutput", default=None,
-                        help="log file, or - for stdout (default: -)")
+                        help="log file, - for stdout, or stderr (default: -)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-def configure_logging(level, output):
-    handler = logging.StreamHandler(sys.stdout) if output in (None, "-", "stdout") else \
-        logging.StreamHandler(sys.stderr) if output == "stderr" else \
-        logging.FileHandler(output)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
-    logger = logging.getLogger("circus")
-    logger.handlers[:] = [handler]
-    logger.setLevel(getattr(logging, (level or "info").upper()))
-    logger.propagate = False
 
 
 def daemonize():
@@ -159,7 +149,7 @@ def main(argv=None):
     if args.daemon and logoutput in (None, "-", "stdout", "stderr"):
         logoutput = None
     try:
-        configure_logging(args.loglevel or options.get("loglevel"), logoutput)
+        configure_logging(args.loglevel or options.get("loglevel"), logoutput, LOG_FORMAT)
     except OSError as exc:
         print("circusd: cannot open the log output: %s" % exc, file=sys.stderr)
         return 2

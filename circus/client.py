@@ -8,22 +8,23 @@
 
 A DEALER socket sends one frame, the JSON request with a fresh "id"; a reply
 whose id is not the request's (a late answer to an earlier, timed-out call)
-is dropped. `call` returns error replies as they are: only a timeout or a
-transport failure raises CallError.
+is dropped. `call` returns error replies as they are: only a timeout
+(CallTimeout) or a transport failure (CallError) raises. AsyncCircusClient
+keeps the same rules on an asyncio loop.
 
-CircusClient speaks ZMTP itself (circus.zmtp) on tcp:// and ipc://
-endpoints, and uses pyzmq only for CURVE, for a caller's own context, or
-for other transports: importing pyzmq would double circusctl's start time.
-This module imports neither asyncio nor psutil either; AsyncCircusClient
-imports zmq.asyncio when it is created.
+The connection is a circus.transport Dealer: the plain-Python ZMTP one on
+tcp:// and ipc:// endpoints, pyzmq's only for CURVE, for a caller's own
+context, or for other transports: importing pyzmq would double circusctl's
+start time. This module imports neither asyncio nor psutil either;
+AsyncCircusClient imports zmq.asyncio when it is created.
 """
 import json
 import os
 import time
 
+from circus.errors import CallError, CallTimeout
+from circus.transport.dealer import open_dealer
 from circus.util import DEFAULT_ENDPOINT
-from circus.errors import CallError, CallTimeout, ZMTPError
-from circus.zmtp import Dealer, parse_endpoint
 
 __all__ = ["CallError", "CallTimeout", "CircusClient", "AsyncCircusClient", "make_message"]
 
@@ -49,66 +50,14 @@ def _request(cmd):
     return msg
 
 
-def configure_curve(sock, curve_key=None, server_key=None):
-    """Make sock a CURVE client: curve_key is the client's secret key file,
-    server_key the server's public key file (zmq.auth certificate format)."""
-    if not curve_key and not server_key:
-        return
-    if not (curve_key and server_key):
-        raise CallError("CURVE needs both a client key (--curve-key) and the server's "
-                        "public key (--server-key)")
-    from circus.security import client_keys, public_key
+def _reply(raw, msg_id):
+    """The reply mapping in raw if it answers msg_id, else None (a late
+    answer to an earlier call, or noise)."""
     try:
-        public, secret = client_keys(curve_key)
-        sock.curve_serverkey = public_key(server_key)
-    except (OSError, ValueError) as exc:
-        raise CallError(str(exc)) from None
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
-
-
-class PyzmqDealer:
-    """A pyzmq DEALER behind the calls of circus.zmtp.Dealer: send(data,
-    deadline), recv(deadline) -> frames or None, poll(ms), close()."""
-
-    def __init__(self, endpoint, context=None, curve_key=None, server_key=None):
-        import zmq
-        self._zmq = zmq
-        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        self.socket.linger = 0
-        try:
-            configure_curve(self.socket, curve_key, server_key)
-            self.socket.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self.close()
-            raise CallError("cannot connect to %s: %s" % (endpoint, exc)) from None
-        except CallError:
-            self.close()
-            raise
-
-    def send(self, data, deadline):
-        try:
-            self.socket.send(data, self._zmq.NOBLOCK)
-        except self._zmq.ZMQError as exc:
-            raise OSError(str(exc)) from None
-
-    def recv(self, deadline):
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.socket.poll(remaining * 1000):
-                return None
-            try:
-                return self.socket.recv_multipart(self._zmq.NOBLOCK)
-            except self._zmq.Again:
-                continue
-
-    def poll(self, timeout_ms):
-        return bool(self.socket.poll(timeout_ms))
-
-    def close(self):
-        if self.socket is not None:
-            self.socket.close(linger=0)
-            self.socket = None
+        reply = json.loads(raw)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) and reply.get("id") == msg_id else None
 
 
 class CircusClient:
@@ -118,15 +67,12 @@ class CircusClient:
         self.tunnel = None
         self.socket = None
         if ssh_server:
-            from circus.sshtunnel import open_tunnel
+            from circus.transport.sshtunnel import open_tunnel
             self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile,
                                                 timeout=max(self.timeout, 10.0))
         self.endpoint = endpoint
         try:
-            if context is None and not (curve_key or server_key) and parse_endpoint(endpoint):
-                self.socket = Dealer(endpoint)
-            else:
-                self.socket = PyzmqDealer(endpoint, context, curve_key, server_key)
+            self.socket = open_dealer(endpoint, context, curve_key, server_key)
         except CallError:
             self.stop()
             raise
@@ -135,15 +81,13 @@ class CircusClient:
         return time.monotonic() + (self.timeout if timeout is None else timeout)
 
     def _send(self, msg, deadline):
-        try:
-            self.socket.send(json.dumps(msg).encode(), deadline)
-        except TimeoutError:
-            raise CallTimeout("Timed out.") from None
-        except ZMTPError as exc:
-            raise CallError(str(exc)) from None
-        except OSError as exc:
-            raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
+        self._dealer().send(json.dumps(msg).encode(), deadline)
         return msg
+
+    def _dealer(self):
+        if self.socket is None:
+            raise CallError("this client is stopped")
+        return self.socket
 
     def send(self, cmd):
         """Send a request without waiting; returns the message sent."""
@@ -167,17 +111,11 @@ class CircusClient:
 
     def _receive(self, msg_id, deadline):
         while True:
-            try:
-                frames = self.socket.recv(deadline)
-            except OSError as exc:
-                raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
+            frames = self._dealer().recv(deadline)
             if frames is None:
                 raise CallTimeout("Timed out.")
-            try:
-                reply = json.loads(frames[-1])
-            except (ValueError, IndexError):
-                continue
-            if isinstance(reply, dict) and reply.get("id") == msg_id:
+            reply = _reply(frames[-1], msg_id) if frames else None
+            if reply is not None:
                 return reply
 
     def stop(self):
@@ -198,58 +136,71 @@ class CircusClient:
 class AsyncCircusClient:
     """The same protocol on an asyncio loop: `await client.call(cmd)`.
     Calls may run concurrently on one client: one reader hands each reply
-    to the call whose id it carries."""
+    to the call whose id it carries. The rules are CircusClient's: a
+    timeout raises CallTimeout, a transport failure CallError, and send and
+    cast wait no longer than the timeout either."""
 
     def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0,
                  curve_key=None, server_key=None):
         import zmq.asyncio
+        from circus.transport.pyzmq import client_socket
         self.context = context or zmq.asyncio.Context.instance()
         self.timeout = float(timeout)
         self.endpoint = endpoint
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.linger = 0
+        self._zmq = zmq
         self._pending = {}
         self._reader = None
-        try:
-            configure_curve(self.socket, curve_key, server_key)
-        except CallError:
-            self.stop()
-            raise
-        self.socket.connect(endpoint)
+        self.socket = None
+        self.socket = client_socket(self.context, zmq.DEALER, endpoint, curve_key, server_key)
 
     async def send(self, cmd):
-        msg = _request(cmd)
-        await self.socket.send(json.dumps(msg).encode())
-        return msg
+        return await self._bounded(self._send(_request(cmd)))
 
     async def cast(self, cmd):
         msg = _request(cmd)
         msg["msg_type"] = "cast"
-        await self.socket.send(json.dumps(msg).encode())
-        return msg
+        return await self._bounded(self._send(msg))
 
     async def call(self, cmd):
         import asyncio
         msg = _request(cmd)
         future = asyncio.get_running_loop().create_future()
         self._pending[msg["id"]] = future
+
+        async def exchange():
+            await self._send(msg)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.ensure_future(self._read())
+            return await future
         try:
-            # asyncio.timeout, not wait_for: see circus.util.wait_event
-            async with asyncio.timeout(self.timeout):
-                await self.socket.send(json.dumps(msg).encode())
-                if self._reader is None or self._reader.done():
-                    self._reader = asyncio.ensure_future(self._read())
-                return await future
-        except TimeoutError:
-            raise CallTimeout("Timed out.") from None
+            return await self._bounded(exchange())
         finally:
             self._pending.pop(msg["id"], None)
 
+    async def _bounded(self, awaitable):
+        """awaitable, within the timeout: CallTimeout after it."""
+        import asyncio
+        try:
+            # asyncio.timeout, not wait_for: see circus.util.wait_event
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        except TimeoutError:
+            raise CallTimeout("Timed out.") from None
+
+    async def _send(self, msg):
+        if self.socket is None:
+            raise CallError("this client is stopped")
+        try:
+            await self.socket.send(json.dumps(msg).encode())
+        except self._zmq.ZMQError as exc:
+            raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
+        return msg
+
     async def _read(self):
         while self.socket is not None:
-            raw = await self.socket.recv()
+            frames = await self.socket.recv_multipart()
             try:
-                reply = json.loads(raw)
+                reply = json.loads(frames[-1])
             except ValueError:
                 continue
             future = self._pending.get(reply.get("id")) if isinstance(reply, dict) else None

@@ -10,10 +10,9 @@ the consumer is closed; `recv(timeout)` returns one event or None.
 PUB/SUB drops what is published before the subscription reaches circusd,
 so a program that must not miss an event subscribes before acting.
 """
-import json
-
 import zmq
 
+from circus.transport.subscriber import Subscriber, decode_event
 from circus.util import DEFAULT_PUBSUB
 
 
@@ -25,19 +24,11 @@ class CircusConsumer:
         self.topics = [t.encode() if isinstance(t, str) else t for t in (topics or [b""])]
         self.context = context or zmq.Context.instance()
         self.timeout = float(timeout)
-        self.tunnel = None
-        if ssh_server:
-            from circus.sshtunnel import open_tunnel
-            self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile)
-        self.endpoint = endpoint
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.linger = 0
-        if curve_key or server_key:
-            from circus.client import configure_curve
-            configure_curve(self.socket, curve_key, server_key)
-        for topic in self.topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
-        self.socket.connect(endpoint)
+        self._subscriber = Subscriber(self.context, endpoint, self.topics, curve_key, server_key,
+                                      ssh_server=ssh_server, ssh_keyfile=ssh_keyfile)
+        self.endpoint = self._subscriber.endpoint
+        self.socket = self._subscriber.socket
+        self.tunnel = self._subscriber.tunnel
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
 
@@ -46,13 +37,7 @@ class CircusConsumer:
         timeout = self.timeout if timeout is None else timeout
         if not self._poller.poll(timeout * 1000):
             return None
-        frames = self.socket.recv_multipart()
-        topic = frames[0].decode(errors="replace")
-        try:
-            message = json.loads(frames[-1]) if len(frames) > 1 else {}
-        except ValueError:
-            message = {"raw": frames[-1].decode(errors="replace")}
-        return topic, message
+        return decode_event(self.socket.recv_multipart())
 
     def __iter__(self):
         while self.socket is not None:
@@ -61,12 +46,8 @@ class CircusConsumer:
                 yield event
 
     def stop(self):
-        if self.socket is not None:
-            self.socket.close(linger=0)
-            self.socket = None
-        if self.tunnel is not None:
-            self.tunnel.close()
-            self.tunnel = None
+        self._subscriber.close()
+        self.socket = self.tunnel = None
 
     close = stop
 

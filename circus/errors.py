@@ -78,6 +78,11 @@ class SocketError(Exception):
     """A socket could not be bound; the message names the socket."""
 
 
+# --- the worker ---------------------------------------------------------------
+class WorkerStartError(Exception):
+    """circus-worker cannot start (exit status 1); the message says why."""
+
+
 # --- clients ------------------------------------------------------------------
 class CallError(Exception):
     """No answer: timeout, or the endpoint cannot be reached."""

@@ -167,7 +167,7 @@ class Plan:
         self.plugins = list(new.values())
 
     def _build_plugin(self, conf):
-        from circus.plugins import make_plugin_watcher
+        from circus.system_watchers import make_plugin_watcher
         try:
             watcher = make_plugin_watcher(conf, self.arbiter)
         except (ValueError, TypeError) as exc:
@@ -183,7 +183,7 @@ class Plan:
         self.stats_endpoint = endpoint
         if endpoint == arbiter.stats_endpoint:
             return
-        from circus.stats import STATS_WATCHER, make_stats_watcher
+        from circus.system_watchers import STATS_WATCHER, make_stats_watcher
         current = arbiter._by_name.get(STATS_WATCHER)
         if current is not None and getattr(current, "config", None) is not None:
             # a watcher of the file is named circusd-stats: it is not ours
@@ -295,7 +295,7 @@ async def _apply_reload(arbiter, plan):
 
 
 async def _apply_stats(arbiter, endpoint, watcher):
-    from circus.stats import STATS_WATCHER
+    from circus.system_watchers import STATS_WATCHER
     current = arbiter._by_name.get(STATS_WATCHER)
     if current is not None:
         await arbiter.rm_watcher(current.name)

@@ -70,8 +70,9 @@ def to_gid(value):
 
 
 def resolve_name(dotted, default_module=None):
-    """Import 'pkg.mod.attr' or 'pkg.mod:attr'; a bare name is looked up in
-    default_module first (so 'FileStream' means circus.stream.FileStream)."""
+    """Import 'pkg.mod:attr.sub' or 'pkg.mod.attr.sub'; a bare name is looked
+    up in default_module first (so 'FileStream' means circus.stream.FileStream).
+    Without a colon the longest importable prefix is the module."""
     if callable(dotted) and not isinstance(dotted, str):
         return dotted
     name = str(dotted).strip()
@@ -79,18 +80,36 @@ def resolve_name(dotted, default_module=None):
         module = importlib.import_module(default_module)
         if hasattr(module, name):
             return getattr(module, name)
+    missing = None  # why the longest prefix was not a module
     if ":" in name:
         module_name, _, attr = name.partition(":")
+        module = importlib.import_module(module_name)
     else:
-        module_name, _, attr = name.rpartition(".")
-    if not module_name:
-        raise ImportError("%r is not a dotted name (module.attribute)" % name)
-    module = importlib.import_module(module_name)
+        parts = name.split(".")
+        module = None
+        for i in range(len(parts) - 1, 0, -1):
+            module_name, attr = ".".join(parts[:i]), ".".join(parts[i:])
+            try:
+                module = importlib.import_module(module_name)
+                break
+            except ModuleNotFoundError as exc:
+                # only "this prefix is not a module" means try a shorter one;
+                # an import failing inside the module must surface
+                if not exc.name or not (module_name == exc.name
+                                        or module_name.startswith(exc.name + ".")):
+                    raise
+                missing = missing or exc
+        if module is None:
+            if missing is not None:
+                raise missing
+            raise ImportError("%r is not a dotted name (module.attribute)" % name)
     obj = module
-    for part in attr.split("."):
+    for part in attr.split(".") if attr else ():
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            if missing is not None:
+                raise missing from None
             raise ImportError("module %r has no attribute %r" % (module_name, attr)) from None
     return obj
 

@@ -11,7 +11,7 @@ import zmq.asyncio
 
 from circus.client import AsyncCircusClient, CallError, CallTimeout, CircusClient
 from circus.consumer import CircusConsumer
-from circus.sshtunnel import TunnelError, forward_spec, parse_server, ssh_command
+from circus.transport.sshtunnel import TunnelError, forward_spec, parse_server, ssh_command
 from circus.util import wait_event
 from support import PYTHON, free_port, wait_for
 

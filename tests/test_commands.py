@@ -673,7 +673,7 @@ graceful_timeout = 5
 # sends READY=1 once the file gate-WID exists in its working directory
 GATED_SCRIPT = (
     "import os, sys, time\n"
-    "from circus.sockets.notify import notify\n"
+    "from circus.sdnotify import notify\n"
     "gate = 'gate-' + sys.argv[1]\n"
     "while not os.path.exists(gate): time.sleep(0.01)\n"
     "notify('READY=1')\n"

@@ -589,7 +589,7 @@ def test_sockdiag_reports_a_listening_socket_queue(tmp_path):
 
 def test_make_stats_watcher_runs_this_python_as_a_singleton():
     from circus.arbiter import Arbiter
-    from circus.stats import STATS_PRIORITY, make_stats_watcher
+    from circus.system_watchers import STATS_PRIORITY, make_stats_watcher
     arbiter = Arbiter([], endpoint="tcp://*:5555", pubsub_endpoint="tcp://0.0.0.0:5556",
                       stats_endpoint="tcp://127.0.0.1:5557")
     watcher = make_stats_watcher(arbiter)

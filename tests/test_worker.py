@@ -6,6 +6,7 @@ kernel tells which pid sent it), then talks HTTP to them.
 """
 import http.client
 import os
+import re
 import signal
 import socket
 import struct
@@ -17,7 +18,11 @@ import uuid
 
 import pytest
 
-from circus.sockets.notify import notify
+from circus.errors import WorkerStartError
+from circus.sdnotify import notify
+from circus.worker import backends
+from circus.worker.app import load_callable
+from support.framestack import needs_chunk_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -139,7 +144,7 @@ def spawn(tmp_path, notifications):
         full_env.update(env or {})
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [PYTHON, *python_args, "-m", "circus.sockets.worker", *args],
+                [PYTHON, *python_args, "-m", "circus.worker", *args],
                 pass_fds=list(fds), cwd=cwd, env=full_env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         worker = Worker(proc, log_path)
@@ -221,14 +226,16 @@ def test_keeps_connection_alive(spawn, tcp_listener, backend):
     assert worker.stop() == 0
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="frame-stack chunks: CPython 3.11+")
+def frame_stack_lines(worker):
+    return [line for line in worker.log().splitlines() if "frame stack:" in line]
+
+
+@needs_chunk_cache
 def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
     # each meinheld request runs in a new greenlet, whose frame stack starts
     # with a fresh chunk: with the chunk cache built, the first request's
     # chunk serves every later one
-    # built by setup.py wherever meinheld is (same compiler): a missing one is a failure
-    import circus.sockets._chunkcache  # noqa: F401
-    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.stackhole:application"),
+    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.framestack:application"),
                    fds=[tcp_listener.fileno()])
     port = tcp_listener.getsockname()[1]
     reused = []
@@ -238,18 +245,30 @@ def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
         reused.append(int(body.split("=")[1]))
     assert reused[1] == reused[0] + 1 and reused[2] == reused[1] + 1
     assert worker.stop() == 0
+    [mode] = frame_stack_lines(worker)  # logged once
+    assert mode.endswith("frame stack: chunk cache (up to 4 chunks of 16384 bytes kept "
+                         "for reuse)")
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="frame-stack chunks: CPython 3.11+")
-def test_meinheld_frame_stack_lands_in_the_exact_fit_hole_without_the_cache(
-        spawn, tcp_listener):
-    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.stackhole:application"),
+def test_meinheld_without_the_chunk_cache_says_so_once(spawn, tcp_listener):
+    worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.framestack:application"),
                    fds=[tcp_listener.fileno()], env={"CIRCUS_WORKER_CHUNK_CACHE": "0"})
     port = tcp_listener.getsockname()[1]
     for _ in range(3):
-        status, _, body = get(port)
-        assert (status, body) == (200, "in-hole")
+        assert get(port)[:3:2] == (200, "none")
     assert worker.stop() == 0
+    [mode] = frame_stack_lines(worker)
+    assert mode.endswith("frame stack: none (CIRCUS_WORKER_CHUNK_CACHE=0)")
+
+
+@pytest.mark.parametrize("backend", ["waitress", "wsgiref"])
+def test_threaded_backends_have_no_frame_stack_mode(spawn, tcp_listener, backend):
+    # threads keep their frame stacks: the chunk cache is meinheld's alone
+    worker = spawn(fd_args(tcp_listener, backend, HELLO), fds=[tcp_listener.fileno()])
+    assert get(tcp_listener.getsockname()[1])[0] == 200
+    assert worker.stop() == 0
+    assert frame_stack_lines(worker) == []
+    assert "circus.worker.framestack._chunkcache" not in worker.log()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -357,9 +376,14 @@ def test_access_log_only_on_request(spawn, tcp_listener, backend):
     assert "/quiet-path" not in quiet.log()
 
     loud = spawn(fd_args(tcp_listener, backend, "--access-log", HELLO), fds=[fd])
-    get(port, "/loud-path")
+    get(port, "/loud-path?x=1")
     assert loud.stop() == 0
     assert "/loud-path" in loud.log() and " 200 " in loud.log()
+    # one line per request, the same for every backend (meinheld used to add
+    # one for the connection closing after it)
+    [line] = [line for line in loud.log().splitlines() if "circus.worker.access:" in line]
+    assert re.search(r'circus\.worker\.access: 127\.0\.0\.1 "GET /loud-path\?x=1 HTTP/1\.[01]" '
+                     r'200 \d+ \d+\.\dms$', line), line
 
 
 @pytest.mark.parametrize("args, message", [
@@ -601,3 +625,54 @@ def test_worker_warns_when_notify_socket_is_dead(spawn, tcp_listener, shortdir):
     wait_for(lambda: "could not send READY=1" in worker.log(), message="the warning")
     assert get(tcp_listener.getsockname()[1])[0] == 200
     assert worker.stop() == 0
+
+
+# -- the package --------------------------------------------------------------------
+
+# what a worker process may import of circus: leaves, and its own package
+WORKER_MAY_IMPORT = ("circus", "circus.util", "circus.errors", "circus.sdnotify")
+
+
+def test_the_worker_imports_no_daemon_module():
+    # every module of the worker, as a worker process imports them
+    script = (
+        "import sys, circus.worker.cli, circus.worker.framestack\n"
+        "from circus.worker import backends\n"
+        "for name in backends.NAMES: backends.load(name)\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] == 'circus')))\n")
+    out = subprocess.run([PYTHON, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    imported = out.stdout.split()
+    assert "circus.worker.backends.meinheld" in imported
+    assert [m for m in imported if m not in WORKER_MAY_IMPORT
+            and not m.startswith("circus.worker")] == []
+
+
+def test_every_backend_keeps_the_contract():
+    for name in backends.NAMES:
+        cls = backends.load(name)
+        assert issubclass(cls, backends.Backend) and cls.name == name
+        assert cls.__module__ == "circus.worker.backends." + name
+
+
+def test_a_backend_whose_server_is_missing_cannot_start(monkeypatch):
+    cls = backends.load("meinheld")
+    monkeypatch.setattr(cls, "requires", ("meinheld", "circus_no_such_server"))
+    with pytest.raises(WorkerStartError, match="backend meinheld is not installed: "
+                                               "no module circus_no_such_server$"):
+        backends.load("meinheld")
+
+
+def test_load_callable_takes_both_spellings_and_attribute_paths():
+    import tests.apps.hello as hello
+    assert load_callable("tests.apps.hello:application", "application") is hello.application
+    assert load_callable("tests.apps.hello.application", "application") is hello.application
+    # without a colon, the longest importable prefix is the module
+    assert load_callable("collections.OrderedDict.fromkeys", "x") == \
+        __import__("collections").OrderedDict.fromkeys
+    with pytest.raises(WorkerStartError, match="cannot load application 'tests.apps.nosuch.app': "
+                                               "ModuleNotFoundError"):
+        load_callable("tests.apps.nosuch.app", "application")
+    with pytest.raises(WorkerStartError, match="'tests.apps.hello' is not callable"):
+        load_callable("tests.apps:hello", "application")

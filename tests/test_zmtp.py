@@ -1,4 +1,4 @@
-"""circus.zmtp: the plain-Python DEALER that CircusClient and circusctl use,
+"""circus.transport.zmtp: the plain-Python DEALER that CircusClient and circusctl use,
 against libzmq's ROUTER (pyzmq here) and a real circusd."""
 import os
 import socket
@@ -10,7 +10,8 @@ import pytest
 import zmq
 
 from circus.client import CallError, CallTimeout, CircusClient
-from circus.zmtp import Dealer, parse_endpoint
+from circus.transport.endpoints import socket_address as parse_endpoint
+from circus.transport.zmtp import ZMTPDealer as Dealer
 from support import BIN, PYTHON, ROOT
 
 CONFIG = "[watcher:sleeper]\ncmd = sleep 300\n"
@@ -66,7 +67,7 @@ def test_short_long_and_multipart_messages(router):
 def test_a_message_cut_by_the_deadline_stays_whole():
     # libzmq writes a message at once, so play the ROUTER by hand to stop
     # between the first frame (MORE) and the last
-    from circus.zmtp import _GREETING, _frame
+    from circus.transport.zmtp import _GREETING, _frame
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)

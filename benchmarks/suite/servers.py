@@ -96,7 +96,7 @@ class Server:
         self.endpoint = "tcp://%s:%d" % (LOOPBACK, util.free_port())
         pubsub = "tcp://%s:%d" % (LOOPBACK, util.free_port())
         if opts["worker"] == "builtin":
-            cmd = ("%s -m circus.sockets.worker --fd $(circus.sockets.web) --backend %s "
+            cmd = ("%s -m circus.worker --fd $(circus.sockets.web) --backend %s "
                    "--graceful-timeout 10 %s" % (PYTHON, opts["backend"],
                                                  app_spec(self.app, "colon")))
             readiness = "ready = notify\nready_timeout = 30\n"

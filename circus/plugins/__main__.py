@@ -1,6 +1,6 @@
 """python -m circus.plugins: the circus-plugin command (how circusd runs plugins)."""
 import sys
 
-from circus.plugins import main
+from circus.plugins.runner import main
 
 sys.exit(main())

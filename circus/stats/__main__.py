@@ -1,5 +1,5 @@
 import sys
 
-from circus.stats import main
+from circus.stats.streamer import main
 
 sys.exit(main())

@@ -24,6 +24,7 @@ import time
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from circus.transport.subscriber import Subscriber
 from circus.util import DEFAULT_STATS
 
 CONNECTING = "connecting"
@@ -65,24 +66,15 @@ def parse_message(frames):
 
 class _Base:
     def __init__(self, endpoint, context, ssh_server, ssh_keyfile, reconnect_max):
-        self.tunnel = None
-        if ssh_server:
-            from circus.sshtunnel import open_tunnel
-            self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile)
-        self.endpoint = endpoint
         self.state = CONNECTING
         self.last_message = None
-        self.socket = context.socket(zmq.SUB)
-        self.socket.linger = 0
-        # retry a dead endpoint calmly, not ten times a second
-        self.socket.reconnect_ivl_max = int(reconnect_max * 1000)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"stat.")
-        self.monitor = self.socket.get_monitor_socket(_MONITORED)
-        try:
-            self.socket.connect(endpoint)
-        except zmq.ZMQError:
-            self.close()
-            raise
+        self._subscriber = Subscriber(context, endpoint, [b"stat."], ssh_server=ssh_server,
+                                      ssh_keyfile=ssh_keyfile, monitor_events=_MONITORED,
+                                      reconnect_max=reconnect_max)
+        self.endpoint = self._subscriber.endpoint
+        self.socket = self._subscriber.socket
+        self.monitor = self._subscriber.monitor
+        self.tunnel = self._subscriber.tunnel
 
     def _on_monitor(self, frames):
         event = parse_monitor_message(frames)["event"]
@@ -97,17 +89,8 @@ class _Base:
         return now - (self.last_message if self.last_message is not None else self._started)
 
     def close(self):
-        if self.socket is not None:
-            try:
-                self.socket.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self.monitor.close(linger=0)
-            self.socket.close(linger=0)
-            self.socket = None
-        if self.tunnel is not None:
-            self.tunnel.close()
-            self.tunnel = None
+        self._subscriber.close()
+        self.socket = self.monitor = self.tunnel = None
 
     stop = close
 

@@ -26,20 +26,21 @@ original circusd-stats did.
 """
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
-import sys
 import time
 
 import zmq
 import zmq.asyncio
 
-from circus.client import AsyncCircusClient, CallError, configure_curve
+from circus.client import AsyncCircusClient, CallError
+from circus.logs import LEVELS, configure_logging
+from circus.pidfd import call_when_gone
 from circus.stats.collector import ProcessCollector, aggregate
 from circus.stats.publisher import StatsPublisher
 from circus.stats.sockdiag import SocketStats, socket_inode
+from circus.transport.subscriber import Subscriber, decode_event
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS, wait_event
 
 logger = logging.getLogger("circus")
@@ -76,7 +77,7 @@ class StatsStreamer:
         self._resync_wanted = None
         self._stopping = None
         self._synced = False
-        self._parent_fd = None
+        self._unwatch_parent = None
 
     # --- circusd's view ---------------------------------------------------
     async def _call(self, command, **props):
@@ -134,18 +135,13 @@ class StatsStreamer:
 
     def _watch_parent(self):
         """Started by circusd: go when circusd goes, whatever killed it."""
-        if self._parent_fd is not None or self.circusd_pid != os.getppid():
+        if self._unwatch_parent is not None or self.circusd_pid != os.getppid():
             return
-        try:
-            fd = os.pidfd_open(self.circusd_pid)
-        except (OSError, AttributeError):
-            return
-        self._parent_fd = fd
 
         def gone():
             logger.info("circusd %d exited, stopping", self.circusd_pid)
             self.stop()
-        asyncio.get_running_loop().add_reader(fd, gone)
+        self._unwatch_parent = call_when_gone(asyncio.get_running_loop(), self.circusd_pid, gone)
 
     # --- events -----------------------------------------------------------
     def on_event(self, topic, msg):
@@ -183,14 +179,11 @@ class StatsStreamer:
 
     async def _read_events(self):
         while True:
-            frames = await self.sub.recv_multipart()
-            topic = frames[0].decode(errors="replace")
+            topic, msg = decode_event(await self.sub.socket.recv_multipart())
+            if "raw" in msg:
+                continue  # not JSON: not circusd's
             try:
-                msg = json.loads(frames[-1]) if len(frames) > 1 else {}
-            except ValueError:
-                continue
-            try:
-                self.on_event(topic, msg if isinstance(msg, dict) else {})
+                self.on_event(topic, msg)
             except Exception:
                 logger.exception("event %s not understood", topic)
 
@@ -289,15 +282,12 @@ class StatsStreamer:
         # one libzmq context; the PUB socket is used without asyncio: it never waits
         self.publisher = StatsPublisher(self.stats_endpoint,
                                         zmq.Context.shadow(context.underlying))
-        self.sub = context.socket(zmq.SUB)
-        self.sub.linger = 0
+        self.sub = None
         self.client = None
         tasks = []
         try:
-            configure_curve(self.sub, self.curve_key, self.server_key)
-            for topic in (b"watcher.", b"arbiter."):
-                self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-            self.sub.connect(self.pubsub_endpoint)
+            self.sub = Subscriber(context, self.pubsub_endpoint, (b"watcher.", b"arbiter."),
+                                  self.curve_key, self.server_key)
             self.client = AsyncCircusClient(context=context, endpoint=self.endpoint,
                                             timeout=self.timeout, curve_key=self.curve_key,
                                             server_key=self.server_key)
@@ -317,13 +307,13 @@ class StatsStreamer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._parent_fd is not None:
-                loop.remove_reader(self._parent_fd)
-                os.close(self._parent_fd)
-                self._parent_fd = None
+            if self._unwatch_parent is not None:
+                self._unwatch_parent()
+                self._unwatch_parent = None
             if self.client is not None:
                 self.client.stop()
-            self.sub.close(linger=0)
+            if self.sub is not None:
+                self.sub.close()
             self.publisher.close()
             self.socket_stats.close()
             context.term()
@@ -357,22 +347,12 @@ def build_parser():
     parser.add_argument("--resync-interval", type=float, default=30.0, help=argparse.SUPPRESS)
     parser.add_argument("--curve-key", help="CURVE: this client's secret key file")
     parser.add_argument("--server-key", help="CURVE: circusd's public key file")
-    parser.add_argument("--log-level", dest="loglevel", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"],
+    parser.add_argument("--log-level", dest="loglevel", default="info", choices=LEVELS,
                         type=str.lower)
-    parser.add_argument("--log-output", dest="logoutput", default="-",
-                        help="log file, or - for stderr (default: -)")
+    parser.add_argument("--log-output", dest="logoutput", default="stderr",
+                        help="log file, - for stdout, or stderr (default: %(default)s)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-def configure_logging(level, output):
-    handler = logging.StreamHandler(sys.stderr) if output in (None, "-", "stderr") else \
-        logging.StreamHandler(sys.stdout) if output == "stdout" else logging.FileHandler(output)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(getattr(logging, level.upper()))
-    logger.propagate = False
 
 
 def main(argv=None):
@@ -381,7 +361,7 @@ def main(argv=None):
         from circus import __version__
         print(__version__)
         return 0
-    configure_logging(args.loglevel, args.logoutput)
+    configure_logging(args.loglevel, args.logoutput, LOG_FORMAT)
     streamer = StatsStreamer(args.endpoint, args.pubsub, args.statspoint, delay=args.delay,
                              with_children=args.children,
                              resync_interval=args.resync_interval, curve_key=args.curve_key,

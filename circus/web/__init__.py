@@ -13,8 +13,9 @@ a daemon module.
   in a model, and fanned out to every browser through bounded queues;
 - actions: what the console may ask circusd, and the role each needs;
 - app, pages, api, sse: the WSGI side;
-- circushttpd: the command line (waitress, a threaded server);
-- managed: daemon side, the watcher circusd runs for [circus] httpd = True.
+- circushttpd: the command line (waitress, a threaded server).
+
+circusd's side of `[circus] httpd = True` is circus.system_watchers.
 """
 
 WATCHER_NAME = "circushttpd"

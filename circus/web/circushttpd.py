@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 
+from circus.logs import LEVELS, configure_logging
 from circus.web.app import MEINHELD_REFUSAL, Console
 from circus.web.settings import (DEFAULT_MAX_STREAMS, DEFAULT_THREADS, FIELDS, Settings,
                                  SettingsError, is_loopback)
@@ -75,8 +76,9 @@ def build_parser():
                    help="live streams open at once (default %d)" % DEFAULT_MAX_STREAMS)
     p.add_argument("--backend", default="waitress",
                    help="the WSGI server: waitress (the only one that fits, see --help)")
-    p.add_argument("--log-level", dest="loglevel", default="info",
-                   choices=("debug", "info", "warning", "error", "critical"))
+    p.add_argument("--log-level", dest="loglevel", default="info", choices=LEVELS)
+    p.add_argument("--log-output", dest="logoutput", default="stderr",
+                   help="stderr (default), stdout or a file")
     return p
 
 
@@ -112,8 +114,9 @@ def listening_on_loopback(sock):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.loglevel.upper()), format=LOG_FORMAT,
-                        stream=sys.stderr)
+    # every logger (waitress's too), to stderr: circusd reads it into its log
+    # when it runs the console (circus.system_watchers.ChildLog)
+    configure_logging(args.loglevel, args.logoutput, LOG_FORMAT, logger_name=None)
     if args.backend != "waitress":
         if args.backend == "meinheld":
             print("circushttpd: %s" % MEINHELD_REFUSAL, file=sys.stderr)

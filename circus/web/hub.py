@@ -16,6 +16,7 @@ import time
 
 from circus.client import CallError, CircusClient
 from circus.consumer import CircusConsumer
+from circus.transport.endpoints import format_tcp, split_tcp
 from circus.web.model import Model
 
 logger = logging.getLogger("circus.web")
@@ -34,16 +35,15 @@ def endpoint_id(endpoint):
 
 
 def connectable(bound, command_endpoint):
-    """Where to reach an endpoint circusd bound on a wildcard address: on
-    the host of its command endpoint."""
+    """Where to reach an endpoint circusd bound: a wildcard host (tcp://*:5556)
+    is reached on the host of its command endpoint, which may be another
+    machine (circus.transport.endpoints.connectable assumes this one)."""
     if not bound:
         return None
-    host = command_endpoint[len("tcp://"):].rpartition(":")[0] \
-        if command_endpoint.startswith("tcp://") else "127.0.0.1"
-    for wildcard in ("tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"):
-        if bound.startswith(wildcard):
-            return "tcp://%s:%s" % (host, bound[len(wildcard):])
-    return bound
+    parts, command = split_tcp(bound), split_tcp(command_endpoint)
+    if parts is None or parts[0] not in ("*", "0.0.0.0", "::"):
+        return bound
+    return format_tcp(command[0] if command else "127.0.0.1", parts[1])
 
 
 class ClientPool:

@@ -15,7 +15,8 @@ import socket
 import subprocess
 import time
 
-from circus.errors import TunnelError
+from circus.errors import CallError, TunnelError
+from circus.transport.endpoints import ssh_forward_target
 
 
 def parse_server(server):
@@ -34,17 +35,10 @@ def parse_server(server):
 
 def forward_spec(endpoint, local_port):
     """The -L argument that forwards local_port to endpoint (seen remotely)."""
-    if endpoint.startswith("tcp://"):
-        host, sep, port = endpoint[len("tcp://"):].rpartition(":")
-        if not sep or not port.isdigit():
-            raise TunnelError("cannot tunnel %r: no port" % endpoint)
-        host = host.strip("[]")
-        if host in ("*", "0.0.0.0"):
-            host = "127.0.0.1"
-        return "127.0.0.1:%d:%s:%s" % (local_port, host, port)
-    if endpoint.startswith("ipc://"):
-        return "127.0.0.1:%d:%s" % (local_port, endpoint[len("ipc://"):])
-    raise TunnelError("cannot tunnel %r: only tcp:// and ipc:// endpoints" % endpoint)
+    try:
+        return "127.0.0.1:%d:%s" % (local_port, ssh_forward_target(endpoint))
+    except ValueError as exc:
+        raise TunnelError(str(exc)) from None
 
 
 def ssh_command(server, endpoint, local_port, keyfile=None, ssh="ssh"):
@@ -113,7 +107,6 @@ def open_tunnel(server, endpoint, keyfile=None, timeout=10.0):
     """Start a tunnel to endpoint through server: (tunnel, local endpoint).
     A tunnel that cannot be set up raises CallError, as the clients report
     every other failure to reach circusd."""
-    from circus.client import CallError
     tunnel = SSHTunnel(server, endpoint, keyfile=keyfile, timeout=timeout)
     try:
         return tunnel, tunnel.open()

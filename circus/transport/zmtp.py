@@ -15,7 +15,9 @@ so a client started just before circusd still gets its answer.
 import socket
 import time
 
-from circus.errors import ZMTPError
+from circus.errors import CallError, CallTimeout, ZMTPError, describe
+from circus.transport.dealer import MAX_MESSAGE_SIZE, Dealer
+from circus.transport.endpoints import socket_address
 
 RECONNECT_INTERVAL = 0.1  # libzmq's default reconnect_ivl
 
@@ -25,29 +27,6 @@ _GREETING = (b"\xff" + bytes(8) + b"\x7f"  # signature
              + b"NULL".ljust(20, b"\x00")   # mechanism
              + b"\x00"                      # as-server: no
              + bytes(31))                   # filler
-
-
-def parse_endpoint(endpoint):
-    """(family, address) for tcp:// and ipc:// endpoints, None for anything
-    this module does not speak (pyzmq then does)."""
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep:
-        return None
-    if scheme == "ipc" and rest:
-        # libzmq: ipc://@name is the abstract namespace
-        return socket.AF_UNIX, "\0" + rest[1:] if rest.startswith("@") else rest
-    if scheme == "tcp":
-        host, sep, port = rest.rpartition(":")
-        if not sep or not port.isdigit() or ";" in host or not host or host == "*":
-            return None
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        try:
-            host = host.encode("ascii")  # spares getaddrinfo the idna codec's import
-        except UnicodeEncodeError:
-            pass
-        return socket.AF_INET, (host, int(port))
-    return None
 
 
 def _frame(data, flags=0):
@@ -64,21 +43,76 @@ def _ready_command(socket_type):
     return _frame(body, _COMMAND)
 
 
-class Dealer:
-    """One connection to a ROUTER. `send(data, deadline)` sends a one-frame
-    message, `recv(deadline)` returns the next message's frames, or None if
-    the deadline (a time.monotonic() value) passes first. Transport failures
-    raise OSError; the next call connects again."""
+class ZMTPDealer(Dealer):
+    """One connection to a ROUTER, keeping the circus.transport.dealer.Dealer
+    contract. Internally a transport failure is an OSError (ZMTPError for a
+    peer that breaks the protocol, TimeoutError for a deadline passed while
+    connecting); the public methods turn it into CallError or CallTimeout,
+    and drop the connection: the next send connects again."""
 
     def __init__(self, endpoint):
-        address = parse_endpoint(endpoint)
+        address = socket_address(endpoint)
         if address is None:
-            raise ValueError("not a tcp:// or ipc:// endpoint: %r" % endpoint)
+            raise CallError("not a tcp:// or ipc:// endpoint: %r" % endpoint)
         self.endpoint = endpoint
         self.family, self.address = address
         self._sock = None
         self._buffer = bytearray()
         self._partial = []  # frames of a message whose last frame is still to come
+        self._partial_size = 0
+
+    # --- the Dealer contract ------------------------------------------------
+    def connect(self, deadline):
+        if self._sock is None:
+            try:
+                self._connect(deadline)
+            except OSError as exc:
+                raise self._failure(exc) from None
+
+    def send(self, data, deadline):
+        self.connect(deadline)
+        try:
+            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            self._sock.sendall(_frame(data))
+        except OSError as exc:
+            raise self._failure(exc) from None
+
+    def recv(self, deadline):
+        if self._sock is None:
+            raise CallError("connection to %s failed: not connected" % self.endpoint)
+        try:
+            return self._recv(deadline)
+        except OSError as exc:
+            raise self._failure(exc) from None
+
+    def poll(self, timeout_ms):
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        if self._sock is None:
+            return False
+        try:
+            while not self._whole_message_buffered():
+                if self._fill(1, deadline) is None:
+                    return False
+            return True
+        except OSError as exc:
+            raise self._failure(exc) from None
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer.clear()
+        self._partial = []
+        self._partial_size = 0
+
+    def _failure(self, exc):
+        """The CallError to raise for exc; the connection is dropped."""
+        self.close()
+        if isinstance(exc, TimeoutError):
+            return CallTimeout("Timed out.")
+        if isinstance(exc, ZMTPError):
+            return CallError(str(exc))
+        return CallError("connection to %s failed: %s" % (self.endpoint, describe(exc)))
 
     # --- connection -------------------------------------------------------
     def _open(self, deadline):
@@ -108,6 +142,7 @@ class Dealer:
         self._sock = self._open(deadline)
         self._buffer.clear()
         self._partial = []
+        self._partial_size = 0
         try:
             # signature and major version first: libzmq answers with its
             # whole greeting (naming its mechanism) before it reads the rest
@@ -134,13 +169,6 @@ class Dealer:
             self.close()
             raise
 
-    def close(self):
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        self._buffer.clear()
-        self._partial = []
-
     # --- reading ----------------------------------------------------------
     def _read(self, size, deadline):
         """Exactly size bytes, or None when the deadline passes first."""
@@ -153,7 +181,8 @@ class Dealer:
 
     def _frame_header(self, offset=0):
         """(flags, header length, body size) of the buffered frame at offset,
-        or None while its header is incomplete."""
+        or None while its header is incomplete. A frame larger than
+        MAX_MESSAGE_SIZE is refused before a byte of it is buffered."""
         buf = self._buffer
         if len(buf) < offset + 2:
             return None
@@ -162,7 +191,14 @@ class Dealer:
             return flags, 2, buf[offset + 1]
         if len(buf) < offset + 9:
             return None
-        return flags, 9, int.from_bytes(buf[offset + 1:offset + 9], "big")
+        size = int.from_bytes(buf[offset + 1:offset + 9], "big")
+        if size > MAX_MESSAGE_SIZE:
+            raise self._too_large(size)
+        return flags, 9, size
+
+    def _too_large(self, size):
+        return ZMTPError("%s sent a message of %d bytes, more than the %d (MAX_MESSAGE_SIZE) "
+                         "a client accepts" % (self.endpoint, size, MAX_MESSAGE_SIZE))
 
     def _read_frame(self, deadline):
         """(flags, body) of the next frame, or None at the deadline. A frame
@@ -204,36 +240,22 @@ class Dealer:
             raise ZMTPError("%s sent a message before its handshake" % self.endpoint)
         return body[1:1 + body[0]], body[1 + body[0]:]
 
-    # --- the API ----------------------------------------------------------
-    def send(self, data, deadline):
-        if self._sock is None:
-            self._connect(deadline)
-        try:
-            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            self._sock.sendall(_frame(data))
-        except OSError:
-            self.close()
-            raise
-
-    def recv(self, deadline):
-        if self._sock is None:
-            raise ConnectionResetError("not connected")
-        try:
-            while True:
-                frame = self._read_frame(deadline)
-                if frame is None:
-                    return None  # frames of a partial message wait in _partial
-                flags, body = frame
-                if flags & _COMMAND:
-                    self._answer_command(body, deadline)
-                    continue
-                self._partial.append(body)
-                if not flags & _MORE:
-                    frames, self._partial = self._partial, []
-                    return frames
-        except OSError:
-            self.close()
-            raise
+    def _recv(self, deadline):
+        while True:
+            frame = self._read_frame(deadline)
+            if frame is None:
+                return None  # frames of a partial message wait in _partial
+            flags, body = frame
+            if flags & _COMMAND:
+                self._answer_command(body, deadline)
+                continue
+            self._partial.append(body)
+            self._partial_size += len(body)
+            if self._partial_size > MAX_MESSAGE_SIZE:
+                raise self._too_large(self._partial_size)
+            if not flags & _MORE:
+                frames, self._partial, self._partial_size = self._partial, [], 0
+                return frames
 
     def _answer_command(self, body, deadline):
         # a ROUTER with heartbeats on drops a peer that does not answer PING
@@ -241,21 +263,6 @@ class Dealer:
         if body[:5] == b"\x04PING":
             self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self._sock.sendall(_frame(b"\x04PONG" + body[7:], _COMMAND))
-
-    def poll(self, timeout_ms):
-        """True when a whole message can be read at once."""
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        if self._sock is None:
-            return False
-        try:
-            while True:
-                if self._whole_message_buffered():
-                    return True
-                if self._fill(1, deadline) is None:
-                    return False
-        except OSError:
-            self.close()
-            raise
 
     def _whole_message_buffered(self):
         offset = 0
