@@ -11,6 +11,7 @@ from circus.options import (arbiter_kwargs, arbiter_options, check_variables, lo
                             option_error, watcher_kwargs, watcher_section)
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets
+from circus.states import ArbiterState
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
 from circus.watcher import Watcher
@@ -58,7 +59,7 @@ class Arbiter:
         self.options = options
         self.pid = os.getpid()
         self.started_at = None
-        self.status = "stopped"
+        self.status = ArbiterState.STOPPED
         self.loop = loop
         self.reaper = None
         self.controller = None
@@ -128,7 +129,7 @@ class Arbiter:
         def target():
             async def main():
                 task = asyncio.ensure_future(self.run())
-                while self.status == "stopped" and not task.done():
+                while self.status is ArbiterState.STOPPED and not task.done():
                     await asyncio.sleep(0.01)
                 ready.set()
                 await task
@@ -168,12 +169,12 @@ class Arbiter:
             for watcher in self._system_watchers():
                 self._register(watcher)
             self.started_at = time.time()
-            self.status = "starting"
+            self.status = ArbiterState.STARTING
             logger.info("Starting master on pid %d", self.pid)
             for watcher in self.watchers:
                 self._attach(watcher)
             await self.start_watchers(autostart_only=True)
-            self.status = "active"
+            self.status = ArbiterState.ACTIVE
             self.publish("arbiter.start", {"time": time.time()})
             logger.info("Arbiter now waiting for commands")
             await self._stopping.wait()
@@ -181,7 +182,7 @@ class Arbiter:
             await self._shutdown(in_main)
 
     async def _shutdown(self, in_main):
-        self.status = "stopping"
+        self.status = ArbiterState.STOPPING
         try:
             await self.stop_watchers(skip_stopped=True)
         finally:
@@ -197,7 +198,7 @@ class Arbiter:
                 self._notify = None
             self.sockets.close_all()
             self.reaper.close()
-            self.status = "stopped"
+            self.status = ArbiterState.STOPPED
             self._quitting = False
             self._done.set()
             logger.info("Arbiter exiting")
@@ -296,13 +297,13 @@ class Arbiter:
 
     @property
     def running(self):
-        return self.status in ("starting", "active")
+        return self.status in (ArbiterState.STARTING, ArbiterState.ACTIVE)
 
     @property
     def stopping(self):
         """True once circusd has been asked to stop: start, restart, reload
         and add are refused from then on, so nothing outlives the quit."""
-        return self._quitting or self.status == "stopping"
+        return self._quitting or self.status is ArbiterState.STOPPING
 
     def check_not_stopping(self, what):
         """ArbiterError when circusd is stopping; what names the refused operation."""

@@ -98,3 +98,9 @@ class ZMTPError(OSError):
 
 class TunnelError(Exception):
     """An ssh tunnel could not be opened."""
+
+
+# --- lifecycles -----------------------------------------------------------------
+class IllegalTransition(RuntimeError):
+    """A watcher, process or arbiter was asked to take an edge its state
+    machine does not have (circus.states): a bug in circus, never a user error."""

@@ -1,7 +1,10 @@
 """One child process: how it is spawned, signalled and described.
 
-Process knows nothing of watchers or event loops: whoever owns it reaps it
-and calls reaped() with the wait status.
+Process knows nothing of watchers: whoever owns it reaps it and calls
+reaped() with the wait status. Its lifecycle (circus.states.ProcessState)
+changes only through its own methods; given a loop, it also owns the
+futures and timers of that lifecycle (ready, exit, max_age...). It has no
+event channel: its owner publishes what each change means.
 """
 import os
 import resource
@@ -10,8 +13,11 @@ import signal
 import subprocess
 import time
 
+from circus.states import PROCESS_TRANSITIONS, ProcessState, check_transition
 from circus.util import bytes2human, env_variables, substitute, which
 
+# Process.status, as the original Circus documents it (ProcessState is the
+# lifecycle; these only say whether the OS process exists)
 UNEXISTING = 0
 RUNNING = 1
 DEAD_OR_ZOMBIE = 2
@@ -41,13 +47,16 @@ class Process:
 
     wid is the worker id ($(circus.wid)); cmd and args may reference
     $(circus.wid), $(circus.env.X), $(circus.sockets.NAME) and whatever else
-    `variables` holds.
+    `variables` holds. With a loop, the process has ready_future (True once
+    ready, False if it never got ready) and exit_future (its returncode),
+    and timers (add_timer) that end with it.
     """
 
     def __init__(self, wid, cmd, args=None, working_dir=None, shell=False, uid=None,
                  gid=None, env=None, rlimits=None, executable=None, use_fds=False,
                  watcher=None, spawn=True, pass_fds=(), variables=None,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_process_group=True):
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_process_group=True,
+                 loop=None):
         self.wid = wid
         self.cmd = cmd
         self.args = args
@@ -68,7 +77,13 @@ class Process:
         self.new_process_group = new_process_group
         self.started = None
         self.returncode = None
-        self.stopping = False
+        # the lifetime drawn for max_age, once schedule_expiry() has armed it
+        self.expires_in = None
+        self._state = ProcessState.CREATED
+        self._loop = loop
+        self._ready = loop.create_future() if loop is not None else None
+        self._exit = loop.create_future() if loop is not None else None
+        self._timers = []
         self._popen = None
         self._psutil = None
         if spawn:
@@ -125,6 +140,7 @@ class Process:
             process_group=0 if self.new_process_group else None,
             **kwargs)
         self.started = time.time()
+        self._set_state(ProcessState.STARTING)
         return self._popen
 
     # --- state ------------------------------------------------------------
@@ -140,23 +156,98 @@ class Process:
     def stderr(self):
         return self._popen.stderr if self._popen is not None else None
 
+    @property
+    def state(self):
+        return self._state
+
+    def _set_state(self, new):
+        """The only writer of the state; IllegalTransition on an edge that
+        PROCESS_TRANSITIONS does not have."""
+        check_transition(PROCESS_TRANSITIONS, self._state, new, "process %s" % self.pid)
+        self._state = new
+
+    @property
+    def stopping(self):
+        """Asked to stop and not gone yet: it no longer counts as one of its
+        watcher's processes."""
+        return self._state is ProcessState.STOPPING
+
+    @property
+    def alive(self):
+        return self._state in (ProcessState.STARTING, ProcessState.READY,
+                               ProcessState.STOPPING)
+
+    @property
+    def ready_future(self):
+        return self._ready
+
+    @property
+    def exit_future(self):
+        return self._exit
+
+    def mark_ready(self):
+        """It said READY=1, or its ready_delay ran out. True when that is
+        news: it was still awaited (a process asked to stop may still
+        report, and counts as ready if that stop is refused)."""
+        if self._ready is not None:
+            if self._ready.done():
+                return False
+            self._ready.set_result(True)
+        elif self._state is not ProcessState.STARTING:
+            return False
+        if self._state is ProcessState.STARTING:
+            self._set_state(ProcessState.READY)
+        return True
+
+    def readiness_failed(self):
+        """It did not get ready in time: it will never count as ready, and
+        is on its way out."""
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(False)
+        if self._state is ProcessState.STARTING:
+            self._set_state(ProcessState.STOPPING)
+
+    def begin_stop(self):
+        """From now on it is going: its stop signal is about to be sent."""
+        self._set_state(ProcessState.STOPPING)
+
+    def stop_refused(self):
+        """The stop was refused (a hook vetoed the signal): it runs on, as
+        ready as it was."""
+        ready = self._ready is not None and self._ready.done() and self._ready.result()
+        self._set_state(ProcessState.READY if ready else ProcessState.STARTING)
+
+    def add_timer(self, delay, callback, *args):
+        """callback(*args) after delay seconds, unless the process exits first."""
+        self._timers.append(self._loop.call_later(delay, callback, *args))
+
+    def schedule_expiry(self, lifetime, callback):
+        """max_age: callback() after lifetime seconds (kept in expires_in)."""
+        self.expires_in = lifetime
+        self.add_timer(lifetime, callback)
+
     def reaped(self, wait_status):
         """Record the exit, given the raw status from waitpid."""
-        self.returncode = os.waitstatus_to_exitcode(wait_status)
+        self._exited(os.waitstatus_to_exitcode(wait_status))
         if self._popen is not None:
             # tell Popen too, so it never waits on a pid that may be reused
             self._popen.returncode = self.returncode
 
-    @property
-    def alive(self):
-        return self._popen is not None and self.returncode is None
+    def _exited(self, returncode):
+        self.returncode = returncode
+        self._set_state(ProcessState.EXITED)
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(False)
+        if self._exit is not None and not self._exit.done():
+            self._exit.set_result(returncode)
 
     @property
     def status(self):
-        if self._popen is None:
+        if self._state is ProcessState.CREATED:
             return UNEXISTING
-        if self.returncode is not None:
-            return DEAD_OR_ZOMBIE
         if self.poll() is not None:
             return DEAD_OR_ZOMBIE
         return RUNNING
@@ -208,14 +299,15 @@ class Process:
         """Terminate and wait, for programs that use Process on its own."""
         if not self.alive:
             return
+        if not self.stopping:
+            self.begin_stop()
         self.send_signal(signal.SIGTERM)
         deadline = time.time() + timeout
         while self.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         if self.poll() is None:
             self.send_signal(signal.SIGKILL)
-            self._popen.wait()
-            self.returncode = self._popen.returncode
+            self._exited(self._popen.wait())
 
     # --- information ------------------------------------------------------
     def _ps(self):

@@ -325,11 +325,11 @@ async def _replace_watcher(arbiter, old, new):
     """Swap a watcher whose options changed: start the new processes
     first and stop the old ones after, so shared sockets keep being
     served."""
-    was_active = old.is_active()
+    was_running = old.is_running()  # starting counts: it is on its way to active
     arbiter.watchers[arbiter.watchers.index(old)] = new
     arbiter._by_name[new.name.lower()] = new
     arbiter._attach(new)
-    if was_active or new.autostart:
+    if was_running or new.autostart:
         await new.start()
     await old.close()
     arbiter.publish("watcher.%s.updated" % new.name, {"time": time.time()})

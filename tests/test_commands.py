@@ -706,6 +706,27 @@ def test_incr_waiting_answers_once_the_new_process_sent_ready(circusd, tmp_path)
     assert replies[0]["time"] >= ready["time"]
 
 
+def test_status_says_starting_until_ready_and_stopping_until_gone(circusd, tmp_path):
+    (tmp_path / "gated.py").write_text(GATED_SCRIPT)
+    daemon = circusd(GATED % (PYTHON, tmp_path / "gated.py") + "autostart = false\n"
+                     "[watcher:stubborn]\ncmd = %s\ngraceful_timeout = 2\n" % STUBBORN)
+    ok(daemon.call("start", name="gated"))  # answered at once; the start goes on
+    wait_pids(daemon, 1, "gated")
+    # spawned, and no READY=1 can come before the gate exists
+    assert ok(daemon.call("status", name="gated"))["status"] == "starting"
+    assert ok(daemon.call("status"))["statuses"] == {"gated": "starting", "stubborn": "active"}
+    (tmp_path / "gate-1").touch()
+    wait_for(lambda: daemon.call("status", name="gated")["status"] == "active",
+             message="gated to be active")
+    _ignore_sigterm(wait_pids(daemon, 1, "stubborn"))
+    ok(daemon.call("stop", name="stubborn"))
+    # SIGTERM ignored: stopping until the SIGKILL after graceful_timeout
+    wait_for(lambda: daemon.call("status", name="stubborn")["status"] == "stopping",
+             message="the stop to begin")
+    wait_for(lambda: daemon.call("status", name="stubborn")["status"] == "stopped",
+             message="the stop to end")
+
+
 def _in_thread(daemon, results, command, **props):
     thread = threading.Thread(target=lambda: results.append(
         (command, daemon.call(command, timeout=30, waiting=True, **props))))

@@ -630,7 +630,7 @@ def test_worker_warns_when_notify_socket_is_dead(spawn, tcp_listener, shortdir):
 # -- the package --------------------------------------------------------------------
 
 # what a worker process may import of circus: leaves, and its own package
-WORKER_MAY_IMPORT = ("circus", "circus.util", "circus.errors", "circus.sdnotify")
+WORKER_MAY_IMPORT = ("circus", "circus.util", "circus.errors", "circus.logs", "circus.sdnotify")
 
 
 def test_the_worker_imports_no_daemon_module():

@@ -11,8 +11,10 @@ class Status(Command):
 
         {"command": "status", "properties": {"name": "<name>"}}
 
-    The response returns the status "active" or "stopped" (or "starting",
-    "stopping"), or, without a name, the mapping "statuses" of every watcher.
+    The response returns the status "active" or "stopped", "starting" while
+    a start spawns the watcher's processes and waits for them to be ready,
+    "stopping" while its processes are being stopped (circus.states); or,
+    without a name, the mapping "statuses" of every watcher.
 
     Command line
     ------------

@@ -116,6 +116,6 @@ async def apply_options(watcher, converted):
     watcher.notify_event("updated", {"options": changed})
     if numprocesses is not None and numprocesses != watcher.numprocesses:
         await watcher.set_numprocesses(numprocesses)
-    if reload_needed and watcher.is_active():
+    if reload_needed and watcher.is_running():
         await watcher.reload(graceful=True)
     return changed

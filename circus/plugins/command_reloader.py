@@ -33,6 +33,7 @@ import shlex
 from circus.plugins import CircusPlugin
 from circus.plugins._options import (WatcherOptions, boolean, matches, number, option, parse,
                                      patterns)
+from circus.states import WatcherState
 from circus.util import which
 
 logger = logging.getLogger("circus.plugins.command_reloader")
@@ -138,7 +139,7 @@ class CommandReloader(CircusPlugin):
         if previous[1] == current:
             return
         status = (await self.acall("status", name=name)).get("status")
-        if status != "active":
+        if status != WatcherState.ACTIVE:
             return
         command = "reload" if self.use_reload else "restart"
         logger.info("%s changed: %s watcher %s", path, command, name)

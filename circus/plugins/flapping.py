@@ -54,6 +54,7 @@ import time
 
 from circus.plugins import CircusPlugin
 from circus.plugins._options import WatcherOptions, boolean, integer, number, option, parse
+from circus.states import WatcherState
 
 SPEC = {
     "attempts": (integer, 2),
@@ -236,7 +237,7 @@ class Flapping(CircusPlugin):
         status = (await self.acall("status", name=name)).get("status")
         if watched.phase != STOPPING:
             return  # its stop event came meanwhile
-        if status == "stopped":
+        if status == WatcherState.STOPPED:
             self._stopped_for_flapping(name, watched)  # it had given up on its own
         else:
             await self.acall("stop", name=name, reason=STOP_REASON)

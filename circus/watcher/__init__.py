@@ -1,0 +1,466 @@
+"""A watcher runs N processes of one command and keeps them alive.
+
+Everything here runs on one asyncio loop. Operations that change the set of
+processes (start, stop, reload, incr, decr, recycling) are serialised by a
+per-watcher lock; a crashed process is replaced straight from the reap
+callback, which never waits.
+
+The watcher's lifecycle is circus.states.WatcherState, changed only by
+Watcher._set_state along WATCHER_TRANSITIONS. The package splits by concern:
+hooks (names, calls, vetoes: the user documentation of hooks is there),
+spawning (spawn, readiness, reaping, give-up), stopping (signals, the
+graceful stop of a process) and streams (children's pipes).
+"""
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+from circus.errors import HookError  # noqa: F401  (re-exported)
+from circus.states import WATCHER_TRANSITIONS, WatcherState, check_transition
+from circus.stream import get_stream
+from circus.tasks import BackgroundTasks
+from circus.util import to_gid, to_signum, to_uid
+from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
+from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
+from circus.watcher.stopping import ProcessStopping
+
+__all__ = ["Watcher", "WatcherState", "HOOK_NAMES", "HookError", "MIN_UPTIME", "MAX_BACKOFF",
+           "READY_MODES", "retry_delay"]
+
+logger = logging.getLogger("circus")
+
+READY_MODES = ("spawn", "notify")
+
+
+class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
+    """Class managing a list of processes for a given command."""
+
+    def __init__(self, name, cmd, args=None, numprocesses=1, warmup_delay=0.0,
+                 working_dir=None, shell=False, uid=None, max_retry=5, gid=None,
+                 send_hup=False, env=None, stopped=True, graceful_timeout=30.0,
+                 prereload_fn=None, rlimits=None, executable=None, stdout_stream=None,
+                 stderr_stream=None, stream_backend="thread", priority=0,
+                 singleton=False, use_sockets=False, copy_env=False, copy_path=False,
+                 max_age=0, max_age_variance=30, hooks=None, stop_signal=signal.SIGTERM,
+                 stop_children=False, autostart=True, respawn=True, ready="spawn",
+                 ready_delay=0.0, ready_timeout=30.0, loop=None, **options):
+        self.name = name
+        self.cmd = cmd
+        self.args = args
+        self.singleton = bool(singleton)
+        self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+        self.warmup_delay = float(warmup_delay)
+        self.working_dir = working_dir
+        self.shell = bool(shell)
+        self.uid = to_uid(uid)
+        self.gid = to_gid(gid)
+        self.max_retry = int(max_retry)
+        self.send_hup = bool(send_hup)
+        self.env = dict(env or {})
+        self.graceful_timeout = float(graceful_timeout)
+        self.prereload_fn = prereload_fn
+        self.rlimits = dict(rlimits or {})
+        self.executable = executable
+        self.stdout_stream_conf = dict(stdout_stream or {})
+        self.stderr_stream_conf = dict(stderr_stream or {})
+        self.stream_backend = stream_backend
+        self.priority = int(priority)
+        self.use_sockets = bool(use_sockets)
+        self.copy_env = bool(copy_env)
+        self.copy_path = bool(copy_path)
+        self.max_age = float(max_age or 0)
+        self.max_age_variance = float(max_age_variance or 0)
+        self.stop_signal = to_signum(stop_signal)
+        self.stop_children = bool(stop_children)
+        self.autostart = bool(autostart)
+        self.respawn = bool(respawn)
+        if ready not in READY_MODES:
+            raise ValueError("ready must be one of %s, not %r" % (", ".join(READY_MODES), ready))
+        self.ready = ready
+        self.ready_delay = float(ready_delay)
+        self.ready_timeout = float(ready_timeout)
+        self.options = options
+        self.hooks = resolve_hooks(hooks)
+        self.stdout_stream = get_stream(self.stdout_stream_conf)
+        self.stderr_stream = get_stream(self.stderr_stream_conf)
+
+        self._state = WatcherState.STOPPED
+        self.processes = {}  # pid -> Process, in spawn order
+        self.arbiter = None
+        self.sockets = None
+        self.reaper = None
+        self.debug = False
+        self.notify_socket = None  # address given to children when ready = notify
+        self._loop = loop
+        self._lock = None
+        # failed starts in a row (max_retry), and why the watcher last gave up
+        self._failures = 0
+        self._gave_up = None
+        self._publish = None
+        self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
+        # close() has begun: the stops on the way ignore hook vetoes
+        self._closing = False
+        # why the last stop, or stop of a process, was refused by a hook
+        self.refusal = None
+
+    # --- wiring -----------------------------------------------------------
+    def attach(self, loop, reaper, publish=None, sockets=None, arbiter=None):
+        """Called by the owner (the Arbiter) before the watcher runs."""
+        self._loop = loop
+        self.reaper = reaper
+        self._publish = publish
+        self.sockets = sockets
+        self.arbiter = arbiter
+        self._lock = asyncio.Lock()
+
+    @property
+    def loop(self):
+        return self._loop
+
+    @property
+    def lock(self):
+        return self._lock
+
+    def notify_event(self, topic, msg):
+        """Publish watcher.<name>.<topic> on the event channel."""
+        if self._publish is not None:
+            msg = dict(msg)
+            msg.setdefault("time", time.time())
+            self._publish("watcher.%s.%s" % (self.name, topic), msg)
+
+    def _spawn_task(self, coro):
+        return self._tasks.spawn(coro, self._loop)
+
+    # --- state ------------------------------------------------------------
+    @property
+    def state(self):
+        return self._state
+
+    @property
+    def status(self):
+        """The state as the wire says it ("active"...): a str."""
+        return self._state
+
+    def _set_state(self, new, reason=None):
+        """The only writer of the state: checks the edge against
+        WATCHER_TRANSITIONS and publishes the event the change has (start,
+        stop with its reason). An illegal edge raises IllegalTransition: it
+        is a bug, and going on would report a state the processes are not in."""
+        old = self._state
+        check_transition(WATCHER_TRANSITIONS, old, new, "watcher %s" % self.name)
+        self._state = new
+        logger.debug("watcher %s: %s -> %s", self.name, old, new)
+        if new is WatcherState.ACTIVE and old is WatcherState.STARTING:
+            self.notify_event("start", {})
+        elif new is WatcherState.STOPPED:
+            self.notify_event("stop", {"reason": reason} if reason else {})
+
+    def is_starting(self):
+        return self._state is WatcherState.STARTING
+
+    def is_active(self):
+        return self._state is WatcherState.ACTIVE
+
+    def is_running(self):
+        """Starting or active: processes are kept (respawned) and counted."""
+        return self._state in (WatcherState.STARTING, WatcherState.ACTIVE)
+
+    def is_stopping(self):
+        return self._state is WatcherState.STOPPING
+
+    def is_stopped(self):
+        return self._state is WatcherState.STOPPED
+
+    def is_closed(self):
+        return self._state is WatcherState.CLOSED
+
+    # --- introspection ----------------------------------------------------
+    def live_processes(self):
+        """Processes that count toward numprocesses (not on their way out)."""
+        return [p for p in self.processes.values() if not p.stopping]
+
+    def get_process(self, pid):
+        return self.processes.get(int(pid))
+
+    @property
+    def pids(self):
+        return list(self.processes)
+
+    def variables(self):
+        """What $(circus.X) may name in cmd, args and env, besides wid and env."""
+        values = {k: v for k, v in vars(self).items()
+                  if not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        values.update({k.lower(): v for k, v in self.options.items()
+                       if isinstance(v, (str, int, float, bool))})
+        if self.sockets is not None:
+            values.update(self.sockets.variables())
+        return values
+
+    def process_env(self):
+        env = dict(os.environ) if self.copy_env else {}
+        if self.copy_path:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(self.env)
+        if self.ready == "notify" and self.notify_socket:
+            env["NOTIFY_SOCKET"] = self.notify_socket
+        return env
+
+    # --- operations (each takes the lock) ---------------------------------
+    async def start(self):
+        async with self._lock:
+            return await self._start()
+
+    async def _start(self):
+        if self.is_closed():
+            logger.info("watcher %s not started: it was removed", self.name)
+            return False
+        if self.is_stopping():
+            await self._stop(force=True)  # a give-up under way: finish it first
+        if self.is_active():
+            return True
+        if self.arbiter is not None and getattr(self.arbiter, "stopping", False):
+            # circusd is quitting: whatever asks (a plugin's restart...),
+            # nothing may start that the shutdown would not stop
+            logger.info("watcher %s not started: circusd is stopping", self.name)
+            return False
+        if not self.call_hook("before_start"):
+            return False
+        self._failures = 0
+        self._gave_up = None
+        self._set_state(WatcherState.STARTING)
+        # started means ready: watchers of lower priority start after this one serves
+        await self._wait_ready(await self._spawn_missing())
+        if not self.is_starting():
+            return False  # gave up after max_retry meanwhile
+        self._set_state(WatcherState.ACTIVE)
+        logger.info("watcher %s started", self.name)
+        self.call_hook("after_start")
+        return True
+
+    async def stop(self, graceful=True, reason=None):
+        """Stop every process. Asked of a watcher that is stopped already,
+        it changes nothing and publishes `already_stopped` (not `stop`: no
+        state changed), so a plugin that means to start the watcher again
+        (flapping) learns that somebody wants it down. reason, if given, is
+        carried by the event."""
+        async with self._lock:
+            if self.is_stopped() or self.is_closed():
+                self.notify_event("already_stopped", {"reason": reason} if reason else {})
+                return True
+            return await self._stop(graceful=graceful, reason=reason)
+
+    async def _stop(self, graceful=True, reason=None, force=False):
+        """False when a hook refused (see circus.watcher.hooks); the watcher
+        is then active and self.refusal says why."""
+        if self.is_stopped() or self.is_closed():
+            return True
+        giving_up = self.is_stopping()
+        if giving_up:
+            # the only stopping state a locked operation can find: max_retry
+            # began a stop that nobody may refuse; this one completes it
+            force = True
+            reason = reason or self._gave_up
+        force = force or not self._vetoes_apply()
+        self.refusal = None
+        if not self.call_hook("before_stop"):
+            if not force:
+                self.refusal = "hook before_stop refused the stop"
+                logger.warning("watcher %s not stopped: %s; its processes keep running",
+                               self.name, self.refusal)
+                return False
+            logger.warning("watcher %s: hook before_stop refused the stop; ignored, "
+                           "the watcher must go", self.name)
+        if not giving_up:
+            self._set_state(WatcherState.STOPPING)
+        kept = await self._kill_all(list(self.processes.values()), graceful, force=force)
+        if kept:
+            # a before_signal veto: what was refused keeps running, and the
+            # watcher with it
+            self._set_state(WatcherState.ACTIVE)
+            self.refusal = "hook before_signal refused to stop pid %s" % ", ".join(
+                str(p.pid) for p in kept)
+            logger.warning("watcher %s not stopped: %s", self.name, self.refusal)
+            await self._spawn_missing()
+            return False
+        self._set_state(WatcherState.STOPPED, reason=reason)
+        logger.info("watcher %s stopped%s", self.name, ": " + reason if reason else "")
+        self.call_hook("after_stop")
+        return True
+
+    async def restart(self):
+        async with self._lock:
+            if not await self._stop():
+                return False
+            return await self._start()
+
+    async def reload(self, graceful=True, sequential=False):
+        async with self._lock:
+            return await self._reload(graceful, sequential)
+
+    async def _reload(self, graceful=True, sequential=False):
+        if not self.is_active():
+            return await self._start()
+        if self.prereload_fn is not None:
+            self.prereload_fn(self)
+        old = self.live_processes()
+        if self.send_hup:
+            for process in old:
+                self.send_signal(process.pid, signal.SIGHUP)
+        elif sequential:
+            for process in old:
+                await self._replace(process, graceful)
+        else:
+            # new processes first; an old one goes only once a new one is ready
+            new = []
+            for _ in range(self.numprocesses):
+                process = self.spawn_process()
+                if process is not None:
+                    new.append(process)
+                if self.warmup_delay > 0:
+                    await asyncio.sleep(self.warmup_delay)
+            ready = await self._wait_ready(new)
+            kept = await self._kill_all(old[:ready], graceful)
+            if kept:
+                # a hook kept old processes: as many new ones go instead
+                await self._kill_all([p for p in new if p.returncode is None][-len(kept):],
+                                     force=True)
+        logger.info("watcher %s reloaded", self.name)
+        self.notify_event("reload", {})
+        return True
+
+    async def _replace(self, process, graceful=True):
+        """Start a successor to process and stop process once it is ready."""
+        successor = self.spawn_process()
+        if successor is None or not await self._wait_ready([successor]):
+            return False
+        if await self.kill_process(process, graceful) is None:
+            # a hook kept the old one: the successor is the one to go
+            await self.kill_process(successor, force=True)
+            return False
+        return True
+
+    async def _wait_ready(self, processes):
+        """How many of processes became ready (each has its own timeout)."""
+        if not processes:
+            return 0
+        results = await asyncio.gather(*(p.ready_future for p in processes))
+        # the ones that failed are being killed: let the caller see them gone
+        await asyncio.gather(*(p.exit_future for p, ok in zip(processes, results) if not ok))
+        return sum(1 for r in results if r)
+
+    async def _recycle(self, process):
+        async with self._lock:
+            if not self.is_active() or process.stopping or process.returncode is not None:
+                return
+            logger.debug("watcher %s: pid %d reached max_age", self.name, process.pid)
+            successor = self.spawn_process()
+            ok = successor is not None and await self._wait_ready([successor])
+            if not ok:
+                # keep the old one serving; try again a little later
+                if process.returncode is None and self.is_active():
+                    process.add_timer(max(1.0, self.max_age_variance),
+                                      lambda: self._spawn_task(self._recycle(process)))
+                return
+            # from here on the successor counts in its place
+            process.begin_stop()
+        # the replacement is serving: the old one may take its time to go
+        if await self.kill_process(process) is None:
+            # a hook kept the old one: the replacement goes instead
+            await self.kill_process(successor, force=True)
+
+    async def incr(self, nb=1):
+        async with self._lock:
+            self.numprocesses = 1 if self.singleton else self.numprocesses + int(nb)
+            if self.is_active():
+                await self._wait_ready(await self._spawn_missing())
+            return self.numprocesses
+
+    async def decr(self, nb=1):
+        async with self._lock:
+            self.numprocesses = max(0, self.numprocesses - int(nb))
+            if self.is_active():
+                await self._reduce()
+            return self.numprocesses
+
+    async def _reduce(self):
+        live = self.live_processes()
+        extra = len(live) - self.numprocesses
+        if extra > 0:
+            # the oldest go first: they are the nearest to max_age anyway
+            await self._kill_all(live[:extra])
+
+    async def set_numprocesses(self, numprocesses):
+        async with self._lock:
+            self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+            if self.is_active():
+                await self._reduce()
+                await self._wait_ready(await self._spawn_missing())
+            return self.numprocesses
+
+    async def signal(self, signum, pid=None, children=False, recursive=False, child_pid=None):
+        """Send signum to one process or all of them, their children, or both."""
+        targets = [self.processes[int(pid)]] if pid is not None else self.live_processes()
+        for process in targets:
+            if child_pid is not None:
+                process.send_signal_child(int(child_pid), signum)
+            elif children:
+                process.send_signal_children(signum)
+            else:
+                if recursive:
+                    process.send_signal_children(signum)
+                self.send_signal(process.pid, signum)
+        return [p.pid for p in targets]
+
+    async def kill(self, pid, graceful=True, signum=None, graceful_timeout=None):
+        """Stop one process; an active watcher then replaces it, as after a crash."""
+        process = self.processes[int(pid)]
+        code = await self.kill_process(process, graceful, signum, graceful_timeout)
+        if self.is_running():
+            async with self._lock:
+                await self._spawn_missing()
+        return code
+
+    async def close(self):
+        """Stop everything and release streams; the watcher is then closed
+        for good: it refuses to start again (its arbiter has let it go)."""
+        self._closing = True
+        if self._lock is None:
+            self._release()
+            return
+        async with self._lock:
+            await self._stop(force=True)
+            self._release()
+
+    def _release(self):
+        if self.is_closed():
+            return  # closed already, by an earlier close()
+        self._set_state(WatcherState.CLOSED)
+        self._tasks.cancel()
+        for stream in (self.stdout_stream, self.stderr_stream):
+            if stream is not None and hasattr(stream, "close"):
+                stream.close()
+
+    # --- information ------------------------------------------------------
+    def info(self, snapshot=None):
+        """{pid: info} of every process. One /proc snapshot serves them all
+        (pass one to share it between watchers): per-process psutil calls
+        scan the whole system for children each, O(N^2)."""
+        if snapshot is None:
+            from circus.procstats import Snapshot
+            snapshot = Snapshot()
+        return {p.pid: snapshot.info(p.pid, p.started) for p in list(self.processes.values())}
+
+    def process_info(self, pid, snapshot=None):
+        process = self.processes[int(pid)]
+        if snapshot is None:
+            from circus.procstats import Snapshot
+            snapshot = Snapshot()
+        return snapshot.info(process.pid, process.started)
+
+    def __repr__(self):
+        return "<Watcher %s %s %d/%d>" % (self.name, self.status,
+                                          len(self.live_processes()), self.numprocesses)
+
