@@ -20,11 +20,13 @@ setup_venv() {
 }
 
 system_tools() {
-    # Tests drive real nginx, wrk and tmux; install them when we can.
+    # Tests drive real nginx, wrk, tmux and (the web console's) chromium,
+    # whose screenshots need a font; install them when we can.
     missing=""
-    for tool in nginx wrk tmux; do
+    for tool in nginx wrk tmux chromium; do
         command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
     done
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$missing fonts-dejavu-core"
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
         echo "dev.sh: please install:$missing" >&2; return 0; fi

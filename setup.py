@@ -16,6 +16,9 @@ install_requires = [
     "waitress>=2.1",
     "greenlet>=3",
     "chaussette>=1.3",
+    # the web console: autoescaping templates, and bcrypt password hashes
+    "jinja2>=3.1",
+    "bcrypt>=4",
 ]
 
 setup(
@@ -27,7 +30,8 @@ setup(
     license="Apache-2.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"circus": ["*.ini"]},
+    package_data={"circus": ["*.ini"],
+                  "circus.web": ["templates/*.html", "static/*"]},
     python_requires=">=3.11",
     # optional: pip install works without a compiler, and the meinheld worker
     # then runs without the chunk cache (circus/worker/framestack); the test
@@ -37,7 +41,9 @@ setup(
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects
-        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6"],
+        # playwright drives Debian's chromium in the console's browser tests
+        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2",
+                 "playwright>=1.40", "ruff>=0.6"],
     },
     entry_points={
         "console_scripts": [
@@ -47,6 +53,7 @@ setup(
             "circus-plugin = circus.plugins:main",
             "circusd-stats = circus.stats:main",
             "circus-top = circus.stats.top:main",
+            "circushttpd = circus.web.circushttpd:main",
         ],
     },
     classifiers=[

@@ -219,8 +219,9 @@ class Arbiter:
         await self.controller.start()
 
     def _system_watchers(self):
-        """Plugins and circusd-stats run as watchers of their own (named
-        plugin:NAME and circusd-stats), visible to every command."""
+        """Plugins, circusd-stats and the web console run as watchers of
+        their own (named plugin:NAME, circusd-stats and circushttpd),
+        visible to every command."""
         watchers = []
         if self.plugins:
             from circus.system_watchers import make_plugin_watcher
@@ -228,6 +229,9 @@ class Arbiter:
         if self.stats_endpoint:
             from circus.system_watchers import make_stats_watcher
             watchers.append(make_stats_watcher(self))
+        if self.httpd and "circushttpd" not in self._by_name:
+            from circus.system_watchers import make_httpd_watcher
+            watchers.append(make_httpd_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
     def _start_notify(self):

@@ -131,6 +131,7 @@ class Controller:
         """One request (bytes or mapping) in, one reply mapping out (None for a cast)."""
         msg_id = None
         cast = False
+        name = asked = audit = None
         try:
             if isinstance(raw, (bytes, str)):
                 try:
@@ -150,6 +151,10 @@ class Controller:
             props = request.get("properties") or {}
             if not isinstance(props, dict):
                 raise CommandError(errors.INVALID_MESSAGE, "'properties' must be an object")
+            # who asked, for the audit trail (the web console sends it); no
+            # command sees it
+            audit = props.pop("audit", None)
+            asked = dict(props)  # as sent: validate() may add converted values
             command.validate(props)
             result = await command.run(self.arbiter, props)
             # the command's own fields win: `status NAME` answers
@@ -165,11 +170,31 @@ class Controller:
         except Exception as exc:
             logger.exception("command failed: %r", raw)
             reply = CommandError(errors.COMMAND_ERROR, "%s: %s" % (type(exc).__name__, exc)).reply()
+        if isinstance(audit, dict):
+            self.audit(name, asked, audit, reply)
         if cast:
             return None
         reply["time"] = time.time()
         reply["id"] = msg_id
         return reply
+
+    def audit(self, command, props, who, reply):
+        """Log a command run on someone's behalf and publish it as
+        audit.<command>: user, role, client address, target, result."""
+        def text(value):
+            return str(value)[:200] if value is not None else None
+        event = {"time": time.time(), "user": text(who.get("user")),
+                 "role": text(who.get("role")), "addr": text(who.get("addr")),
+                 "via": text(who.get("via")), "command": text(command),
+                 "target": text((props or {}).get("name")),
+                 "properties": {k: v for k, v in (props or {}).items() if k != "name"},
+                 "status": "error" if reply.get("status") == "error" else "ok",
+                 "reason": reply.get("reason")}
+        logger.info("audit: %s (%s) from %s via %s: %s %s: %s", event["user"], event["role"],
+                    event["addr"], event["via"], event["command"], event["target"] or "",
+                    event["status"] if event["status"] == "ok"
+                    else "error: %s" % event["reason"])
+        self.publish("audit.%s" % (str(command).lower() if command else "unknown"), event)
 
 
 def _bind(sock, endpoint):

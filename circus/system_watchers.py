@@ -1,5 +1,6 @@
-"""The watchers circusd runs for itself: one per plugin (plugin:NAME) and
-circusd-stats when `[circus] stats_endpoint` is set.
+"""The watchers circusd runs for itself: one per plugin (plugin:NAME),
+circusd-stats when `[circus] stats_endpoint` is set, and the web console
+(circushttpd) when `[circus] httpd = True`.
 
 Daemon side: the arbiter builds them here. The processes they run
 (circus.plugins.runner, circus.stats.streamer) never import this module:
@@ -83,6 +84,54 @@ def make_stats_watcher(arbiter):
                    graceful_timeout=5.0, max_retry=5,
                    stderr_stream={"class": "circus.system_watchers.ChildLog",
                                   "name": STATS_WATCHER})
+
+
+# after circusd-stats (whose stream it reads), before every ordinary watcher
+HTTPD_PRIORITY = 999999
+HTTPD_WATCHER = "circushttpd"
+
+
+def make_httpd_watcher(arbiter):
+    """`[circus] httpd = True`: the web console, circushttpd, on a circus
+    socket named circushttpd (bound here, at httpd_host:httpd_port, and added
+    to arbiter.sockets). Its users and cookie secret reach it through its
+    environment (CIRCUSHTTPD_USERS, CIRCUSHTTPD_SECRET), never a command
+    line, which any local user can read."""
+    from circus.sockets import CircusSocket
+    if not arbiter.endpoint:
+        raise ValueError("httpd needs circusd's endpoint: the console sends its commands there")
+    options = getattr(arbiter, "options", None) or {}
+    args = ["-m", "circus.web", "--fd", "$(circus.sockets.%s)" % HTTPD_WATCHER,
+            "--endpoint", connectable(arbiter.endpoint),
+            "--log-level", "debug" if arbiter.debug else "info"]
+    if arbiter.pubsub_endpoint:
+        args += ["--pubsub", connectable(arbiter.pubsub_endpoint)]
+    if arbiter.stats_endpoint:
+        args += ["--stats-endpoint", connectable(arbiter.stats_endpoint)]
+    auth_file = options.get("httpd_auth_file")
+    if auth_file:
+        base = os.path.dirname(os.path.abspath(arbiter.config_file)) \
+            if arbiter.config_file else os.getcwd()
+        args += ["--auth-file", os.path.join(base, os.path.expanduser(auth_file))]
+    for key, flag in (("httpd_insecure", "--insecure"), ("httpd_read_only", "--read-only")):
+        if options.get(key):
+            args.append(flag)
+    for key, flag in (("httpd_url_prefix", "--url-prefix"),
+                      ("httpd_trust_forwarded", "--trust-forwarded")):
+        if options.get(key):
+            args += [flag, options[key]]
+    args += _curve_args(arbiter)
+    env = {name: options[key] for key, name in (("httpd_users", "CIRCUSHTTPD_USERS"),
+                                                ("httpd_secret", "CIRCUSHTTPD_SECRET"))
+           if options.get(key)}
+    sock = CircusSocket(name=HTTPD_WATCHER, host=arbiter.httpd_host, port=arbiter.httpd_port)
+    sock.bind_and_listen()
+    arbiter.sockets.add(sock)
+    return Watcher(HTTPD_WATCHER, cmd=shlex.quote(sys.executable), args=args, env=env,
+                   singleton=True, use_sockets=True, copy_env=True, copy_path=True,
+                   priority=HTTPD_PRIORITY, graceful_timeout=5.0, max_retry=5,
+                   stderr_stream={"class": "circus.system_watchers.ChildLog",
+                                  "name": HTTPD_WATCHER})
 
 
 # the level a child's log line names: at its start ("[INFO] msg", a plugin)

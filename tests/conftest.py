@@ -19,3 +19,21 @@ def circusd(tmp_path):
     yield factory
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture
+def web_console(tmp_path):
+    """Factory: web_console(daemon, args=[...]) starts circushttpd; stopped at teardown."""
+    from support.web import Console
+    started = []
+
+    def factory(daemon=None, start=True, **kw):
+        console = Console(tmp_path, daemon, name="httpd%d" % len(started), **kw)
+        started.append(console)
+        if start:
+            console.start()
+        return console
+
+    yield factory
+    for console in started:
+        console.stop()

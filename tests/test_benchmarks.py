@@ -54,7 +54,7 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     for section in ("# circus benchmarks:", "## Machine", "## Notes", "## Targets",
                     "## Web throughput and latency", "### hello app, 2 workers",
                     "## Control plane at scale", "## Command latency inside circusd",
-                    "## circusd-stats overhead"):
+                    "## circusd-stats overhead", "## Web console"):
         assert section in text, section
 
     headers, rows = _table(text, "item")

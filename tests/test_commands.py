@@ -528,6 +528,29 @@ def test_lifecycle_events(circusd):
         assert not [t for t in events.topics() if not t.startswith("watcher.sleeper.")]
 
 
+def test_audit_property_is_logged_and_published_and_no_command_sees_it(circusd):
+    daemon = sleeper(circusd)
+    who = {"user": "alice", "role": "operator", "addr": "10.1.2.3", "via": "circushttpd"}
+    with EventLog(daemon, ["audit.", "watcher.sleeper.updated"]).sync("sleeper") as events:
+        ok(daemon.call("incr", name="sleeper", nb=2, audit=who))
+        _, event = events.topic("audit.incr")
+        assert {k: event[k] for k in who} == who
+        assert event["target"] == "sleeper" and event["status"] == "ok"
+        assert event["properties"] == {"nb": 2} and isinstance(event["time"], float)
+        error(daemon.call("incr", name="nobody", audit=who), 3)
+        _, event = events.topic("audit.incr")
+        assert event["target"] == "nobody" and event["status"] == "error"
+        assert "nobody" in event["reason"]
+        # without the property, nothing is audited
+        ok(daemon.call("decr", name="sleeper"))
+        ok(daemon.call("numprocesses", name="sleeper", audit=who))
+        events.topic("audit.numprocesses")
+        assert events.topics().count("audit.decr") == 0
+    log = daemon.read_log().decode()
+    assert "audit: alice (operator) from 10.1.2.3 via circushttpd: incr sleeper: ok" in log
+    assert "audit: alice (operator) from 10.1.2.3 via circushttpd: incr nobody: error:" in log
+
+
 def test_max_retry_give_up_is_an_event(circusd):
     daemon = sleeper(circusd)
     with EventLog(daemon).sync("sleeper") as events:

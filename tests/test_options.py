@@ -141,8 +141,7 @@ def test_the_compatibility_only_options():
     compat = {(schema.scope, spec.name) for schema in SCHEMAS.values() for spec in schema
               if spec.compat}
     assert compat == {("watcher", "stream_backend"), ("circus", "stream_backend"),
-                      ("circus", "umask"), ("circus", "httpd"), ("circus", "httpd_host"),
-                      ("circus", "httpd_port")}
+                      ("circus", "umask")}
     for keyword in ("stdout_stream", "stderr_stream"):
         assert set(WATCHER_SCHEMA.family(keyword).compat) == set(facts.STREAM_COMPAT_KEYS)
     found = WATCHER_SCHEMA.compat(["stdout_stream.refresh_time", "stderr_stream.stream_backend",
@@ -355,7 +354,6 @@ endpoint =
 pubsub_endpoint =
 stream_backend = gevent
 umask = 002
-httpd = true
 
 [watcher:w]
 cmd = sleep 120.3
@@ -389,7 +387,7 @@ def test_compat_options_log_one_warning_per_section(tmp_path):
     assert len(warnings) == 2, warnings
     circus, watcher = sorted(warnings, key=lambda m: "[watcher:w]" in m)
     assert circus.startswith("%s [circus]: " % path)
-    for name in ("stream_backend", "umask", "httpd"):
+    for name in ("stream_backend", "umask"):
         assert name in circus
     assert watcher.startswith("%s [watcher:w]: " % path)
     assert "stream_backend" in watcher and "stdout_stream.refresh_time" in watcher

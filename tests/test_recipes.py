@@ -1,8 +1,6 @@
 """The recipes under recipes/, run as their READMEs say: a real circusd on
 the recipe's own server.ini (ports moved to free ones), real HTTP, and a
 real nginx where the recipe has one."""
-import base64
-import hashlib
 import inspect
 import json
 import os
@@ -10,27 +8,14 @@ import re
 import shlex
 import shutil
 import signal
-import string
 import subprocess
-import tempfile
 
 import pytest
 
 from support import BIN, ROOT, free_port, http_get, pid_alive, wait_for
+from support.nginx import nginx_binary, recipe_config, recipe_nginx
 
 RECIPES = os.path.join(ROOT, "recipes")
-
-
-def recipe_config(name, filename, ports, paths=None):
-    """The recipe's config text with its ports (and socket paths) replaced;
-    the [circus] endpoints are left to the fixture."""
-    text = open(os.path.join(RECIPES, name, filename)).read()
-    text = re.sub(r"^(endpoint|pubsub_endpoint|stats_endpoint) = .*\n", "", text, flags=re.M)
-    for old, new in ports.items():
-        text = re.sub(r"^port = %d$" % old, "port = %d" % new, text, flags=re.M)
-    for old, new in (paths or {}).items():
-        text = text.replace(old, new)
-    return text
 
 
 def wait_http(port, path, expect_status=200, timeout=20):
@@ -82,45 +67,12 @@ def test_django_project(circusd, config):
     assert b"Hello from Django" in http_get(port, "/")[1]
 
 
-def _nginx():
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                      else None)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_nginx() is None, reason="nginx is not installed (./dev.sh test installs it)")
-def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
-    web_port, console_port, listen_port = free_port(), free_port(), free_port()
-    # nginx's workers run as an unprivileged user, which cannot enter
-    # pytest's private tmp_path: the socket goes where they can reach it
-    run_dir = tempfile.mkdtemp(prefix="circus-nginx-")
-    os.chmod(run_dir, 0o755)
-    api_socket = os.path.join(run_dir, "api.sock")
-    daemon = circusd(recipe_config("nginx", "server.ini", {8000: web_port, 8080: console_port},
-                                   {"/tmp/circus-api.sock": api_socket}),
-                     cwd=os.path.join(RECIPES, "nginx"))
-    wait_http(web_port, "/")
-    wait_for(lambda: os.path.exists(api_socket), message="the unix socket")
-
-    # {SHA} is one of the schemes nginx reads from an htpasswd file
-    digest = base64.b64encode(hashlib.sha1(b"s3cret").digest()).decode()
-    htpasswd = os.path.join(run_dir, "htpasswd")
-    with open(htpasswd, "w") as handle:
-        handle.write("admin:{SHA}%s\n" % digest)
-    os.chmod(htpasswd, 0o644)
-    prefix = tmp_path / "nginx"
-    (prefix / "logs").mkdir(parents=True)
-    template = open(os.path.join(RECIPES, "nginx", "nginx.conf.template")).read()
-    conf = string.Template(template).safe_substitute(
-        LISTEN_PORT=listen_port, RECIPE_DIR=os.path.join(RECIPES, "nginx"),
-        API_SOCKET=api_socket, WEB_PORT=web_port, CONSOLE_PORT=console_port,
-        HTPASSWD=htpasswd)
-    (prefix / "nginx.conf").write_text(conf)
-    log = open(tmp_path / "nginx.log", "wb")
-    nginx = subprocess.Popen([_nginx(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-                              "-e", str(prefix / "logs" / "error.log")],
-                             stdout=log, stderr=subprocess.STDOUT)
-    try:
+@pytest.mark.skipif(nginx_binary() is None,
+                    reason="nginx is not installed (./dev.sh test installs it)")
+def test_nginx_in_front_of_tcp_and_unix_sockets_and_the_console(circusd, tmp_path):
+    with recipe_nginx(circusd, tmp_path) as recipe:
+        listen_port = recipe.listen_port
         status, body = wait_http(listen_port, "/")
         web = json.loads(body)
         assert web["upstream"] == "tcp" and web["forwarded_for"] == "127.0.0.1"
@@ -128,31 +80,47 @@ def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
         assert api["upstream"] == "unix" and api["path"] == "/api/items"
         status, css = http_get(listen_port, "/static/style.css")
         assert status == 200 and b"served by nginx itself" in css
-        assert http_get(listen_port, "/console/")[0] == 401
 
+        # the real console, under its prefix, with its own login
+        from support.web import Browserish
+        console = Browserish(listen_port, "/console")
+        wait_for(lambda: console.get("/").status == 303, timeout=20, message="the console")
+        assert console.get("/").header("Location") == "/console/login"
+        assert console.login("admin", "wrong").status == 401
+        response = console.login("admin", recipe.password)
+        assert response.status == 303 and response.header("Location") == "/console/"
+        page = console.get(console.get("/").header("Location")[len("/console"):])
+        assert page.status == 200 and 'data-stream="/console/e/' in page.text
+        assert "web" in page.text and "admin" in page.text
+        # its event stream crosses nginx unbuffered: the snapshot arrives at once
         import http.client
+        stream = re.search(r'data-stream="([^"]+)"', page.text).group(1).replace("&amp;", "&")
         conn = http.client.HTTPConnection("127.0.0.1", listen_port, timeout=5)
-        for password, expected in ((b"wrong", 401), (b"s3cret", 200)):
-            token = base64.b64encode(b"admin:" + password).decode()
-            conn.request("GET", "/console/", headers={"Authorization": "Basic " + token})
-            response = conn.getresponse()
-            body = response.read()
-            assert response.status == expected
-        assert json.loads(body)["upstream"] == "console"
+        conn.request("GET", stream, headers={"Cookie": "; ".join(
+            "%s=%s" % kv for kv in console.cookies.items())})
+        answer = conn.getresponse()
+        assert answer.status == 200
+        assert answer.readline() == b"retry: 2000\n"
+        assert answer.readline() == b"\n" and answer.readline() == b"event: snapshot\n"
+        answer.close()
         conn.close()
-
-        workers = {c.pid for c in daemon.children()}
-        assert len(workers) == 5
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-            nginx.wait()
-        log.close()
-        daemon.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        # the console takes the client's address from nginx (the trusted
+        # proxy): the last hop of X-Forwarded-For, nginx's own view of the
+        # client, not what the client wrote there itself
+        spoofing = Browserish(listen_port, "/console")
+        spoofing.get("/login", headers={"X-Forwarded-For": "203.0.113.9"})
+        token = re.search(r'name="login_token" value="([^"]+)"',
+                          spoofing.get("/login").text).group(1)
+        assert spoofing.post("/login", form={"user": "admin", "password": "nope",
+                                             "login_token": token},
+                             headers={"X-Forwarded-For": "203.0.113.9"}).status == 401
+        log = wait_for(lambda: (lambda log: b"failed login for 'admin' from 127.0.0.1" in log
+                                and log)(recipe.daemon.read_log()),
+                       message="the console's log line in circusd's")
+        assert b"203.0.113.9" not in log
+        assert b"login: admin (admin) from 127.0.0.1" in log
+        workers = {c.pid for c in recipe.daemon.children()}
+        assert len(workers) == 5  # 2 web, 2 api, the console
 
 
 # --- systemd -----------------------------------------------------------------

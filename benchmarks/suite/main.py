@@ -8,12 +8,12 @@ import subprocess
 import sys
 import time
 
-from suite import archive, control, daemon_costs, envs, noise, reload, servers, web
+from suite import archive, console, control, daemon_costs, envs, noise, reload, servers, web
 from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
 DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
-SCENARIOS = ("web", "reload", "control", "stats", "latency")
+SCENARIOS = ("web", "reload", "control", "stats", "latency", "console")
 
 # what each mode runs; see benchmarks/README for the reasons
 PLANS = {
@@ -30,6 +30,8 @@ PLANS = {
                     "circusctl_runs": 30, "old_circus": True},
         "stats": {"processes": 500, "duration": 20, "old_circus": True},
         "latency": {"repeat": 1000, "processes": 500},
+        "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 20,
+                    "requests": 100},
     },
     "quick": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
@@ -44,6 +46,8 @@ PLANS = {
                     "circusctl_runs": 10, "old_circus": True},
         "stats": {"processes": 500, "duration": 5, "old_circus": False},
         "latency": {"repeat": 200, "processes": 500},
+        "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 5,
+                    "requests": 30},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
     "smoke": {
@@ -55,6 +59,8 @@ PLANS = {
                     "old_circus": False},
         "stats": {"processes": 10, "duration": 2, "old_circus": False},
         "latency": {"repeat": 20, "processes": 10},
+        "console": {"watchers": 3, "processes": 6, "clients": 2, "duration": 1,
+                    "requests": 3},
     },
 }
 
@@ -185,6 +191,8 @@ def main(argv=None):
         data["stats"] = daemon_costs.run_stats(plan["stats"], workdir)
     if "latency" in only and plan.get("latency"):
         data["latency"] = daemon_costs.run_latency(plan["latency"], workdir)
+    if "console" in only and plan.get("console"):
+        data["console"] = console.run(plan["console"], workdir)
 
     data["elapsed_s"] = time.monotonic() - started
     if envs.circus_tree() != tree_at_start:

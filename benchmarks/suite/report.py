@@ -166,6 +166,8 @@ def targets(data):
                      "%.2fx (reload), %.2fx (recycle)" % (row["reload_p99_ratio"] or 0,
                                                           row["recycle_p99_ratio"] or 0),
                      _verdict(worst <= 2.0)))
+    from suite import console  # it imports num and table from here
+    rows += console.targets(data.get("console"))
     return rows
 
 
@@ -428,6 +430,9 @@ def render(data):
         parts.append("## Command latency inside circusd\n\n" + latency_section(data["latency"]))
     if data.get("stats"):
         parts.append("## circusd-stats overhead\n\n" + stats_section(data["stats"]))
+    if data.get("console"):
+        from suite import console
+        parts.append("## Web console\n\n" + console.section(data["console"]))
     if data.get("plots"):
         parts.append("## Plots\n\n" + "\n".join("![%s](%s)" % (p, p) for p in data["plots"]))
     return "\n\n".join(parts) + "\n"

@@ -260,8 +260,6 @@ SOCKET_SCHEMA = Schema(SOCKET, [
     Option(SOCKET, "interface", c.optional_string, None, "bind to this network interface"),
 ])
 
-_NO_CONSOLE = "there is no web console (circushttpd) yet"
-
 CIRCUS_SCHEMA = Schema(CIRCUS, [
     Option(CIRCUS, "endpoint", c.optional_string, DEFAULT_ENDPOINT, "the command endpoint "
            "(empty: none)", attribute="endpoint"),
@@ -278,12 +276,28 @@ CIRCUS_SCHEMA = Schema(CIRCUS, [
            attribute="stream_backend"),
     Option(CIRCUS, "warmup_delay", c.number(), 0, "seconds between two watchers' starts",
            attribute="warmup_delay"),
-    Option(CIRCUS, "httpd", c.boolean, False, "run the web console", compat=_NO_CONSOLE,
+    Option(CIRCUS, "httpd", c.boolean, False, "run the web console (circushttpd)",
            attribute="httpd"),
-    Option(CIRCUS, "httpd_host", c.string, "localhost", "the web console's host",
-           compat=_NO_CONSOLE, attribute="httpd_host"),
+    Option(CIRCUS, "httpd_host", c.string, "localhost", "the web console's address",
+           attribute="httpd_host"),
     Option(CIRCUS, "httpd_port", c.integer(0, 65535), 8080, "the web console's port",
-           compat=_NO_CONSOLE, attribute="httpd_port"),
+           attribute="httpd_port"),
+    # the console's own settings (circus.web.settings); none is an attribute,
+    # so globaloptions never hands out users or the secret
+    Option(CIRCUS, "httpd_auth_file", c.optional_string, None, "the console's users: "
+           "htpasswd file, user:hash[:role] (relative to the config file)"),
+    Option(CIRCUS, "httpd_users", c.optional_string, None, "the console's users, one "
+           "user:hash[:role] line each"),
+    Option(CIRCUS, "httpd_secret", c.optional_string, None, "the key of the console's "
+           "session cookies (default: random at each start)"),
+    Option(CIRCUS, "httpd_insecure", c.boolean, False, "serve the console without "
+           "authentication on a non-loopback address"),
+    Option(CIRCUS, "httpd_read_only", c.boolean, False, "nobody changes anything through "
+           "the console"),
+    Option(CIRCUS, "httpd_url_prefix", c.optional_string, None, "the console's path "
+           "prefix behind a proxy, e.g. /console"),
+    Option(CIRCUS, "httpd_trust_forwarded", c.optional_string, None, "proxy addresses "
+           "whose X-Forwarded-* the console believes"),
     Option(CIRCUS, "debug", c.boolean, False, "children's output to circusd's",
            attribute="debug"),
     Option(CIRCUS, "pidfile", c.optional_string, None, "write circusd's pid there"),

@@ -160,6 +160,11 @@ class StatsStreamer:
                 if pid not in pids:
                     pids[pid] = None
                     self.processes.retrack(pid)
+                if name == "circushttpd":
+                    # the console is one of circus's own, as the resync says
+                    self.circus_pids = {p: label for p, label in self.circus_pids.items()
+                                        if label != "circushttpd"}
+                    self.circus_pids[pid] = "circushttpd"
             elif action == "reap":
                 pid = _pid(msg)
                 pids = self.watchers.get(name)

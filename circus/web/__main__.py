@@ -1,0 +1,5 @@
+import sys
+
+from circus.web.circushttpd import main
+
+sys.exit(main())
