@@ -2,7 +2,7 @@
 # One entry point for a new machine:
 #   ./dev.sh run    set up .venv and start circusd on the embedded default config
 #   ./dev.sh test   set up .venv (and the system tools the tests drive), lint, run the tests
-#   ./dev.sh lint   the lint alone
+#   ./dev.sh lint   the lint and the type check alone
 set -eu
 cd "$(dirname "$0")"
 VENV=${CIRCUS_VENV:-.venv}
@@ -33,8 +33,9 @@ system_tools() {
 }
 
 lint() {
-    # ruff.toml says what is checked
+    # ruff.toml says what is checked; mypy.ini, which modules are type-checked
     "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy"
 }
 
 case "${1:-run}" in
