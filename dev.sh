@@ -20,14 +20,13 @@ setup_venv() {
 }
 
 system_tools() {
-    # Tests drive real nginx, wrk and tmux; install them when we can.
-    missing=""
-    for tool in nginx wrk tmux; do
-        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
-    done
+    # The tests drive real nginx, wrk, tmux...: tests/support/tools.py knows
+    # them and prints the Debian packages of those missing; install them
+    # when we can.
+    missing=$("$VENV/bin/python" tests/support/tools.py --missing-packages)
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
-        echo "dev.sh: please install:$missing" >&2; return 0; fi
+        echo "dev.sh: please install: $missing" >&2; return 0; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }

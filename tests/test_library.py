@@ -223,6 +223,7 @@ def test_get_arbiter_rejects_bad_options_by_name():
 
 
 # --- 5.9.2 the classes ----------------------------------------------------------
+@pytest.mark.needs("chaussette")
 def test_classes_from_a_program_without_config():
     from circus import Arbiter, CircusSocket, Watcher
     sock = CircusSocket("web", host="127.0.0.1", port=0)

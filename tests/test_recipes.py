@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from support import BIN, ROOT, free_port, http_get, pid_alive, wait_for
+from support import BIN, ROOT, free_port, http_get, pid_alive, tools, wait_for
 
 RECIPES = os.path.join(ROOT, "recipes")
 
@@ -55,7 +55,9 @@ def serving_pids(port, path, count, parse):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["server.ini", "server-builtin.ini"])
+@pytest.mark.parametrize("config", [
+    pytest.param("server.ini", marks=pytest.mark.needs("chaussette", "meinheld")),
+    "server-builtin.ini"])
 def test_pyramid_hello_world(circusd, config):
     pytest.importorskip("pyramid")
     port = free_port()
@@ -68,7 +70,9 @@ def test_pyramid_hello_world(circusd, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["server.ini", "server-chaussette.ini"])
+@pytest.mark.parametrize("config", [
+    "server.ini",
+    pytest.param("server-chaussette.ini", marks=pytest.mark.needs("chaussette", "meinheld"))])
 def test_django_project(circusd, config):
     pytest.importorskip("django")
     port = free_port()
@@ -82,13 +86,8 @@ def test_django_project(circusd, config):
     assert b"Hello from Django" in http_get(port, "/")[1]
 
 
-def _nginx():
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                      else None)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_nginx() is None, reason="nginx is not installed (./dev.sh test installs it)")
+@pytest.mark.needs("nginx", "meinheld")
 def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
     web_port, console_port, listen_port = free_port(), free_port(), free_port()
     # nginx's workers run as an unprivileged user, which cannot enter
@@ -117,7 +116,8 @@ def test_nginx_in_front_of_tcp_and_unix_sockets(circusd, tmp_path):
         HTPASSWD=htpasswd)
     (prefix / "nginx.conf").write_text(conf)
     log = open(tmp_path / "nginx.log", "wb")
-    nginx = subprocess.Popen([_nginx(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+    nginx = subprocess.Popen([tools.path("nginx"), "-p", str(prefix),
+                              "-c", str(prefix / "nginx.conf"),
                               "-e", str(prefix / "logs" / "error.log")],
                              stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -249,8 +249,7 @@ def test_systemd_unit_signals_reload_and_stop_a_real_circusd(circusd):
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed")
+@pytest.mark.needs("systemd-analyze")
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     circusd_bin = os.path.join(BIN, "circusd")
     assert os.access(circusd_bin, os.X_OK)
@@ -260,7 +259,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     text = text.replace(exec_start.split()[0], circusd_bin)
     unit = tmp_path / "circusd.service"
     unit.write_text(text)
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+    result = subprocess.run([tools.path("systemd-analyze"), "verify", "--man=no", str(unit)],
                             capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if "circusd.service" in line]

@@ -6,7 +6,6 @@ circus.stats.client. circus-top runs in a tmux server of its own.
 """
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import time
 import pytest
 
 from circus.stats.client import StatsClient, StatsSnapshot, parse_message
-from support import PYTHON, ROOT, free_port, pid_alive, wait_for
+from support import PYTHON, ROOT, free_port, pid_alive, tools, wait_for
 
 BUSY = '%s -c "while True: pass"' % PYTHON
 # grows by 4 MB every 0.2 s up to 200 MB, touching every page, then idles
@@ -396,11 +395,10 @@ def test_circusd_stats_leaves_with_circusd(circusd):
 # --- circus-top -------------------------------------------------------------
 
 class Tmux:
-    """A tmux server of our own, so no user session is ever touched."""
+    """A tmux server of our own, so no user session is ever touched (its
+    tests are marked needs("tmux"))."""
 
     def __init__(self, tmp_path):
-        if shutil.which("tmux") is None:
-            pytest.skip("tmux is not installed")
         self.name = "circus-test-%d-%d" % (os.getpid(), free_port())
         self.conf = tmp_path / "tmux.conf"
         # keep the pane after the program exits, to read its exit status
@@ -408,7 +406,8 @@ class Tmux:
         self.status_file = tmp_path / "exit-status"
 
     def run(self, *args, check=True):
-        return subprocess.run(["tmux", "-L", self.name, "-f", str(self.conf)] + list(args),
+        return subprocess.run([tools.path("tmux"), "-L", self.name, "-f", str(self.conf)]
+                              + list(args),
                               capture_output=True, text=True,
                               check=check, timeout=10)
 
@@ -470,6 +469,7 @@ def _top(endpoint):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("tmux")
 def test_circus_top_shows_watchers_and_quits_on_q(stats_daemon, tmux):
     daemon, log = stats_daemon("""
         [watcher:busy]
@@ -504,6 +504,7 @@ def test_circus_top_shows_watchers_and_quits_on_q(stats_daemon, tmux):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("tmux")
 def test_circus_top_says_when_the_endpoint_is_unreachable(tmux):
     endpoint = "tcp://127.0.0.1:%d" % free_port()
     tmux.start(_top(endpoint))

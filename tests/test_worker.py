@@ -26,8 +26,10 @@ from support.framestack import needs_chunk_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
-BACKENDS = ["waitress", "meinheld", "wsgiref"]
-KEEPALIVE_BACKENDS = ["waitress", "meinheld"]  # wsgiref closes after each response
+MEINHELD = pytest.param("meinheld", marks=pytest.mark.needs("meinheld"))
+BACKENDS = ["waitress", MEINHELD, "wsgiref"]
+KEEPALIVE = ("waitress", "meinheld")  # wsgiref closes after each response
+KEEPALIVE_BACKENDS = ["waitress", MEINHELD]
 HELLO = "tests.apps.hello:application"
 SLOW = "tests.apps.slow:application"
 CREDS = struct.Struct("3i")
@@ -231,6 +233,7 @@ def frame_stack_lines(worker):
 
 
 @needs_chunk_cache
+@pytest.mark.needs("meinheld")
 def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
     # each meinheld request runs in a new greenlet, whose frame stack starts
     # with a fresh chunk: with the chunk cache built, the first request's
@@ -250,6 +253,7 @@ def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
                          "for reuse)")
 
 
+@pytest.mark.needs("meinheld")
 def test_meinheld_without_the_chunk_cache_says_so_once(spawn, tcp_listener):
     worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.framestack:application"),
                    fds=[tcp_listener.fileno()], env={"CIRCUS_WORKER_CHUNK_CACHE": "0"})
@@ -473,7 +477,7 @@ def test_stop_serves_next_request_on_open_connection(spawn, tcp_listener, notifi
     worker = spawn(fd_args(tcp_listener, backend, "--keep-alive", "60", HELLO),
                    fds=[tcp_listener.fileno()])
     conn = connect(tcp_listener.getsockname()[1])
-    if backend in KEEPALIVE_BACKENDS:
+    if backend in KEEPALIVE:
         conn.request("GET", "/")
         first = conn.getresponse()
         first.read()
@@ -499,7 +503,7 @@ def test_stop_serves_next_request_on_open_connection(spawn, tcp_listener, notifi
     response = conn.getresponse()
     assert response.status == 200
     assert pid_of(response.read().decode()) == worker.pid
-    if backend in KEEPALIVE_BACKENDS:
+    if backend in KEEPALIVE:
         assert "close" in response.getheader("Connection").lower().split(", ")
     conn.close()
     assert worker.proc.wait(10) == 0
@@ -633,6 +637,7 @@ def test_worker_warns_when_notify_socket_is_dead(spawn, tcp_listener, shortdir):
 WORKER_MAY_IMPORT = ("circus", "circus.util", "circus.errors", "circus.logs", "circus.sdnotify")
 
 
+@pytest.mark.needs("meinheld")
 def test_the_worker_imports_no_daemon_module():
     # every module of the worker, as a worker process imports them
     script = (
@@ -649,6 +654,7 @@ def test_the_worker_imports_no_daemon_module():
             and not m.startswith("circus.worker")] == []
 
 
+@pytest.mark.needs("meinheld")
 def test_every_backend_keeps_the_contract():
     for name in backends.NAMES:
         cls = backends.load(name)
@@ -656,6 +662,7 @@ def test_every_backend_keeps_the_contract():
         assert cls.__module__ == "circus.worker.backends." + name
 
 
+@pytest.mark.needs("meinheld")
 def test_a_backend_whose_server_is_missing_cannot_start(monkeypatch):
     cls = backends.load("meinheld")
     monkeypatch.setattr(cls, "requires", ("meinheld", "circus_no_such_server"))
