@@ -569,16 +569,17 @@ def _stats_args(daemon):
 
 
 def _stats_arrive(endpoint, timeout=20.0):
-    """A stat.circus message on endpoint within timeout."""
+    """True once a stat.circus message arrives on endpoint (AssertionError
+    after timeout)."""
     from circus.stats.client import StatsClient
     client = StatsClient(endpoint, timeout=0.2)
+
+    def circus_stat():
+        message = client.recv(0.2)
+        return message is not None and message[0] == "circus"
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = client.recv(0.2)
-            if message is not None and message[0] == "circus":
-                return True
-        return False
+        return wait_for(circus_stat, timeout, interval=0,
+                        message="a stat.circus message on %s" % endpoint)
     finally:
         client.close()
 

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -45,19 +44,19 @@ class StatsLog:
     def wait(self, predicate, timeout=20.0, message="stats message"):
         """The first message (watcher, subtopic, stat) not yet returned for
         which predicate is true."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def first_new():
             while self._seen < len(self.items):
                 item = self.items[self._seen]
                 self._seen += 1
                 if predicate(*item):
                     return item
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                got = sorted({"%s.%s" % (w, s) for w, s, _ in self.items[-200:]})
-                raise AssertionError("timed out waiting for %s; recent topics: %s"
-                                     % (message, got))
-            self._pump(min(remaining, 0.2))
+            return None
+
+        def recent():
+            got = sorted({"%s.%s" % (w, s) for w, s, _ in self.items[-200:]})
+            return "%s; recent topics: %s" % (message, got)
+        return wait_for(first_new, timeout,
+                        pause=lambda remaining: self._pump(min(remaining, 0.2)), message=recent)
 
     def topic(self, watcher, subtopic=None, timeout=20.0, check=lambda stat: True):
         return self.wait(lambda w, s, stat: w == watcher and s == subtopic and check(stat),

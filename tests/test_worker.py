@@ -22,6 +22,7 @@ from circus.errors import WorkerStartError
 from circus.sdnotify import notify
 from circus.worker import backends
 from circus.worker.app import load_callable
+from support import wait_for
 from support.framestack import needs_chunk_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,17 +36,6 @@ SLOW = "tests.apps.slow:application"
 CREDS = struct.Struct("3i")
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
-        time.sleep(0.01)
 
 
 # -- the circusd side ------------------------------------------------------------
@@ -73,20 +63,20 @@ class Notifications:
         self.seen.append((pid, data.decode()))
 
     def wait(self, worker, message, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while (worker.pid, message) not in self.seen:
-            left = deadline - time.monotonic()
+        def received():
+            if (worker.pid, message) in self.seen:
+                return True
             code = worker.proc.poll()
-            if code is not None and (worker.pid, message) not in self.seen:
+            if code is not None:
                 # a datagram may still be queued: read what is there first
                 self._receive(0.05)
                 if (worker.pid, message) in self.seen:
-                    break
+                    return True
                 raise AssertionError("worker exited (%s) before %s:\n%s"
                                      % (code, message, worker.log()))
-            if left <= 0:
-                raise AssertionError("no %s from pid %d:\n%s" % (message, worker.pid, worker.log()))
-            self._receive(min(left, 0.1))
+            return False
+        wait_for(received, timeout, pause=lambda remaining: self._receive(min(remaining, 0.1)),
+                 message=lambda: "%s from pid %d:\n%s" % (message, worker.pid, worker.log()))
 
     def close(self):
         self.sock.close()
