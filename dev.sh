@@ -2,7 +2,7 @@
 # One entry point for a new machine:
 #   ./dev.sh run    set up .venv and start circusd on the embedded default config
 #   ./dev.sh test   set up .venv (and the system tools the tests drive), lint, run the tests
-#   ./dev.sh lint   the lint alone
+#   ./dev.sh lint   the lint and the type check alone
 set -eu
 cd "$(dirname "$0")"
 VENV=${CIRCUS_VENV:-.venv}
@@ -20,23 +20,21 @@ setup_venv() {
 }
 
 system_tools() {
-    # Tests drive real nginx, wrk, tmux and (the web console's) chromium,
-    # whose screenshots need a font; install them when we can.
-    missing=""
-    for tool in nginx wrk tmux chromium; do
-        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
-    done
-    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$missing fonts-dejavu-core"
+    # The tests drive real nginx, wrk, tmux...: tests/support/tools.py knows
+    # them and prints the Debian packages of those missing; install them
+    # when we can.
+    missing=$("$VENV/bin/python" tests/support/tools.py --missing-packages)
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
-        echo "dev.sh: please install:$missing" >&2; return 0; fi
+        echo "dev.sh: please install: $missing" >&2; return 0; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }
 
 lint() {
-    # ruff.toml says what is checked
+    # ruff.toml says what is checked; mypy.ini, which modules are type-checked
     "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy"
 }
 
 case "${1:-run}" in

@@ -30,7 +30,8 @@ setup(
     license="Apache-2.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"circus": ["*.ini"],
+    # py.typed: library users' type checkers read circus's annotations
+    package_data={"circus": ["*.ini", "py.typed"],
                   "circus.web": ["templates/*.html", "static/*"]},
     python_requires=">=3.11",
     # optional: pip install works without a compiler, and the meinheld worker
@@ -41,9 +42,10 @@ setup(
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects
-        # playwright drives Debian's chromium in the console's browser tests
+        # playwright drives Debian's chromium in the console's browser tests;
+        # mypy and the stubs of what the public API imports (mypy.ini)
         "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2",
-                 "playwright>=1.40", "ruff>=0.6"],
+                 "playwright>=1.40", "ruff>=0.6", "mypy>=1.11", "types-psutil"],
     },
     entry_points={
         "console_scripts": [

@@ -1,10 +1,29 @@
 """circus: a process and socket manager for Python web stacks."""
+from __future__ import annotations
+
 __version__ = "1.0.0.dev0"
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
-def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=None,
-                env=None, name=None, context=None, background=False, stream_backend="thread",
-                plugins=None, debug=False, sockets=None, loop=None, **options):
+    import zmq
+
+    from circus.arbiter import Arbiter
+    from circus.sockets import CircusSocket
+    from circus.watcher import Watcher
+
+
+def get_arbiter(watchers: str | dict[str, Any] | Iterable[Mapping[str, Any] | Watcher],
+                controller: str | None = None, pubsub_endpoint: str | None = None,
+                stats_endpoint: str | None = None, env: Mapping[str, str] | None = None,
+                name: str | None = None, context: zmq.Context[Any] | None = None,
+                background: bool = False, stream_backend: str = "thread",
+                plugins: Iterable[Mapping[str, Any]] | None = None, debug: bool = False,
+                sockets: Iterable[CircusSocket] | dict[str, CircusSocket] | None = None,
+                loop: asyncio.AbstractEventLoop | None = None, **options: Any) -> Arbiter:
     """Create an Arbiter for the given watchers.
 
     watchers is a list of mappings of Watcher options (each with at least
@@ -85,7 +104,7 @@ _LAZY = {"Arbiter": "circus.arbiter", "Watcher": "circus.watcher",
          "Process": "circus.process", "CircusSocket": "circus.sockets"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # circus.logger, Arbiter, Watcher, Process and CircusSocket without
     # importing logging and the daemon for every circusctl call
     if name == "logger":

@@ -1,10 +1,14 @@
 """The Arbiter owns the sockets and watchers of one circusd and its loop."""
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Self
 
 from circus.errors import ArbiterError, ConfigError
 from circus.options import (
@@ -18,28 +22,42 @@ from circus.options import (
 )
 from circus.reaper import Reaper
 from circus.sockets import CircusSocket, CircusSockets
-from circus.states import ArbiterState
+from circus.states import ArbiterState, WatcherState
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
 from circus.watcher import Watcher
 
+if TYPE_CHECKING:
+    import zmq
+
+    from circus.controller import Controller
+    from circus.sdnotify import NotifyListener
+
+# listener(topic, message): what subscribe() takes, and a watcher's publish
+Listener = Callable[[str, dict[str, Any]], object]
 logger = logging.getLogger("circus")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-
-
 class Arbiter:
     """Class used to control a list of watchers."""
 
-    def __init__(self, watchers, endpoint=DEFAULT_ENDPOINT, pubsub_endpoint=DEFAULT_PUBSUB,
-                 check_delay=1.0, prereload_fn=None, context=None, loop=None,
-                 stats_endpoint=None, plugins=None, sockets=None, warmup_delay=0,
-                 httpd=False, httpd_host="localhost", httpd_port=8080, debug=False,
-                 stream_backend="thread", ssh_server=None, config_file=None, **options):
-        self.watchers = []
-        self._by_name = {}
+    def __init__(self, watchers: Iterable[Watcher] | None,
+                 endpoint: str | None = DEFAULT_ENDPOINT,
+                 pubsub_endpoint: str | None = DEFAULT_PUBSUB, check_delay: float = 1.0,
+                 prereload_fn: Callable[[Arbiter], object] | None = None,
+                 context: zmq.Context[Any] | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 stats_endpoint: str | None = None,
+                 plugins: Iterable[Mapping[str, Any]] | None = None,
+                 sockets: Iterable[CircusSocket] | dict[str, CircusSocket] | None = None,
+                 warmup_delay: float = 0, httpd: bool = False, httpd_host: str = "localhost",
+                 httpd_port: int = 8080, debug: bool = False, stream_backend: str = "thread",
+                 ssh_server: str | None = None, config_file: str | None = None,
+                 **options: Any) -> None:
+        self.watchers: list[Watcher] = []
+        self._by_name: dict[str, Watcher] = {}
         for watcher in watchers or ():
             self._register(watcher)
         self.endpoint = endpoint
@@ -65,27 +83,28 @@ class Arbiter:
         self.config_file = config_file
         self.options = options
         self.pid = os.getpid()
-        self.started_at = None
+        self.started_at: float | None = None
         self.status = ArbiterState.STOPPED
         self.loop = loop
-        self.reaper = None
-        self.controller = None
-        self._stopping = None
-        self._done = None
-        self._thread = None
-        self._notify = None
-        self._socket_configs = {}
-        self._circus_config = None  # the [circus] section last applied
-        self._listeners = []
-        self._loop_thread = None
+        self.reaper: Reaper | None = None
+        self.controller: Controller | None = None
+        self._stopping: asyncio.Event | None = None
+        self._done: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._notify: NotifyListener | None = None
+        self._socket_configs: dict[str, Mapping[str, Any]] = {}
+        # the [circus] section last applied
+        self._circus_config: dict[str, Any] | None = None
+        self._listeners: list[Listener] = []
+        self._loop_thread: threading.Thread | None = None
         self._quitting = False
-        self._reload_lock = None
+        self._reload_lock: asyncio.Lock | None = None
         # a reload on SIGHUP, the rest of a command answered before it is done
         self.background = BackgroundTasks("circusd")
 
     # --- construction -----------------------------------------------------
     @classmethod
-    def load_from_config(cls, config_file):
+    def load_from_config(cls, config_file: str) -> Self:
         """Build an arbiter from an ini file; ConfigError if it is invalid."""
         cfg = load(config_file)
         kwargs = arbiter_kwargs(cfg)
@@ -97,44 +116,45 @@ class Arbiter:
         arbiter._circus_config = dict(cfg["circus"])
         return arbiter
 
-    def _register(self, watcher):
+    def _register(self, watcher: Watcher) -> None:
         key = watcher.name.lower()
         if key in self._by_name:
             raise ArbiterError("watcher %r already exists" % watcher.name)
         self._by_name[key] = watcher
         self.watchers.append(watcher)
 
-    def _attach(self, watcher):
+    def _attach(self, watcher: Watcher) -> None:
+        assert self.loop is not None and self.reaper is not None, "the arbiter runs"
         watcher.debug = watcher.debug or self.debug
         watcher.attach(self.loop, self.reaper, self.publish, self.sockets, self)
         if self._notify is not None:
             watcher.notify_socket = self._notify.address
 
     # --- events -----------------------------------------------------------
-    def publish(self, topic, msg):
+    def publish(self, topic: str, msg: dict[str, Any]) -> None:
         if self.controller is not None:
             self.controller.publish(topic, msg)
         for listener in self._listeners:
             listener(topic, msg)
 
-    def subscribe(self, listener):
+    def subscribe(self, listener: Listener) -> None:
         """listener(topic, msg) is called in-process for every event."""
         self._listeners.append(listener)
 
     # --- running ----------------------------------------------------------
-    def start(self):
+    def start(self) -> None:
         """Run until stopped: bind sockets, start watchers, serve commands."""
         if self.loop is not None and not self.loop.is_running():
             return self.loop.run_until_complete(self.run())
         return asyncio.run(self.run())
 
-    def start_background(self):
+    def start_background(self) -> None:
         """Run the arbiter in its own thread (library use, not circusd)."""
         ready = threading.Event()
-        errors = []
+        errors: list[BaseException] = []
 
-        def target():
-            async def main():
+        def target() -> None:
+            async def main() -> None:
                 task = asyncio.ensure_future(self.run())
                 while self.status is ArbiterState.STOPPED and not task.done():
                     await asyncio.sleep(0.01)
@@ -152,7 +172,7 @@ class Arbiter:
         if errors:
             raise errors[0]
 
-    async def run(self):
+    async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stopping = asyncio.Event()
@@ -188,7 +208,8 @@ class Arbiter:
         finally:
             await self._shutdown(in_main)
 
-    async def _shutdown(self, in_main):
+    async def _shutdown(self, in_main: bool) -> None:
+        assert self.loop is not None and self.reaper is not None and self._done is not None
         self.status = ArbiterState.STOPPING
         try:
             await self.stop_watchers(skip_stopped=True)
@@ -210,7 +231,7 @@ class Arbiter:
             self._done.set()
             logger.info("Arbiter exiting")
 
-    async def _start_controller(self):
+    async def _start_controller(self) -> None:
         if self.endpoint is None and self.pubsub_endpoint is None:
             return
         from circus.controller import Controller
@@ -218,7 +239,7 @@ class Arbiter:
                                      context=self.context, **_curve_options(self.options))
         await self.controller.start()
 
-    def _system_watchers(self):
+    def _system_watchers(self) -> list[Watcher]:
         """Plugins, circusd-stats and the web console run as watchers of
         their own (named plugin:NAME, circusd-stats and circushttpd),
         visible to every command."""
@@ -234,17 +255,17 @@ class Arbiter:
             watchers.append(make_httpd_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
-    def _start_notify(self):
+    def _start_notify(self) -> None:
         if any(w.ready == "notify" for w in self.watchers) or self._notify_wanted():
             from circus.sdnotify import NotifyListener
             self._notify = NotifyListener(self.loop, self._on_notify)
 
-    def _notify_wanted(self):
+    def _notify_wanted(self) -> bool:
         # add_watcher may bring notify watchers later: open the socket anyway
         # when a controller exists; it costs one idle fd
         return self.controller is not None
 
-    def _on_notify(self, pid, message):
+    def _on_notify(self, pid: int, message: Mapping[str, str]) -> None:
         for watcher in self.watchers:
             if pid in watcher.processes:
                 if message.get("READY") == "1":
@@ -252,15 +273,15 @@ class Arbiter:
                 return
         logger.debug("notify message from unknown pid %d: %r", pid, message)
 
-    def _on_stop_signal(self, signum):
+    def _on_stop_signal(self, signum: int) -> None:
         logger.info("Got signal %s, stopping", signal.Signals(signum).name)
         self._begin_stop()
 
-    def _on_hup(self):
+    def _on_hup(self) -> None:
         logger.info("Got SIGHUP, reloading the configuration")
         self.background.spawn(self._reload_on_hup(), self.loop)
 
-    async def _reload_on_hup(self):
+    async def _reload_on_hup(self) -> None:
         # a bad file or a refused reload is one line in the log, not a
         # traceback: the error says which file, section and option
         try:
@@ -270,11 +291,12 @@ class Arbiter:
         except Exception:
             logger.exception("configuration reload failed")
 
-    def stop(self):
+    def stop(self) -> None:
         """Ask the arbiter to stop; safe from any thread and when not running."""
-        if self._stopping is None or self._done.is_set():
+        if self._stopping is None or self._done is None or self._done.is_set():
             return
-        if self._loop_thread is not None and threading.current_thread() is not self._loop_thread:
+        if self.loop is not None and self._loop_thread is not None \
+                and threading.current_thread() is not self._loop_thread:
             # an asyncio.Event set from another thread would not wake the loop
             try:
                 self.loop.call_soon_threadsafe(self._begin_stop)
@@ -285,50 +307,52 @@ class Arbiter:
             return
         self._begin_stop()
 
-    def _begin_stop(self):
+    def _begin_stop(self) -> None:
+        assert self._stopping is not None, "the arbiter runs"
         self._quitting = True
         self._stopping.set()
 
-    async def quit(self):
+    async def quit(self) -> None:
         """Stop everything; returns once every watcher has stopped."""
         self._begin_stop()
+        assert self._done is not None, "the arbiter runs"
         await self._done.wait()
 
-    def request_quit(self):
+    def request_quit(self) -> None:
         self._begin_stop()
 
-    def prepare_quit(self):
+    def prepare_quit(self) -> None:
         """circusd is about to stop (the quit command stops the watchers
         before it asks the loop to end): from now on nothing is started."""
         self._quitting = True
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self.status in (ArbiterState.STARTING, ArbiterState.ACTIVE)
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         """True once circusd has been asked to stop: start, restart, reload
         and add are refused from then on, so nothing outlives the quit."""
         return self._quitting or self.status is ArbiterState.STOPPING
 
-    def check_not_stopping(self, what):
+    def check_not_stopping(self, what: str) -> None:
         """ArbiterError when circusd is stopping; what names the refused operation."""
         if self.stopping:
             raise ArbiterError("circusd is stopping: %s refused" % what)
 
     # --- watchers ---------------------------------------------------------
-    def iter_watchers(self, reverse=True):
+    def iter_watchers(self, reverse: bool = True) -> list[Watcher]:
         """Watchers by priority, the highest first (reverse=False: lowest first)."""
         return sorted(self.watchers, key=lambda w: w.priority, reverse=reverse)
 
-    def get_watcher(self, name):
+    def get_watcher(self, name: str) -> Watcher:
         try:
             return self._by_name[name.lower()]
         except KeyError:
             raise KeyError(name) from None
 
-    async def start_watchers(self, autostart_only=False):
+    async def start_watchers(self, autostart_only: bool = False) -> None:
         first = True
         for watcher in self.iter_watchers():
             if self.stopping:
@@ -340,36 +364,37 @@ class Arbiter:
             first = False
             await watcher.start()
 
-    async def stop_watchers(self, reason=None, skip_stopped=False):
+    async def stop_watchers(self, reason: str | None = None, skip_stopped: bool = False) -> None:
         # reverse start order: the highest priority (plugins, databases)
         # stops last; watchers of equal priority stop together
-        by_priority = {}
+        by_priority: dict[int, list[Watcher]] = {}
         for watcher in self.watchers:
             if watcher.lock is not None and not (skip_stopped and watcher.is_stopped()):
                 by_priority.setdefault(watcher.priority, []).append(watcher)
         for priority in sorted(by_priority):
             await asyncio.gather(*(w.stop(reason=reason) for w in by_priority[priority]))
 
-    async def restart(self):
+    async def restart(self) -> None:
         await self.stop_watchers()
         await self.start_watchers()
 
-    async def reload(self, graceful=True, sequential=False):
+    async def reload(self, graceful: bool = True, sequential: bool = False) -> None:
         if self.prereload_fn is not None:
             self.prereload_fn(self)
         for watcher in self.iter_watchers():
             await watcher.reload(graceful=graceful, sequential=sequential)
 
-    def numprocesses(self):
+    def numprocesses(self) -> int:
         return sum(len(w.processes) for w in self.watchers)
 
-    def numwatchers(self):
+    def numwatchers(self) -> int:
         return len(self.watchers)
 
-    def statuses(self):
+    def statuses(self) -> dict[str, WatcherState]:
         return {w.name: w.status for w in self.watchers}
 
-    async def add_watcher(self, name, cmd, start=False, **options):
+    async def add_watcher(self, name: str, cmd: str, start: bool = False,
+                          **options: Any) -> Watcher:
         """Add a watcher; options are validated like a config section
         (ValueError 'option KEY: REASON')."""
         try:
@@ -387,7 +412,7 @@ class Arbiter:
             await watcher.start()
         return watcher
 
-    async def rm_watcher(self, name):
+    async def rm_watcher(self, name: str) -> None:
         watcher = self.get_watcher(name)
         await watcher.close()
         self.watchers.remove(watcher)
@@ -396,7 +421,7 @@ class Arbiter:
                                                          "name": watcher.name})
 
     # --- configuration reload ---------------------------------------------
-    async def reload_config(self):
+    async def reload_config(self) -> dict[str, Any]:
         """Re-read the config file and apply what changed; unchanged
         watchers, sockets and plugins are left running untouched. A failure
         (ConfigError naming file, section and option) changes nothing: see
@@ -405,20 +430,20 @@ class Arbiter:
         return await reload_config(self)
 
     # --- information ------------------------------------------------------
-    def info(self):
+    def info(self) -> dict[str, Any] | str:
         # through procstats, which remembers the previous look: cpu is then
         # the usage since the last dstats, not always 0.0 from a new psutil
         # object, and children costs one /proc scan
         from circus.procstats import Snapshot
         return Snapshot().info(self.pid, self.started_at)
 
-    def get_arbiter_options(self):
+    def get_arbiter_options(self) -> dict[str, Any]:
         """The [circus] options in effect, by their config names, and counts."""
         return dict(arbiter_options(self), numwatchers=self.numwatchers(),
                     numprocesses=self.numprocesses())
 
 
-def build_watcher(options):
+def build_watcher(options: Mapping[str, Any]) -> Watcher:
     """The Watcher of validated options (a Section of circus.options); an
     error of its constructor names where the options were written."""
     where = getattr(options, "where", None)
@@ -426,7 +451,7 @@ def build_watcher(options):
     try:
         watcher = Watcher(options["name"], **watcher_kwargs(options))
     except (ValueError, ImportError, TypeError) as exc:
-        if from_file:
+        if from_file and where is not None:
             raise where.error(str(exc)) from None
         raise ValueError(str(exc)) from None
     # the reload compares a file's watchers with what the file says now;
@@ -435,6 +460,6 @@ def build_watcher(options):
     return watcher
 
 
-def _curve_options(options):
+def _curve_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in ("curve_secret_key", "curve_authorized_keys")
             if options.get(k)}

@@ -18,6 +18,8 @@ context, or for other transports: importing pyzmq would double circusctl's
 start time. This module imports neither asyncio nor psutil either;
 AsyncCircusClient imports zmq.asyncio when it is created.
 """
+from __future__ import annotations
+
 import json
 import os
 import time
@@ -26,18 +28,36 @@ from circus.errors import CallError, CallTimeout
 from circus.transport.dealer import open_dealer
 from circus.util import DEFAULT_ENDPOINT
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable
+    from typing import Any, Self, TypeAlias, TypeVar
+
+    import zmq
+    import zmq.asyncio
+
+    from circus.transport.dealer import Dealer
+    from circus.transport.sshtunnel import SSHTunnel
+
+    # a request: a mapping, or its JSON text
+    Command: TypeAlias = dict[str, Any] | str | bytes
+    # a reply: {"status": "ok", ...} or {"status": "error", "reason": ...}
+    Reply: TypeAlias = dict[str, Any]
+    _T = TypeVar("_T")
+
 __all__ = ["CallError", "CallTimeout", "CircusClient", "AsyncCircusClient", "make_message"]
 
 
-def make_message(command, **props):
+def make_message(command: str, **props: Any) -> dict[str, Any]:
     return {"command": command, "properties": props or {}}
 
 
-def new_id():
+def new_id() -> str:
     return os.urandom(16).hex()
 
 
-def _request(cmd):
+def _request(cmd: Command) -> dict[str, Any]:
     if isinstance(cmd, (str, bytes)):
         try:
             cmd = json.loads(cmd)
@@ -50,7 +70,7 @@ def _request(cmd):
     return msg
 
 
-def _reply(raw, msg_id):
+def _reply(raw: bytes, msg_id: str) -> Reply | None:
     """The reply mapping in raw if it answers msg_id, else None (a late
     answer to an earlier call, or noise)."""
     try:
@@ -61,11 +81,13 @@ def _reply(raw, msg_id):
 
 
 class CircusClient:
-    def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0, ssh_server=None,
-                 ssh_keyfile=None, curve_key=None, server_key=None):
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                 endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0,
+                 ssh_server: str | None = None, ssh_keyfile: str | None = None,
+                 curve_key: str | None = None, server_key: str | None = None) -> None:
         self.timeout = float(timeout)
-        self.tunnel = None
-        self.socket = None
+        self.tunnel: SSHTunnel | None = None
+        self.socket: Dealer | None = None
         if ssh_server:
             from circus.transport.sshtunnel import open_tunnel
             self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile,
@@ -77,39 +99,39 @@ class CircusClient:
             self.stop()
             raise
 
-    def _deadline(self, timeout=None):
+    def _deadline(self, timeout: float | None = None) -> float:
         return time.monotonic() + (self.timeout if timeout is None else timeout)
 
-    def _send(self, msg, deadline):
+    def _send(self, msg: dict[str, Any], deadline: float) -> dict[str, Any]:
         self._dealer().send(json.dumps(msg).encode(), deadline)
         return msg
 
-    def _dealer(self):
+    def _dealer(self) -> Dealer:
         if self.socket is None:
             raise CallError("this client is stopped")
         return self.socket
 
-    def send(self, cmd):
+    def send(self, cmd: Command) -> dict[str, Any]:
         """Send a request without waiting; returns the message sent."""
         return self._send(_request(cmd), self._deadline())
 
-    def cast(self, cmd):
+    def cast(self, cmd: Command) -> dict[str, Any]:
         """Fire and forget: circusd sends no reply to a cast."""
         msg = _request(cmd)
         msg["msg_type"] = "cast"
         return self._send(msg, self._deadline())
 
-    def call(self, cmd):
+    def call(self, cmd: Command) -> Reply:
         """Send a request, return circusd's reply mapping. Connecting counts
         against the timeout too."""
         deadline = self._deadline()
         msg = self._send(_request(cmd), deadline)
         return self._receive(msg["id"], deadline)
 
-    def receive(self, msg_id, timeout=None):
+    def receive(self, msg_id: str, timeout: float | None = None) -> Reply:
         return self._receive(msg_id, self._deadline(timeout))
 
-    def _receive(self, msg_id, deadline):
+    def _receive(self, msg_id: str, deadline: float) -> Reply:
         while True:
             frames = self._dealer().recv(deadline)
             if frames is None:
@@ -118,7 +140,7 @@ class CircusClient:
             if reply is not None:
                 return reply
 
-    def stop(self):
+    def stop(self) -> None:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
@@ -126,10 +148,10 @@ class CircusClient:
             self.tunnel.close()
             self.tunnel = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -140,8 +162,9 @@ class AsyncCircusClient:
     timeout raises CallTimeout, a transport failure CallError, and send and
     cast wait no longer than the timeout either."""
 
-    def __init__(self, context=None, endpoint=DEFAULT_ENDPOINT, timeout=5.0,
-                 curve_key=None, server_key=None):
+    def __init__(self, context: zmq.asyncio.Context | None = None,
+                 endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0,
+                 curve_key: str | None = None, server_key: str | None = None) -> None:
         import zmq.asyncio
 
         from circus.transport.pyzmq import client_socket
@@ -149,26 +172,26 @@ class AsyncCircusClient:
         self.timeout = float(timeout)
         self.endpoint = endpoint
         self._zmq = zmq
-        self._pending = {}
-        self._reader = None
-        self.socket = None
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._reader: asyncio.Future[None] | None = None
+        self.socket: zmq.asyncio.Socket | None = None
         self.socket = client_socket(self.context, zmq.DEALER, endpoint, curve_key, server_key)
 
-    async def send(self, cmd):
+    async def send(self, cmd: Command) -> dict[str, Any]:
         return await self._bounded(self._send(_request(cmd)))
 
-    async def cast(self, cmd):
+    async def cast(self, cmd: Command) -> dict[str, Any]:
         msg = _request(cmd)
         msg["msg_type"] = "cast"
         return await self._bounded(self._send(msg))
 
-    async def call(self, cmd):
+    async def call(self, cmd: Command) -> Reply:
         import asyncio
         msg = _request(cmd)
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[msg["id"]] = future
 
-        async def exchange():
+        async def exchange() -> Reply:
             await self._send(msg)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.ensure_future(self._read())
@@ -178,7 +201,7 @@ class AsyncCircusClient:
         finally:
             self._pending.pop(msg["id"], None)
 
-    async def _bounded(self, awaitable):
+    async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         """awaitable, within the timeout: CallTimeout after it."""
         import asyncio
         try:
@@ -188,7 +211,7 @@ class AsyncCircusClient:
         except TimeoutError:
             raise CallTimeout("Timed out.") from None
 
-    async def _send(self, msg):
+    async def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.socket is None:
             raise CallError("this client is stopped")
         try:
@@ -197,18 +220,21 @@ class AsyncCircusClient:
             raise CallError("connection to %s failed: %s" % (self.endpoint, exc)) from None
         return msg
 
-    async def _read(self):
+    async def _read(self) -> None:
         while self.socket is not None:
             frames = await self.socket.recv_multipart()
             try:
                 reply = json.loads(frames[-1])
             except ValueError:
                 continue
-            future = self._pending.get(reply.get("id")) if isinstance(reply, dict) else None
+            # an id that is no str (an unhashable one would kill this reader)
+            # answers nobody
+            msg_id = reply.get("id") if isinstance(reply, dict) else None
+            future = self._pending.get(msg_id) if isinstance(msg_id, str) else None
             if future is not None and not future.done():
                 future.set_result(reply)
 
-    def stop(self):
+    def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
@@ -216,8 +242,8 @@ class AsyncCircusClient:
             self.socket.close(linger=0)
             self.socket = None
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         self.stop()

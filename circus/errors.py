@@ -5,10 +5,16 @@ and circusd can all share it without pulling in each other's code. The
 modules that raise these errors re-export them under their historical
 names (circus.client.CallError, circus.config.ConfigError...).
 """
+from __future__ import annotations
+
 import os
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    from typing import Any
 
-def describe(exc):
+
+def describe(exc: BaseException) -> str:
     """An exception as one lower-case line for a log or a reply: an OSError
     by its strerror (and file), anything else by its message or its type."""
     if isinstance(exc, OSError) and exc.strerror:
@@ -32,12 +38,12 @@ class errors:
 class CommandError(Exception):
     """A failure answered as {"status": "error", "reason": ..., "errno": ...}."""
 
-    def __init__(self, errno, reason):
+    def __init__(self, errno: int, reason: str) -> None:
         super().__init__(reason)
         self.errno = errno
         self.reason = reason
 
-    def reply(self):
+    def reply(self) -> dict[str, Any]:
         return {"status": "error", "reason": self.reason, "errno": self.errno}
 
 
@@ -53,7 +59,8 @@ class ArgumentError(Exception):
 class ConfigError(Exception):
     """A configuration error; the message names file, section and option."""
 
-    def __init__(self, message, filename=None, section=None, option=None):
+    def __init__(self, message: str, filename: str | None = None, section: str | None = None,
+                 option: str | None = None) -> None:
         self.filename, self.section, self.option = filename, section, option
         self.reason = message
         where = []

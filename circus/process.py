@@ -6,16 +6,25 @@ changes only through its own methods; given a loop, it also owns the
 futures and timers of that lifecycle (ready, exit, max_age...). It has no
 event channel: its owner publishes what each change means.
 """
+from __future__ import annotations
+
 import os
 import resource
 import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from circus.options.facts import rlimit_id  # noqa: F401  (circus.process.rlimit_id)
 from circus.states import PROCESS_TRANSITIONS, ProcessState, check_transition
 from circus.util import bytes2human, env_variables, substitute, which
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import psutil
 
 # Process.status, as the original Circus documents it (ProcessState is the
 # lifecycle; these only say whether the OS process exists)
@@ -24,8 +33,8 @@ RUNNING = 1
 DEAD_OR_ZOMBIE = 2
 OTHER = 3
 
-def _set_rlimits(limits):
-    def apply():
+def _set_rlimits(limits: list[tuple[int, int]]) -> Callable[[], None]:
+    def apply() -> None:
         for ident, value in limits:
             resource.setrlimit(ident, (value, value))
     return apply
@@ -41,11 +50,16 @@ class Process:
     and timers (add_timer) that end with it.
     """
 
-    def __init__(self, wid, cmd, args=None, working_dir=None, shell=False, uid=None,
-                 gid=None, env=None, rlimits=None, executable=None, use_fds=False,
-                 watcher=None, spawn=True, pass_fds=(), variables=None,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_process_group=True,
-                 loop=None):
+    def __init__(self, wid: int, cmd: str, args: str | Sequence[object] | None = None,
+                 working_dir: str | None = None, shell: bool = False, uid: int | None = None,
+                 gid: int | None = None, env: Mapping[str, object] | None = None,
+                 rlimits: Mapping[str, int | str] | None = None, executable: str | None = None,
+                 use_fds: bool = False, watcher: Any = None, spawn: bool = True,
+                 pass_fds: Iterable[int] = (), variables: Mapping[str, object] | None = None,
+                 stdout: int | IO[Any] | None = subprocess.DEVNULL,
+                 stderr: int | IO[Any] | None = subprocess.DEVNULL,
+                 new_process_group: bool = True,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.wid = wid
         self.cmd = cmd
         self.args = args
@@ -64,22 +78,24 @@ class Process:
         self.stdout_target = stdout
         self.stderr_target = stderr
         self.new_process_group = new_process_group
-        self.started = None
-        self.returncode = None
+        self.started: float | None = None
+        self.returncode: int | None = None
         # the lifetime drawn for max_age, once schedule_expiry() has armed it
-        self.expires_in = None
+        self.expires_in: float | None = None
         self._state = ProcessState.CREATED
         self._loop = loop
-        self._ready = loop.create_future() if loop is not None else None
-        self._exit = loop.create_future() if loop is not None else None
-        self._timers = []
-        self._popen = None
-        self._psutil = None
+        self._ready: asyncio.Future[bool] | None = (
+            loop.create_future() if loop is not None else None)
+        self._exit: asyncio.Future[int] | None = (
+            loop.create_future() if loop is not None else None)
+        self._timers: list[asyncio.TimerHandle] = []
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._psutil: psutil.Process | None = None
         if spawn:
             self.spawn()
 
     # --- command line -----------------------------------------------------
-    def _all_variables(self):
+    def _all_variables(self) -> dict[str, object]:
         variables = env_variables(os.environ)
         if self.env:
             variables.update(env_variables(self.env))
@@ -87,7 +103,7 @@ class Process:
         variables["wid"] = self.wid
         return variables
 
-    def format_args(self, variables=None):
+    def format_args(self, variables: Mapping[str, object] | None = None) -> list[str] | str:
         """The argv (or shell string) with every variable substituted."""
         if variables is None:
             variables = self._all_variables()
@@ -100,7 +116,7 @@ class Process:
             return " ".join([cmd] + [shlex.quote(a) for a in extra])
         return shlex.split(cmd) + extra
 
-    def spawn(self):
+    def spawn(self) -> subprocess.Popen[bytes]:
         variables = self._all_variables()
         argv = self.format_args(variables)
         env = None
@@ -110,7 +126,7 @@ class Process:
         if not self.shell and executable is None and argv:
             # children may get a bare env; find the program with circusd's PATH
             executable = which(argv[0])
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self.rlimits:
             limits = [(rlimit_id(name), int(value)) for name, value in self.rlimits.items()]
             kwargs["preexec_fn"] = _set_rlimits(limits)
@@ -134,47 +150,47 @@ class Process:
 
     # --- state ------------------------------------------------------------
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         return self._popen.pid if self._popen is not None else None
 
     @property
-    def stdout(self):
+    def stdout(self) -> IO[bytes] | None:
         return self._popen.stdout if self._popen is not None else None
 
     @property
-    def stderr(self):
+    def stderr(self) -> IO[bytes] | None:
         return self._popen.stderr if self._popen is not None else None
 
     @property
-    def state(self):
+    def state(self) -> ProcessState:
         return self._state
 
-    def _set_state(self, new):
+    def _set_state(self, new: ProcessState) -> None:
         """The only writer of the state; IllegalTransition on an edge that
         PROCESS_TRANSITIONS does not have."""
         check_transition(PROCESS_TRANSITIONS, self._state, new, "process %s" % self.pid)
         self._state = new
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         """Asked to stop and not gone yet: it no longer counts as one of its
         watcher's processes."""
         return self._state is ProcessState.STOPPING
 
     @property
-    def alive(self):
+    def alive(self) -> bool:
         return self._state in (ProcessState.STARTING, ProcessState.READY,
                                ProcessState.STOPPING)
 
     @property
-    def ready_future(self):
+    def ready_future(self) -> asyncio.Future[bool] | None:
         return self._ready
 
     @property
-    def exit_future(self):
+    def exit_future(self) -> asyncio.Future[int] | None:
         return self._exit
 
-    def mark_ready(self):
+    def mark_ready(self) -> bool:
         """It said READY=1, or its ready_delay ran out. True when that is
         news: it was still awaited (a process asked to stop may still
         report, and counts as ready if that stop is refused)."""
@@ -188,7 +204,7 @@ class Process:
             self._set_state(ProcessState.READY)
         return True
 
-    def readiness_failed(self):
+    def readiness_failed(self) -> None:
         """It did not get ready in time: it will never count as ready, and
         is on its way out."""
         if self._ready is not None and not self._ready.done():
@@ -196,33 +212,35 @@ class Process:
         if self._state is ProcessState.STARTING:
             self._set_state(ProcessState.STOPPING)
 
-    def begin_stop(self):
+    def begin_stop(self) -> None:
         """From now on it is going: its stop signal is about to be sent."""
         self._set_state(ProcessState.STOPPING)
 
-    def stop_refused(self):
+    def stop_refused(self) -> None:
         """The stop was refused (a hook vetoed the signal): it runs on, as
         ready as it was."""
         ready = self._ready is not None and self._ready.done() and self._ready.result()
         self._set_state(ProcessState.READY if ready else ProcessState.STARTING)
 
-    def add_timer(self, delay, callback, *args):
+    def add_timer(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
         """callback(*args) after delay seconds, unless the process exits first."""
+        if self._loop is None:
+            raise RuntimeError("a Process made without a loop has no timers")
         self._timers.append(self._loop.call_later(delay, callback, *args))
 
-    def schedule_expiry(self, lifetime, callback):
+    def schedule_expiry(self, lifetime: float, callback: Callable[[], object]) -> None:
         """max_age: callback() after lifetime seconds (kept in expires_in)."""
         self.expires_in = lifetime
         self.add_timer(lifetime, callback)
 
-    def reaped(self, wait_status):
+    def reaped(self, wait_status: int) -> None:
         """Record the exit, given the raw status from waitpid."""
         self._exited(os.waitstatus_to_exitcode(wait_status))
         if self._popen is not None:
             # tell Popen too, so it never waits on a pid that may be reused
             self._popen.returncode = self.returncode
 
-    def _exited(self, returncode):
+    def _exited(self, returncode: int) -> None:
         self.returncode = returncode
         self._set_state(ProcessState.EXITED)
         for timer in self._timers:
@@ -234,33 +252,33 @@ class Process:
             self._exit.set_result(returncode)
 
     @property
-    def status(self):
+    def status(self) -> int:
         if self._state is ProcessState.CREATED:
             return UNEXISTING
         if self.poll() is not None:
             return DEAD_OR_ZOMBIE
         return RUNNING
 
-    def poll(self):
+    def poll(self) -> int | None:
         """Non-blocking check for callers that own no reaper."""
         if self.returncode is None and self._popen is not None:
             try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                pid, status = os.waitpid(self._popen.pid, os.WNOHANG)
             except ChildProcessError:
                 return self.returncode
             if pid:
                 self.reaped(status)
         return self.returncode
 
-    def age(self):
+    def age(self) -> float:
         return time.time() - self.started if self.started else 0.0
 
     # --- signals ----------------------------------------------------------
-    def send_signal(self, signum):
-        if self.alive:
-            os.kill(self.pid, signum)
+    def send_signal(self, signum: int) -> None:
+        if self.alive and self._popen is not None:
+            os.kill(self._popen.pid, signum)
 
-    def children(self, recursive=False):
+    def children(self, recursive: bool = False) -> list[int]:
         proc = self._ps()
         if proc is None:
             return []
@@ -269,24 +287,24 @@ class Process:
         except _psutil_errors():
             return []
 
-    def is_child(self, pid):
+    def is_child(self, pid: int) -> bool:
         return pid in self.children(recursive=True)
 
-    def send_signal_child(self, pid, signum):
+    def send_signal_child(self, pid: int, signum: int) -> None:
         if not self.is_child(pid):
-            raise ValueError("%d is not a child of process %d" % (pid, self.pid))
+            raise ValueError("%d is not a child of process %s" % (pid, self.pid))
         os.kill(pid, signum)
 
-    def send_signal_children(self, signum, recursive=True):
+    def send_signal_children(self, signum: int, recursive: bool = True) -> None:
         for pid in self.children(recursive=recursive):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout: float = 10.0) -> None:
         """Terminate and wait, for programs that use Process on its own."""
-        if not self.alive:
+        if not self.alive or self._popen is None:
             return
         if not self.stopping:
             self.begin_stop()
@@ -299,7 +317,7 @@ class Process:
             self._exited(self._popen.wait())
 
     # --- information ------------------------------------------------------
-    def _ps(self):
+    def _ps(self) -> psutil.Process | None:
         if self._psutil is None and self.alive:
             import psutil
             try:
@@ -308,23 +326,23 @@ class Process:
                 return None
         return self._psutil
 
-    def info(self):
+    def info(self) -> dict[str, Any] | str:
         """The documented info mapping, from psutil."""
         proc = self._ps()
         if proc is None:
             return "No such process (stopped?)"
         return process_info(proc, self.started)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Process wid=%s pid=%s>" % (self.wid, self.pid)
 
 
-def _psutil_errors():
+def _psutil_errors() -> type[Exception]:
     import psutil
     return psutil.Error
 
 
-def _groups_of(uid, gid):
+def _groups_of(uid: int, gid: int | None) -> list[int]:
     import pwd
     try:
         entry = pwd.getpwuid(uid)
@@ -333,7 +351,7 @@ def _groups_of(uid, gid):
     return os.getgrouplist(entry.pw_name, gid if gid is not None else entry.pw_gid)
 
 
-def process_info(proc, started=None):
+def process_info(proc: psutil.Process, started: float | None = None) -> dict[str, Any] | str:
     """Describe a psutil.Process the way the stats commands document it."""
     import psutil
     try:

@@ -5,9 +5,18 @@ A leaf: circusd guards its objects with these tables, and a client or a
 plugin may compare `status` replies to the members, which are the strings
 the wire carries (str-valued: WatcherState.ACTIVE == "active").
 """
+from __future__ import annotations
+
 import enum
 
 from circus.errors import IllegalTransition
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TypeVar
+
+    _State = TypeVar("_State", "WatcherState", "ProcessState", "ArbiterState")
 
 
 class WatcherState(enum.StrEnum):
@@ -63,7 +72,8 @@ class ArbiterState(enum.StrEnum):
     STOPPING = "stopping"  # quitting: stopping every watcher
 
 
-def check_transition(table, current, new, what):
+def check_transition(table: Mapping[_State, frozenset[_State]], current: _State, new: _State,
+                     what: str) -> None:
     """IllegalTransition unless table allows current -> new; what names the
     object in the message."""
     if new not in table[current]:

@@ -3,6 +3,9 @@ import pytest
 
 from support import Circusd
 
+# @pytest.mark.needs(tool, ...), and the session's list of missing tools
+pytest_plugins = ["support.tools"]
+
 
 @pytest.fixture
 def circusd(tmp_path):

@@ -7,7 +7,6 @@ project's venv and wrk only: smoke mode installs nothing and draws no plots.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -38,7 +37,7 @@ def _table(text, first_header):
     raise AssertionError("no table starting with %r" % first_header)
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.mark.needs("wrk", "meinheld")  # smoke mode runs circus-meinheld
 def test_smoke_run_writes_a_well_formed_result(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run([sys.executable, RUN, "--smoke", "--out", str(out)],

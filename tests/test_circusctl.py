@@ -271,17 +271,14 @@ class Pty:
 
     def read_until(self, text, timeout=10.0):
         """Everything read since the last call, up to and including text."""
-        import time
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("timed out waiting for %r; got %r" % (text, self.output))
+        def read(remaining):
             if select.select([self.master], [], [], remaining)[0]:
                 try:
                     self.output += os.read(self.master, 4096)
                 except OSError:  # EIO: the program is gone
                     raise AssertionError("circusctl exited; got %r" % self.output) from None
+        wait_for(lambda: text.encode() in self.output, timeout, pause=read,
+                 message=lambda: "%r; got %r" % (text, self.output))
         index = self.output.index(text.encode()) + len(text)
         seen, self.output = self.output[:index], self.output[index:]
         return seen.decode(errors="replace")

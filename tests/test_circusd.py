@@ -3,7 +3,6 @@ socket, signals, the pidfile, --daemon, --log-output, the default config and
 SIGHUP reloads. Processes are inspected through /proc and psutil only."""
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from support import BIN, ROOT, children_of, free_port, http_get, pid_alive, wait_for
+from support import BIN, ROOT, children_of, free_port, http_get, pid_alive, tools, wait_for
 
 CIRCUSD = os.path.join(BIN, "circusd")
 
@@ -120,7 +119,9 @@ def web(circusd, backend="meinheld", extra_args=()):
 
 
 # --- serving ------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["meinheld", "wsgiref"])
+@pytest.mark.needs("chaussette")
+@pytest.mark.parametrize("backend", [
+    pytest.param("meinheld", marks=pytest.mark.needs("meinheld")), "wsgiref"])
 def test_three_workers_share_one_socket(circusd, backend):
     daemon = web(circusd, backend)
     pids = wait_workers(daemon.proc.pid, "chaussette", 3)
@@ -143,6 +144,7 @@ def test_three_workers_share_one_socket(circusd, backend):
     assert open_fds(plain) == [0, 1, 2]
 
 
+@pytest.mark.needs("chaussette", "meinheld")
 def test_a_killed_worker_is_replaced_within_a_second(circusd):
     daemon = web(circusd)
     before = wait_workers(daemon.proc.pid, "chaussette", 3)
@@ -160,6 +162,7 @@ def test_a_killed_worker_is_replaced_within_a_second(circusd):
 
 
 # --- stopping -------------------------------------------------------------------
+@pytest.mark.needs("chaussette", "meinheld")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT],
                          ids=lambda s: signal.Signals(s).name)
 def test_stop_signals_stop_everything_gracefully(circusd, tmp_path, signum):
@@ -178,6 +181,7 @@ def test_stop_signals_stop_everything_gracefully(circusd, tmp_path, signum):
     assert "Traceback" not in log
 
 
+@pytest.mark.needs("chaussette")
 def test_daemon_with_pidfile_and_log_output(tmp_path):
     port = free_port()
     config = tmp_path / "circus.ini"
@@ -342,6 +346,7 @@ def test_log_level_warning_keeps_info_lines_out(circusd):
     assert all(b"[INFO]" not in line and b"[DEBUG]" not in line for line in log.splitlines())
 
 
+@pytest.mark.needs("chaussette", "meinheld")
 def test_no_config_runs_the_embedded_default(tmp_path):
     for port in (8080, 5555, 5556):
         if not port_is_free(port):
@@ -463,6 +468,7 @@ def hup(daemon, marker):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("chaussette")
 def test_sighup_applies_what_changed_and_only_that(circusd):
     fixed, old, new = free_port(), free_port(), free_port()
     daemon = circusd(HUP_BEFORE.format(fixed=fixed, old=old))
@@ -563,16 +569,17 @@ def _stats_args(daemon):
 
 
 def _stats_arrive(endpoint, timeout=20.0):
-    """A stat.circus message on endpoint within timeout."""
+    """True once a stat.circus message arrives on endpoint (AssertionError
+    after timeout)."""
     from circus.stats.client import StatsClient
     client = StatsClient(endpoint, timeout=0.2)
+
+    def circus_stat():
+        message = client.recv(0.2)
+        return message is not None and message[0] == "circus"
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = client.recv(0.2)
-            if message is not None and message[0] == "circus":
-                return True
-        return False
+        return wait_for(circus_stat, timeout, interval=0,
+                        message="a stat.circus message on %s" % endpoint)
     finally:
         client.close()
 
@@ -631,12 +638,12 @@ backlog = {backlog}
 
 def listen_backlog(port):
     """The backlog of the socket listening on 127.0.0.1:port (ss's Send-Q)."""
-    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True,
+    out = subprocess.run([tools.path("ss"), "-Hltn", "sport = :%d" % port], capture_output=True,
                          text=True, check=True).stdout.split()
     return int(out[2]) if out else None
 
 
-@pytest.mark.skipif(not shutil.which("ss"), reason="needs ss to read a listen backlog")
+@pytest.mark.needs("ss")
 def test_reloadconfig_of_a_socket_backlog_applies_it_in_place(circusd):
     port = free_port()
     daemon = circusd(BACKLOG_CONFIG.format(port=port, backlog=5))

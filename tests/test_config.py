@@ -14,6 +14,7 @@ from circus.config import ConfigError
 from circus.process import Process
 from circus.stream import FileStream
 from support import BIN, ROOT, free_port, wait_for
+from support.aio import until
 
 PY = sys.executable
 CIRCUSD = os.path.join(BIN, "circusd")
@@ -375,12 +376,12 @@ def test_substitution_reaches_a_real_spawn(tmp_path):
     async def main():
         arbiter = Arbiter.load_from_config(str(path))
         task = asyncio.ensure_future(arbiter.run())
+
+        def both_written():
+            assert not task.done(), task
+            return len([p for p in out.iterdir() if "." not in p.name]) >= 2
         try:
-            deadline = asyncio.get_running_loop().time() + 10
-            while len([p for p in out.iterdir() if "." not in p.name]) < 2:
-                assert not task.done(), task
-                assert asyncio.get_running_loop().time() < deadline, "no argv written"
-                await asyncio.sleep(0.02)
+            await until(both_written, timeout=10, interval=0.02, message="the argv written")
             fd = arbiter.sockets["web"].fileno()
             return fd, {p.name: p.read_text() for p in out.iterdir() if "." not in p.name}
         finally:

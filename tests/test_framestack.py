@@ -155,8 +155,8 @@ def test_the_mode_is_chosen_and_logged_once(env, expected):
 # -- the cache ------------------------------------------------------------------------
 
 @needs_chunk_cache
+@pytest.mark.needs("greenlet")
 def test_the_chunk_cache_gives_a_finished_greenlets_chunk_to_the_next():
-    pytest.importorskip("greenlet")
     result = run("""
         import greenlet, json
         from circus.worker.framestack import _chunkcache

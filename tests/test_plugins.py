@@ -117,18 +117,16 @@ def free_udp_port():
 
 def datagrams_until(sock, predicate, timeout=10.0):
     """Read statsd lines until predicate(lines seen) holds; returns them."""
-    deadline = time.monotonic() + timeout
     lines = []
-    while not predicate(lines):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("statsd lines so far: %s" % sorted(set(lines)))
+
+    def receive(remaining):
         sock.settimeout(remaining)
         try:
-            data = sock.recv(65536)
+            lines.extend(sock.recv(65536).decode().splitlines())
         except TimeoutError:
-            continue
-        lines.extend(data.decode().splitlines())
+            pass
+    wait_for(lambda: predicate(lines), timeout, pause=receive,
+             message=lambda: "statsd lines; so far: %s" % sorted(set(lines)))
     return lines
 
 

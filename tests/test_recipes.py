@@ -6,14 +6,13 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 
 import pytest
 
-from support import BIN, ROOT, free_port, http_get, pid_alive, wait_for
-from support.nginx import nginx_binary, recipe_config, recipe_nginx
+from support import BIN, ROOT, free_port, http_get, pid_alive, tools, wait_for
+from support.nginx import recipe_config, recipe_nginx
 
 RECIPES = os.path.join(ROOT, "recipes")
 
@@ -40,7 +39,9 @@ def serving_pids(port, path, count, parse):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["server.ini", "server-builtin.ini"])
+@pytest.mark.parametrize("config", [
+    pytest.param("server.ini", marks=pytest.mark.needs("chaussette", "meinheld")),
+    "server-builtin.ini"])
 def test_pyramid_hello_world(circusd, config):
     pytest.importorskip("pyramid")
     port = free_port()
@@ -53,7 +54,9 @@ def test_pyramid_hello_world(circusd, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["server.ini", "server-chaussette.ini"])
+@pytest.mark.parametrize("config", [
+    "server.ini",
+    pytest.param("server-chaussette.ini", marks=pytest.mark.needs("chaussette", "meinheld"))])
 def test_django_project(circusd, config):
     pytest.importorskip("django")
     port = free_port()
@@ -68,8 +71,7 @@ def test_django_project(circusd, config):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(nginx_binary() is None,
-                    reason="nginx is not installed (./dev.sh test installs it)")
+@pytest.mark.needs("nginx", "meinheld")
 def test_nginx_in_front_of_tcp_and_unix_sockets_and_the_console(circusd, tmp_path):
     with recipe_nginx(circusd, tmp_path) as recipe:
         listen_port = recipe.listen_port
@@ -217,8 +219,7 @@ def test_systemd_unit_signals_reload_and_stop_a_real_circusd(circusd):
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed")
+@pytest.mark.needs("systemd-analyze")
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     circusd_bin = os.path.join(BIN, "circusd")
     assert os.access(circusd_bin, os.X_OK)
@@ -228,7 +229,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     text = text.replace(exec_start.split()[0], circusd_bin)
     unit = tmp_path / "circusd.service"
     unit.write_text(text)
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+    result = subprocess.run([tools.path("systemd-analyze"), "verify", "--man=no", str(unit)],
                             capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if "circusd.service" in line]

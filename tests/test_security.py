@@ -3,7 +3,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 
 import pytest
 
@@ -94,14 +93,14 @@ def test_events_are_protected_too(secure, keys):
                           server_key=str(keydir / "circusd.key"))
     bad = CircusConsumer([""], endpoint=secure.pubsub, timeout=0.1)
     c = client(secure, keydir, "alice")
+    def poked():
+        c.call({"command": "set", "properties": {"name": "sleeper",
+                                                 "options": {"priority": 0}}})
+        return good.recv(0.1)
     try:
-        deadline = time.monotonic() + 10
-        event = None
-        while event is None and time.monotonic() < deadline:
-            c.call({"command": "set", "properties": {"name": "sleeper",
-                                                     "options": {"priority": 0}}})
-            event = good.recv(0.1)
-        assert event is not None and event[0] == "watcher.sleeper.updated"
+        # until the subscription is live: PUB drops what comes before
+        event = wait_for(poked, timeout=10, interval=0, message="an event through CURVE")
+        assert event[0] == "watcher.sleeper.updated"
         assert bad.recv(0.3) is None
     finally:
         c.stop()

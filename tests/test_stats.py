@@ -6,18 +6,16 @@ circus.stats.client. circus-top runs in a tmux server of its own.
 """
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from circus.stats.client import StatsClient, StatsSnapshot, parse_message
-from support import PYTHON, ROOT, free_port, pid_alive, wait_for
+from support import PYTHON, ROOT, free_port, pid_alive, tools, wait_for
 
 BUSY = '%s -c "while True: pass"' % PYTHON
 # grows by 4 MB every 0.2 s up to 200 MB, touching every page, then idles
@@ -46,19 +44,19 @@ class StatsLog:
     def wait(self, predicate, timeout=20.0, message="stats message"):
         """The first message (watcher, subtopic, stat) not yet returned for
         which predicate is true."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def first_new():
             while self._seen < len(self.items):
                 item = self.items[self._seen]
                 self._seen += 1
                 if predicate(*item):
                     return item
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                got = sorted({"%s.%s" % (w, s) for w, s, _ in self.items[-200:]})
-                raise AssertionError("timed out waiting for %s; recent topics: %s"
-                                     % (message, got))
-            self._pump(min(remaining, 0.2))
+            return None
+
+        def recent():
+            got = sorted({"%s.%s" % (w, s) for w, s, _ in self.items[-200:]})
+            return "%s; recent topics: %s" % (message, got)
+        return wait_for(first_new, timeout,
+                        pause=lambda remaining: self._pump(min(remaining, 0.2)), message=recent)
 
     def topic(self, watcher, subtopic=None, timeout=20.0, check=lambda stat: True):
         return self.wait(lambda w, s, stat: w == watcher and s == subtopic and check(stat),
@@ -396,11 +394,10 @@ def test_circusd_stats_leaves_with_circusd(circusd):
 # --- circus-top -------------------------------------------------------------
 
 class Tmux:
-    """A tmux server of our own, so no user session is ever touched."""
+    """A tmux server of our own, so no user session is ever touched (its
+    tests are marked needs("tmux"))."""
 
     def __init__(self, tmp_path):
-        if shutil.which("tmux") is None:
-            pytest.skip("tmux is not installed")
         self.name = "circus-test-%d-%d" % (os.getpid(), free_port())
         self.conf = tmp_path / "tmux.conf"
         # keep the pane after the program exits, to read its exit status
@@ -408,7 +405,8 @@ class Tmux:
         self.status_file = tmp_path / "exit-status"
 
     def run(self, *args, check=True):
-        return subprocess.run(["tmux", "-L", self.name, "-f", str(self.conf)] + list(args),
+        return subprocess.run([tools.path("tmux"), "-L", self.name, "-f", str(self.conf)]
+                              + list(args),
                               capture_output=True, text=True,
                               check=check, timeout=10)
 
@@ -470,6 +468,7 @@ def _top(endpoint):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("tmux")
 def test_circus_top_shows_watchers_and_quits_on_q(stats_daemon, tmux):
     daemon, log = stats_daemon("""
         [watcher:busy]
@@ -504,6 +503,7 @@ def test_circus_top_shows_watchers_and_quits_on_q(stats_daemon, tmux):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("tmux")
 def test_circus_top_says_when_the_endpoint_is_unreachable(tmux):
     endpoint = "tcp://127.0.0.1:%d" % free_port()
     tmux.start(_top(endpoint))

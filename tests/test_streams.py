@@ -15,6 +15,7 @@ import pytest
 from circus.arbiter import Arbiter
 from circus.stream import FileStream, QueueStream, StdoutStream, get_stream
 from support import children_of, wait_for
+from support.aio import until
 
 PY = sys.executable
 
@@ -202,16 +203,17 @@ def test_queue_stream_from_config_in_process(tmp_path):
         task = asyncio.ensure_future(arbiter.run())
         got = {"stdout": b"", "stderr": b""}
         items = []
+
+        def both_lines_twice():
+            for stream in (watcher.stdout_stream, watcher.stderr_stream):
+                while not stream.empty():
+                    item = stream.get_nowait()
+                    items.append(item)
+                    got[item["name"]] += item["data"]
+            return all(got[k].count(b"1\n") >= 2 for k in got)
         try:
-            deadline = time.monotonic() + 10
-            while any(got[k].count(b"1\n") < 2 for k in got):
-                assert time.monotonic() < deadline, got
-                for stream in (watcher.stdout_stream, watcher.stderr_stream):
-                    while not stream.empty():
-                        item = stream.get_nowait()
-                        items.append(item)
-                        got[item["name"]] += item["data"]
-                await asyncio.sleep(0.01)
+            await until(both_lines_twice, timeout=10, interval=0.01,
+                        message=lambda: "two lines on each stream; got %r" % got)
             return set(watcher.pids), items
         finally:
             arbiter.request_quit()

@@ -12,12 +12,11 @@ import threading
 
 import pytest
 
-from support import ROOT, free_port, wait_for
+from support import ROOT, free_port, tools, wait_for
 from support.web import USERS, Browserish, users_file
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium", "playwright", "dejavu-font")]
 
-CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
 TIMEOUT = 15000  # ms, for the browser's own waits
 
@@ -34,11 +33,10 @@ graceful_timeout = 2
 
 @pytest.fixture(scope="session")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("chromium is not installed (./dev.sh test installs it)")
+    from playwright import sync_api  # the needs marker checked it is here
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        # Debian's chromium: `playwright install` would download a browser
+        browser = playwright.chromium.launch(executable_path=tools.path("chromium"))
         yield browser
         browser.close()
 
@@ -340,10 +338,9 @@ def _serve_html(html):
     return _HTMLServer(html)
 
 
+@pytest.mark.needs("nginx", "meinheld")
 def test_nginx_recipe_serves_the_console_under_its_prefix(circusd, tmp_path, context):
-    from support.nginx import nginx_binary, recipe_nginx
-    if nginx_binary() is None:
-        pytest.skip("nginx is not installed (./dev.sh test installs it)")
+    from support.nginx import recipe_nginx
     with recipe_nginx(circusd, tmp_path) as recipe:
         page = context.new_page()
         url = "http://127.0.0.1:%d/console" % recipe.listen_port

@@ -22,28 +22,20 @@ from circus.errors import WorkerStartError
 from circus.sdnotify import notify
 from circus.worker import backends
 from circus.worker.app import load_callable
+from support import wait_for
 from support.framestack import needs_chunk_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
-BACKENDS = ["waitress", "meinheld", "wsgiref"]
-KEEPALIVE_BACKENDS = ["waitress", "meinheld"]  # wsgiref closes after each response
+MEINHELD = pytest.param("meinheld", marks=pytest.mark.needs("meinheld"))
+BACKENDS = ["waitress", MEINHELD, "wsgiref"]
+KEEPALIVE = ("waitress", "meinheld")  # wsgiref closes after each response
+KEEPALIVE_BACKENDS = ["waitress", MEINHELD]
 HELLO = "tests.apps.hello:application"
 SLOW = "tests.apps.slow:application"
 CREDS = struct.Struct("3i")
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
-        time.sleep(0.01)
 
 
 # -- the circusd side ------------------------------------------------------------
@@ -71,20 +63,20 @@ class Notifications:
         self.seen.append((pid, data.decode()))
 
     def wait(self, worker, message, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while (worker.pid, message) not in self.seen:
-            left = deadline - time.monotonic()
+        def received():
+            if (worker.pid, message) in self.seen:
+                return True
             code = worker.proc.poll()
-            if code is not None and (worker.pid, message) not in self.seen:
+            if code is not None:
                 # a datagram may still be queued: read what is there first
                 self._receive(0.05)
                 if (worker.pid, message) in self.seen:
-                    break
+                    return True
                 raise AssertionError("worker exited (%s) before %s:\n%s"
                                      % (code, message, worker.log()))
-            if left <= 0:
-                raise AssertionError("no %s from pid %d:\n%s" % (message, worker.pid, worker.log()))
-            self._receive(min(left, 0.1))
+            return False
+        wait_for(received, timeout, pause=lambda remaining: self._receive(min(remaining, 0.1)),
+                 message=lambda: "%s from pid %d:\n%s" % (message, worker.pid, worker.log()))
 
     def close(self):
         self.sock.close()
@@ -231,6 +223,7 @@ def frame_stack_lines(worker):
 
 
 @needs_chunk_cache
+@pytest.mark.needs("meinheld")
 def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
     # each meinheld request runs in a new greenlet, whose frame stack starts
     # with a fresh chunk: with the chunk cache built, the first request's
@@ -250,6 +243,7 @@ def test_meinheld_requests_reuse_one_frame_stack_chunk(spawn, tcp_listener):
                          "for reuse)")
 
 
+@pytest.mark.needs("meinheld")
 def test_meinheld_without_the_chunk_cache_says_so_once(spawn, tcp_listener):
     worker = spawn(fd_args(tcp_listener, "meinheld", "tests.apps.framestack:application"),
                    fds=[tcp_listener.fileno()], env={"CIRCUS_WORKER_CHUNK_CACHE": "0"})
@@ -473,7 +467,7 @@ def test_stop_serves_next_request_on_open_connection(spawn, tcp_listener, notifi
     worker = spawn(fd_args(tcp_listener, backend, "--keep-alive", "60", HELLO),
                    fds=[tcp_listener.fileno()])
     conn = connect(tcp_listener.getsockname()[1])
-    if backend in KEEPALIVE_BACKENDS:
+    if backend in KEEPALIVE:
         conn.request("GET", "/")
         first = conn.getresponse()
         first.read()
@@ -499,7 +493,7 @@ def test_stop_serves_next_request_on_open_connection(spawn, tcp_listener, notifi
     response = conn.getresponse()
     assert response.status == 200
     assert pid_of(response.read().decode()) == worker.pid
-    if backend in KEEPALIVE_BACKENDS:
+    if backend in KEEPALIVE:
         assert "close" in response.getheader("Connection").lower().split(", ")
     conn.close()
     assert worker.proc.wait(10) == 0
@@ -633,6 +627,7 @@ def test_worker_warns_when_notify_socket_is_dead(spawn, tcp_listener, shortdir):
 WORKER_MAY_IMPORT = ("circus", "circus.util", "circus.errors", "circus.logs", "circus.sdnotify")
 
 
+@pytest.mark.needs("meinheld")
 def test_the_worker_imports_no_daemon_module():
     # every module of the worker, as a worker process imports them
     script = (
@@ -649,6 +644,7 @@ def test_the_worker_imports_no_daemon_module():
             and not m.startswith("circus.worker")] == []
 
 
+@pytest.mark.needs("meinheld")
 def test_every_backend_keeps_the_contract():
     for name in backends.NAMES:
         cls = backends.load(name)
@@ -656,6 +652,7 @@ def test_every_backend_keeps_the_contract():
         assert cls.__module__ == "circus.worker.backends." + name
 
 
+@pytest.mark.needs("meinheld")
 def test_a_backend_whose_server_is_missing_cannot_start(monkeypatch):
     cls = backends.load("meinheld")
     monkeypatch.setattr(cls, "requires", ("meinheld", "circus_no_such_server"))

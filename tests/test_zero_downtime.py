@@ -14,7 +14,6 @@ prints the figures of every scenario, with a steady run for comparison.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,17 +21,17 @@ import time
 
 import pytest
 
-from support import BIN, ROOT, free_port
+from support import BIN, ROOT, free_port, tools
 from support.events import EventLog
 
-WRK = shutil.which("wrk")
+WRK = tools.path("wrk")
 DURATION = int(os.environ.get("ZERO_DOWNTIME_SECONDS", "20"))
 WORKERS = 2
 CONNECTIONS = 50
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(WRK is None, reason="wrk is not installed"),
+    pytest.mark.needs("wrk"),
     pytest.mark.timeout(DURATION + 120),
 ]
 
@@ -52,6 +51,9 @@ STACKS = {
         % os.path.join(BIN, "chaussette"),
         "ready_delay = 0.5\nstop_signal = INT\n"),
 }
+# what each stack runs besides circus
+STACK_TOOLS = {"worker-waitress": (), "worker-meinheld": ("meinheld",),
+               "chaussette-meinheld": ("chaussette", "meinheld")}
 SCENARIOS = {
     "reload": "",
     "max_age": "max_age = 2\nmax_age_variance = 1\n",
@@ -185,7 +187,8 @@ def describe(result):
 
 
 @pytest.mark.parametrize("scenario", ["reload", "max_age"])
-@pytest.mark.parametrize("stack", list(STACKS))
+@pytest.mark.parametrize("stack", [
+    pytest.param(stack, marks=pytest.mark.needs(*STACK_TOOLS[stack])) for stack in STACKS])
 def test_no_request_fails_while_workers_are_replaced(circusd, tmp_path, stack, scenario):
     result = run_scenario(circusd, tmp_path, stack, scenario)
     print("%s %s: %s" % (stack, scenario, describe(result)))

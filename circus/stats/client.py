@@ -18,14 +18,25 @@ StatsSnapshot keeps the latest figures per watcher and process, the way a
 display needs them: a process leaves as soon as its watcher's aggregate no
 longer lists it, and anything not refreshed for `expiry` seconds leaves too.
 """
+from __future__ import annotations
+
 import json
 import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from circus.transport.subscriber import Subscriber
 from circus.util import DEFAULT_STATS
+
+if TYPE_CHECKING:
+    import zmq.asyncio
+
+# (watcher, subtopic, stat): the subtopic is a pid or a socket's fd (an
+# int), None for a watcher's aggregate
+Stat: TypeAlias = tuple[str, int | str | None, dict[str, Any]]
 
 CONNECTING = "connecting"
 CONNECTED = "connected"
@@ -40,7 +51,7 @@ _FAILED = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0))
 
 
-def parse_message(frames):
+def parse_message(frames: Sequence[bytes]) -> Stat:
     """(watcher, subtopic, stat) from the two frames of a stats message."""
     topic = frames[0].decode(errors="replace")
     try:
@@ -60,14 +71,17 @@ def parse_message(frames):
         if not sub.isdigit():
             watcher, sub = rest, None
     if sub is not None and sub.isdigit():
-        sub = int(sub)
+        return watcher, int(sub), stat
     return watcher, sub, stat
 
 
 class _Base:
-    def __init__(self, endpoint, context, ssh_server, ssh_keyfile, reconnect_max):
+    _started: float  # set by the subclass, before this __init__
+
+    def __init__(self, endpoint: str, context: zmq.Context[Any], ssh_server: str | None,
+                 ssh_keyfile: str | None, reconnect_max: float | None) -> None:
         self.state = CONNECTING
-        self.last_message = None
+        self.last_message: float | None = None
         self._subscriber = Subscriber(context, endpoint, [b"stat."], ssh_server=ssh_server,
                                       ssh_keyfile=ssh_keyfile, monitor_events=_MONITORED,
                                       reconnect_max=reconnect_max)
@@ -76,19 +90,19 @@ class _Base:
         self.monitor = self._subscriber.monitor
         self.tunnel = self._subscriber.tunnel
 
-    def _on_monitor(self, frames):
+    def _on_monitor(self, frames: list[bytes]) -> None:
         event = parse_monitor_message(frames)["event"]
         if event & (zmq.EVENT_CONNECTED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)):
             self.state = CONNECTED
         elif event & _FAILED:
             self.state = UNREACHABLE
 
-    def silence(self, now=None):
+    def silence(self, now: float | None = None) -> float:
         """Seconds since the last message (or since the client started)."""
         now = time.monotonic() if now is None else now
         return now - (self.last_message if self.last_message is not None else self._started)
 
-    def close(self):
+    def close(self) -> None:
         self._subscriber.close()
         self.socket = self.monitor = self.tunnel = None
 
@@ -98,8 +112,13 @@ class _Base:
 class StatsClient(_Base):
     """A blocking consumer (one thread, no loop)."""
 
-    def __init__(self, endpoint=DEFAULT_STATS, context=None, timeout=1.0, ssh_server=None,
-                 ssh_keyfile=None, reconnect_max=2.0):
+    socket: zmq.Socket[bytes] | None
+    monitor: zmq.Socket[bytes] | None
+
+    def __init__(self, endpoint: str = DEFAULT_STATS,
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None, timeout: float = 1.0,
+                 ssh_server: str | None = None, ssh_keyfile: str | None = None,
+                 reconnect_max: float | None = 2.0) -> None:
         self.timeout = float(timeout)
         self._started = time.monotonic()
         super().__init__(endpoint, context or zmq.Context.instance(), ssh_server,
@@ -108,16 +127,17 @@ class StatsClient(_Base):
         self._poller.register(self.socket, zmq.POLLIN)
         self._poller.register(self.monitor, zmq.POLLIN)
 
-    def recv(self, timeout=None):
+    def recv(self, timeout: float | None = None) -> Stat | None:
         """The next (watcher, subtopic, stat) within timeout seconds, or None."""
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while self.socket is not None:
             remaining = max(0.0, deadline - time.monotonic())
-            events = dict(self._poller.poll(remaining * 1000))
-            if self.monitor in events:
-                while self.monitor.poll(0):
-                    self._on_monitor(self.monitor.recv_multipart())
+            events = dict(self._poller.poll(int(remaining * 1000)))
+            monitor = self.monitor
+            if monitor is not None and monitor in events:
+                while monitor.poll(0):
+                    self._on_monitor(monitor.recv_multipart())
             if self.socket in events:
                 frames = self.socket.recv_multipart()
                 self.state = CONNECTED
@@ -127,7 +147,7 @@ class StatsClient(_Base):
                 return None
         return None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Stat]:
         while self.socket is not None:
             message = self.recv()
             if message is not None:
@@ -135,58 +155,69 @@ class StatsClient(_Base):
 
     iter_messages = __iter__
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class AsyncStatsClient(_Base):
     """The same on an asyncio loop: ``await client.recv()``, ``async for``."""
 
-    def __init__(self, endpoint=DEFAULT_STATS, context=None, ssh_server=None,
-                 ssh_keyfile=None, reconnect_max=2.0):
+    socket: zmq.asyncio.Socket | None
+    monitor: zmq.asyncio.Socket | None
+
+    def __init__(self, endpoint: str = DEFAULT_STATS, context: zmq.asyncio.Context | None = None,
+                 ssh_server: str | None = None, ssh_keyfile: str | None = None,
+                 reconnect_max: float | None = 2.0) -> None:
+        import asyncio
+
         import zmq.asyncio
         self._started = time.monotonic()
         super().__init__(endpoint, context or zmq.asyncio.Context.instance(), ssh_server,
                          ssh_keyfile, reconnect_max)
-        self._monitor_task = None
+        self._monitor_task: asyncio.Future[None] | None = None
 
-    def _ensure_monitor(self):
+    def _ensure_monitor(self) -> None:
         import asyncio
         if self._monitor_task is None:
             self._monitor_task = asyncio.ensure_future(self._watch())
 
-    async def _watch(self):
-        while self.socket is not None:
+    async def _watch(self) -> None:
+        while self.socket is not None and self.monitor is not None:
             self._on_monitor(await self.monitor.recv_multipart())
 
-    async def recv(self, timeout=None):
-        """The next (watcher, subtopic, stat); None after timeout seconds."""
+    async def recv(self, timeout: float | None = None) -> Stat | None:
+        """The next (watcher, subtopic, stat); None after timeout seconds,
+        or when the client is closed."""
         import asyncio
+        socket = self.socket
+        if socket is None:
+            return None
         self._ensure_monitor()
         if timeout is None:
-            frames = await self.socket.recv_multipart()
+            frames = await socket.recv_multipart()
         else:
             try:
                 async with asyncio.timeout(timeout):
-                    frames = await self.socket.recv_multipart()
+                    frames = await socket.recv_multipart()
             except TimeoutError:
                 return None
         self.state = CONNECTED
         self.last_message = time.monotonic()
         return parse_message(frames)
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self):
-        if self.socket is None:
+    async def __anext__(self) -> Stat:
+        message = await self.recv()
+        if message is None:  # closed
             raise StopAsyncIteration
-        return await self.recv()
+        return message
 
-    def close(self):
+    def close(self) -> None:
         if self._monitor_task is not None:
             self._monitor_task.cancel()
             self._monitor_task = None
@@ -194,10 +225,10 @@ class AsyncStatsClient(_Base):
 
     stop = close
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -210,13 +241,16 @@ class StatsSnapshot:
     aggregate), sockets() and sockets_total().
     """
 
-    def __init__(self, expiry=3.0):
+    def __init__(self, expiry: float = 3.0) -> None:
         self.expiry = float(expiry)
-        self._processes = {}  # watcher -> {pid: (stat, seen)}
-        self._totals = {}  # watcher -> (stat, seen)
-        self.last_update = None
+        # watcher -> {pid: (stat, seen)}
+        self._processes: dict[str, dict[int | str, tuple[dict[str, Any], float]]] = {}
+        # watcher -> (stat, seen)
+        self._totals: dict[str, tuple[dict[str, Any], float]] = {}
+        self.last_update: float | None = None
 
-    def update(self, watcher, subtopic, stat, now=None):
+    def update(self, watcher: str, subtopic: int | str | None, stat: dict[str, Any],
+               now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.last_update = now
         if subtopic is None:
@@ -231,7 +265,7 @@ class StatsSnapshot:
         else:
             self._processes.setdefault(watcher, {})[subtopic] = (stat, now)
 
-    def prune(self, now=None):
+    def prune(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for watcher in list(self._totals):
             if now - self._totals[watcher][1] > self.expiry:
@@ -242,24 +276,24 @@ class StatsSnapshot:
             if not entries and watcher not in self._totals:
                 del self._processes[watcher]
 
-    def watchers(self):
+    def watchers(self) -> list[str]:
         names = set(self._totals) | set(self._processes)
         return sorted(n for n in names if n not in ("circus", "sockets"))
 
-    def processes(self, watcher):
+    def processes(self, watcher: str) -> list[dict[str, Any]]:
         return [stat for stat, _ in self._processes.get(watcher, {}).values()]
 
-    def totals(self, watcher):
+    def totals(self, watcher: str) -> dict[str, Any] | None:
         entry = self._totals.get(watcher)
         return entry[0] if entry else None
 
-    def sockets(self):
+    def sockets(self) -> list[dict[str, Any]]:
         return self.processes("sockets")
 
-    def sockets_total(self):
+    def sockets_total(self) -> dict[str, Any] | None:
         return self.totals("sockets")
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, dict[str, Any]]:
         """Everything, JSON-ready: {watcher: {"total": ..., "processes": [...]}}."""
         names = set(self._totals) | set(self._processes)
         return {name: {"total": self.totals(name), "processes": self.processes(name)}

@@ -9,9 +9,16 @@ picks one. tests/test_dealer_contract.py runs the same tests on both.
 Deadlines are time.monotonic() values, so one deadline can cover connecting,
 sending and receiving.
 """
+from __future__ import annotations
+
 import abc
 
 from circus.transport.endpoints import socket_address
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    import zmq
+
 
 # The largest message a dealer accepts. A peer announcing more (a ZMTP size
 # field is 8 bytes: up to 2**64) is cut off with a CallError instead of
@@ -48,30 +55,31 @@ class Dealer(abc.ABC):
     - close() may be called any number of times.
     """
 
-    endpoint = None
+    endpoint: str
 
     @abc.abstractmethod
-    def connect(self, deadline):
+    def connect(self, deadline: float) -> None:
         """Connect now if not connected yet."""
 
     @abc.abstractmethod
-    def send(self, data, deadline):
+    def send(self, data: bytes, deadline: float) -> None:
         """Send data (bytes) as a one-frame message."""
 
     @abc.abstractmethod
-    def recv(self, deadline):
+    def recv(self, deadline: float) -> list[bytes] | None:
         """The next message's frames, or None at the deadline."""
 
     @abc.abstractmethod
-    def poll(self, timeout_ms):
+    def poll(self, timeout_ms: float) -> bool:
         """True when a whole message is waiting."""
 
     @abc.abstractmethod
-    def close(self):
+    def close(self) -> None:
         """Disconnect; the next send connects again."""
 
 
-def open_dealer(endpoint, context=None, curve_key=None, server_key=None):
+def open_dealer(endpoint: str, context: zmq.Context[zmq.Socket[bytes]] | None = None,
+                curve_key: str | None = None, server_key: str | None = None) -> Dealer:
     """The dealer for endpoint: ZMTPDealer when it can do the job (no CURVE,
     no caller's context, tcp:// or ipc://), else PyzmqDealer. CallError for
     an endpoint neither can use."""
@@ -80,4 +88,3 @@ def open_dealer(endpoint, context=None, curve_key=None, server_key=None):
         return ZMTPDealer(endpoint)
     from circus.transport.pyzmq import PyzmqDealer
     return PyzmqDealer(endpoint, context, curve_key, server_key)
-

@@ -15,13 +15,24 @@ a socket address, is here:
 Only libzmq understands the rest (tcp://eth0:5555, tcp://src;dst:port,
 inproc://, pgm://...): those are passed on untouched.
 """
+from __future__ import annotations
+
 import socket
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (circusctl's start)
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # what socket.connect takes: a unix path, or (host, port) with the host
+    # as bytes when it is ASCII
+    Address: TypeAlias = str | tuple[str | bytes, int]
+
 
 # a bound wildcard is reached on the loopback of the same family
 _LOOPBACK = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
-def split_tcp(endpoint):
+def split_tcp(endpoint: str) -> tuple[str, int] | None:
     """(host, port) of tcp://HOST:PORT, the host without IPv6 brackets; None
     when endpoint is not that (other schemes, no port, a source address)."""
     scheme, sep, rest = endpoint.partition("://")
@@ -35,12 +46,12 @@ def split_tcp(endpoint):
     return host, int(port)
 
 
-def format_tcp(host, port):
+def format_tcp(host: str, port: int) -> str:
     """tcp://HOST:PORT, with brackets around an IPv6 literal."""
     return "tcp://%s:%d" % ("[%s]" % host if ":" in host else host, port)
 
 
-def _unspecified(host):
+def _unspecified(host: str) -> str | None:
     if host in _LOOPBACK:
         return _LOOPBACK[host]
     if ":" not in host and not host.replace(".", "").isdigit():
@@ -55,7 +66,7 @@ def _unspecified(host):
     return None
 
 
-def connectable(endpoint):
+def connectable(endpoint: str) -> str:
     """An endpoint a client can connect to, for one circusd binds:
     tcp://*:5555 and tcp://0.0.0.0:5555 -> tcp://127.0.0.1:5555,
     tcp://[::]:5555 -> tcp://[::1]:5555; anything else as it is."""
@@ -66,7 +77,7 @@ def connectable(endpoint):
     return endpoint if loopback is None else format_tcp(loopback, parts[1])
 
 
-def socket_address(endpoint):
+def socket_address(endpoint: str) -> tuple[socket.AddressFamily, Address] | None:
     """(family, address) for the tcp:// and ipc:// endpoints the ZMTP dealer
     speaks; None for anything else (pyzmq then does).
 
@@ -81,14 +92,13 @@ def socket_address(endpoint):
         return None
     host, port = parts
     try:
-        host = host.encode("ascii")
+        return socket.AF_INET, (host.encode("ascii"), port)
     except UnicodeEncodeError:
-        pass
-    return socket.AF_INET, (host, port)
+        return socket.AF_INET, (host, port)
 
 
+def ssh_forward_target(endpoint: str) -> str:
 
-def ssh_forward_target(endpoint):
     """The remote end of `ssh -L LOCAL:TARGET` that reaches endpoint as the
     remote host sees it: HOST:PORT (IPv6 in brackets, a wildcard on the
     loopback) or a unix socket path. ValueError for anything else."""

@@ -10,6 +10,8 @@ safe default). An ipc:// endpoint is forwarded as a unix socket path
 (OpenSSH 6.7 or later). Authentication is ssh's business: agent, keys
 (--ssh-keyfile), known_hosts. No paramiko or pexpect needed.
 """
+from __future__ import annotations
+
 import os
 import socket
 import subprocess
@@ -19,7 +21,7 @@ from circus.errors import CallError, TunnelError
 from circus.transport.endpoints import ssh_forward_target
 
 
-def parse_server(server):
+def parse_server(server: str) -> tuple[str, int | None]:
     """'user@host:2222' -> ('user@host', 2222); the port is optional."""
     target, port = server, None
     if server.count(":") == 1 and not server.endswith("]"):
@@ -33,7 +35,7 @@ def parse_server(server):
     return target, port
 
 
-def forward_spec(endpoint, local_port):
+def forward_spec(endpoint: str, local_port: int) -> str:
     """The -L argument that forwards local_port to endpoint (seen remotely)."""
     try:
         return "127.0.0.1:%d:%s" % (local_port, ssh_forward_target(endpoint))
@@ -41,7 +43,8 @@ def forward_spec(endpoint, local_port):
         raise TunnelError(str(exc)) from None
 
 
-def ssh_command(server, endpoint, local_port, keyfile=None, ssh="ssh"):
+def ssh_command(server: str, endpoint: str, local_port: int, keyfile: str | None = None,
+                ssh: str = "ssh") -> list[str]:
     target, port = parse_server(server)
     cmd = [ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
            "-L", forward_spec(endpoint, local_port)]
@@ -53,37 +56,39 @@ def ssh_command(server, endpoint, local_port, keyfile=None, ssh="ssh"):
     return cmd
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 class SSHTunnel:
-    def __init__(self, server, endpoint, keyfile=None, timeout=10.0):
+    def __init__(self, server: str, endpoint: str, keyfile: str | None = None,
+                 timeout: float = 10.0) -> None:
         self.server = server
         self.endpoint = endpoint
         self.keyfile = keyfile
         self.timeout = timeout
-        self.process = None
-        self.local_port = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.local_port: int | None = None
 
-    def open(self):
+    def open(self) -> str:
         """Start ssh; returns the local endpoint once the forward accepts."""
         self.local_port = free_port()
         cmd = ssh_command(self.server, self.endpoint, self.local_port, self.keyfile)
         try:
-            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            process = self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             raise TunnelError("cannot run ssh: %s" % exc) from None
+        assert process.stderr is not None  # stderr=PIPE
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                error = self.process.stderr.read().decode(errors="replace").strip()
+            if process.poll() is not None:
+                error = process.stderr.read().decode(errors="replace").strip()
                 raise TunnelError("ssh to %s failed: %s" % (self.server, error or
                                                             "exit status %d"
-                                                            % self.process.returncode))
+                                                            % process.returncode))
             try:
                 socket.create_connection(("127.0.0.1", self.local_port), 0.2).close()
                 return "tcp://127.0.0.1:%d" % self.local_port
@@ -92,7 +97,7 @@ class SSHTunnel:
         self.close()
         raise TunnelError("ssh to %s: no tunnel after %.0fs" % (self.server, self.timeout))
 
-    def close(self):
+    def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -103,7 +108,8 @@ class SSHTunnel:
         self.process = None
 
 
-def open_tunnel(server, endpoint, keyfile=None, timeout=10.0):
+def open_tunnel(server: str, endpoint: str, keyfile: str | None = None,
+                timeout: float = 10.0) -> tuple[SSHTunnel, str]:
     """Start a tunnel to endpoint through server: (tunnel, local endpoint).
     A tunnel that cannot be set up raises CallError, as the clients report
     every other failure to reach circusd."""

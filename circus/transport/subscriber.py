@@ -6,12 +6,26 @@ if keys are given, with a socket monitor if the caller wants to know when
 the connection is up. `decode_event` turns a message's frames into
 (topic, mapping) the same way for all of them.
 """
+from __future__ import annotations
+
 import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from circus.transport.pyzmq import client_socket
 
+if TYPE_CHECKING:
+    import zmq
 
-class Subscriber:
+    from circus.transport.sshtunnel import SSHTunnel
+
+
+# a zmq.Socket, or a zmq.asyncio.Socket when made from a zmq.asyncio.Context
+# (a string bound: pyzmq is imported when a Subscriber is made, not before)
+_Socket = TypeVar("_Socket", bound="zmq.Socket[Any]")
+
+
+class Subscriber(Generic[_Socket]):
     """A SUB socket connected to endpoint (a zmq.Context or a
     zmq.asyncio.Context decides whether it is awaited).
 
@@ -25,10 +39,15 @@ class Subscriber:
     local when tunnelled) are for the owner to use; close() releases them.
     """
 
-    def __init__(self, context, endpoint, topics=(b"",), curve_key=None, server_key=None,
-                 ssh_server=None, ssh_keyfile=None, monitor_events=0, reconnect_max=None):
+    def __init__(self, context: zmq.Context[_Socket], endpoint: str,
+                 topics: Iterable[str | bytes] = (b"",), curve_key: str | None = None,
+                 server_key: str | None = None, ssh_server: str | None = None,
+                 ssh_keyfile: str | None = None, monitor_events: int = 0,
+                 reconnect_max: float | None = None) -> None:
         import zmq
-        self.socket = self.monitor = self.tunnel = None
+        self.socket: _Socket | None = None
+        self.monitor: _Socket | None = None
+        self.tunnel: SSHTunnel | None = None
         if ssh_server:
             from circus.transport.sshtunnel import open_tunnel
             self.tunnel, endpoint = open_tunnel(ssh_server, endpoint, ssh_keyfile)
@@ -43,7 +62,7 @@ class Subscriber:
             self.close()
             raise
 
-    def _setup(self, sock):
+    def _setup(self, sock: _Socket) -> None:
         import zmq
         if self._reconnect_max is not None:
             # retry a dead endpoint calmly, not ten times a second
@@ -54,10 +73,11 @@ class Subscriber:
             # before connect(), so that the first connection is reported
             self.monitor = sock.get_monitor_socket(self._monitor_events)
 
-    def close(self):
+    def close(self) -> None:
         if self.monitor is not None:
             try:
-                self.socket.disable_monitor()
+                if self.socket is not None:
+                    self.socket.disable_monitor()
             except Exception:
                 pass  # the context is going away already
             self.monitor.close(linger=0)
@@ -70,7 +90,7 @@ class Subscriber:
             self.tunnel = None
 
 
-def decode_message(raw):
+def decode_message(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """A published body as a mapping: the JSON object itself, {"value": v}
     for another JSON value, {"raw": text} for what is not JSON."""
     if isinstance(raw, dict):
@@ -83,7 +103,7 @@ def decode_message(raw):
     return value if isinstance(value, dict) else {"value": value}
 
 
-def decode_event(frames):
+def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
     """(topic, mapping) of a message of circusd's publisher."""
     topic = frames[0].decode("utf-8", "replace")
     return topic, decode_message(frames[-1]) if len(frames) > 1 else {}

@@ -12,6 +12,8 @@ LONG 2, COMMAND 4) and a 1-byte or 8-byte big-endian size.
 Like libzmq, a refused connection is retried until the caller's deadline,
 so a client started just before circusd still gets its answer.
 """
+from __future__ import annotations
+
 import socket
 import time
 
@@ -29,14 +31,14 @@ _GREETING = (b"\xff" + bytes(8) + b"\x7f"  # signature
              + bytes(31))                   # filler
 
 
-def _frame(data, flags=0):
+def _frame(data: bytes, flags: int = 0) -> bytes:
     size = len(data)
     if size > 255:
         return bytes((flags | _LONG,)) + size.to_bytes(8, "big") + data
     return bytes((flags, size)) + data
 
 
-def _ready_command(socket_type):
+def _ready_command(socket_type: bytes) -> bytes:
     body = (b"\x05READY"
             + b"\x0bSocket-Type" + len(socket_type).to_bytes(4, "big") + socket_type
             + b"\x08Identity" + bytes(4))
@@ -50,34 +52,36 @@ class ZMTPDealer(Dealer):
     connecting); the public methods turn it into CallError or CallTimeout,
     and drop the connection: the next send connects again."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint: str) -> None:
         address = socket_address(endpoint)
         if address is None:
             raise CallError("not a tcp:// or ipc:// endpoint: %r" % endpoint)
         self.endpoint = endpoint
         self.family, self.address = address
-        self._sock = None
+        self._sock: socket.socket | None = None
         self._buffer = bytearray()
-        self._partial = []  # frames of a message whose last frame is still to come
+        # frames of a message whose last frame is still to come
+        self._partial: list[bytes] = []
         self._partial_size = 0
 
     # --- the Dealer contract ------------------------------------------------
-    def connect(self, deadline):
+    def connect(self, deadline: float) -> None:
         if self._sock is None:
             try:
                 self._connect(deadline)
             except OSError as exc:
                 raise self._failure(exc) from None
 
-    def send(self, data, deadline):
+    def send(self, data: bytes, deadline: float) -> None:
         self.connect(deadline)
         try:
-            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            self._sock.sendall(_frame(data))
+            sock = self._connected()
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(_frame(data))
         except OSError as exc:
             raise self._failure(exc) from None
 
-    def recv(self, deadline):
+    def recv(self, deadline: float) -> list[bytes] | None:
         if self._sock is None:
             raise CallError("connection to %s failed: not connected" % self.endpoint)
         try:
@@ -85,7 +89,7 @@ class ZMTPDealer(Dealer):
         except OSError as exc:
             raise self._failure(exc) from None
 
-    def poll(self, timeout_ms):
+    def poll(self, timeout_ms: float) -> bool:
         deadline = time.monotonic() + timeout_ms / 1000.0
         if self._sock is None:
             return False
@@ -97,7 +101,7 @@ class ZMTPDealer(Dealer):
         except OSError as exc:
             raise self._failure(exc) from None
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -105,7 +109,7 @@ class ZMTPDealer(Dealer):
         self._partial = []
         self._partial_size = 0
 
-    def _failure(self, exc):
+    def _failure(self, exc: OSError) -> CallError:
         """The CallError to raise for exc; the connection is dropped."""
         self.close()
         if isinstance(exc, TimeoutError):
@@ -115,7 +119,12 @@ class ZMTPDealer(Dealer):
         return CallError("connection to %s failed: %s" % (self.endpoint, describe(exc)))
 
     # --- connection -------------------------------------------------------
-    def _open(self, deadline):
+    def _connected(self) -> socket.socket:
+        if self._sock is None:
+            raise ConnectionResetError("not connected")
+        return self._sock
+
+    def _open(self, deadline: float) -> socket.socket:
         while True:
             try:
                 if self.family == socket.AF_UNIX:
@@ -127,8 +136,11 @@ class ZMTPDealer(Dealer):
                         sock.close()
                         raise
                 else:
+                    # (host, port); typeshed wants a str host, but a bytes
+                    # one is what spares getaddrinfo the idna codec
                     sock = socket.create_connection(
-                        self.address, timeout=max(deadline - time.monotonic(), 0.001))
+                        self.address,  # type: ignore[arg-type]
+                        timeout=max(deadline - time.monotonic(), 0.001))
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return sock
             except (ConnectionRefusedError, FileNotFoundError):
@@ -138,7 +150,7 @@ class ZMTPDealer(Dealer):
                     raise TimeoutError("nothing listens at %s" % self.endpoint) from None
                 time.sleep(pause)
 
-    def _connect(self, deadline):
+    def _connect(self, deadline: float) -> None:
         self._sock = self._open(deadline)
         self._buffer.clear()
         self._partial = []
@@ -170,7 +182,7 @@ class ZMTPDealer(Dealer):
             raise
 
     # --- reading ----------------------------------------------------------
-    def _read(self, size, deadline):
+    def _read(self, size: int, deadline: float) -> bytes | None:
         """Exactly size bytes, or None when the deadline passes first."""
         while len(self._buffer) < size:
             if self._fill(size, deadline) is None:
@@ -179,7 +191,7 @@ class ZMTPDealer(Dealer):
         del self._buffer[:size]
         return data
 
-    def _frame_header(self, offset=0):
+    def _frame_header(self, offset: int = 0) -> tuple[int, int, int] | None:
         """(flags, header length, body size) of the buffered frame at offset,
         or None while its header is incomplete. A frame larger than
         MAX_MESSAGE_SIZE is refused before a byte of it is buffered."""
@@ -196,11 +208,11 @@ class ZMTPDealer(Dealer):
             raise self._too_large(size)
         return flags, 9, size
 
-    def _too_large(self, size):
+    def _too_large(self, size: int) -> ZMTPError:
         return ZMTPError("%s sent a message of %d bytes, more than the %d (MAX_MESSAGE_SIZE) "
                          "a client accepts" % (self.endpoint, size, MAX_MESSAGE_SIZE))
 
-    def _read_frame(self, deadline):
+    def _read_frame(self, deadline: float) -> tuple[int, bytes] | None:
         """(flags, body) of the next frame, or None at the deadline. A frame
         is taken from the buffer only when it is whole, so a deadline in the
         middle of one leaves the stream in step."""
@@ -217,13 +229,14 @@ class ZMTPDealer(Dealer):
             if self._fill(need, deadline) is None:
                 return None
 
-    def _fill(self, size, deadline):
+    def _fill(self, size: int, deadline: float) -> int | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        self._sock.settimeout(remaining)
+        sock = self._connected()
+        sock.settimeout(remaining)
         try:
-            chunk = self._sock.recv(max(65536, size - len(self._buffer)))
+            chunk = sock.recv(max(65536, size - len(self._buffer)))
         except TimeoutError:
             return None
         if not chunk:
@@ -231,7 +244,7 @@ class ZMTPDealer(Dealer):
         self._buffer += chunk
         return len(chunk)
 
-    def _read_command(self, deadline):
+    def _read_command(self, deadline: float) -> tuple[bytes, bytes]:
         frame = self._read_frame(deadline)
         if frame is None:
             raise TimeoutError("no ZMTP handshake from %s" % self.endpoint)
@@ -240,7 +253,7 @@ class ZMTPDealer(Dealer):
             raise ZMTPError("%s sent a message before its handshake" % self.endpoint)
         return body[1:1 + body[0]], body[1 + body[0]:]
 
-    def _recv(self, deadline):
+    def _recv(self, deadline: float) -> list[bytes] | None:
         while True:
             frame = self._read_frame(deadline)
             if frame is None:
@@ -257,14 +270,16 @@ class ZMTPDealer(Dealer):
                 frames, self._partial, self._partial_size = self._partial, [], 0
                 return frames
 
-    def _answer_command(self, body, deadline):
+    def _answer_command(self, body: bytes, deadline: float) -> None:
         # a ROUTER with heartbeats on drops a peer that does not answer PING
         # (body: name, a 2-byte TTL, then up to 16 bytes of context to echo)
         if body[:5] == b"\x04PING":
-            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            self._sock.sendall(_frame(b"\x04PONG" + body[7:], _COMMAND))
+            sock = self._connected()
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(_frame(b"\x04PONG" + body[7:], _COMMAND))
 
-    def _whole_message_buffered(self):
+    def _whole_message_buffered(self) -> bool:
+
         offset = 0
         while True:
             header = self._frame_header(offset)

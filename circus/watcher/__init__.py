@@ -11,12 +11,16 @@ hooks (names, calls, vetoes: the user documentation of hooks is there),
 spawning (spawn, readiness, reaping, give-up), stopping (signals, the
 graceful stop of a process) and streams (children's pipes).
 """
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from circus.errors import HookError  # noqa: F401  (re-exported)
 from circus.options.facts import READY_MODES
@@ -28,6 +32,12 @@ from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
 from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
 from circus.watcher.stopping import ProcessStopping
 
+if TYPE_CHECKING:
+    from circus.process import Process
+    from circus.procstats import Snapshot
+    from circus.reaper import Reaper
+    from circus.sockets import CircusSockets
+
 __all__ = ["Watcher", "WatcherState", "HOOK_NAMES", "HookError", "MIN_UPTIME", "MAX_BACKOFF",
            "READY_MODES", "retry_delay"]
 
@@ -38,15 +48,29 @@ logger = logging.getLogger("circus")
 class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
     """Class managing a list of processes for a given command."""
 
-    def __init__(self, name, cmd, args=None, numprocesses=1, warmup_delay=0.0,
-                 working_dir=None, shell=False, uid=None, max_retry=5, gid=None,
-                 send_hup=False, env=None, stopped=True, graceful_timeout=30.0,
-                 prereload_fn=None, rlimits=None, executable=None, stdout_stream=None,
-                 stderr_stream=None, stream_backend="thread", priority=0,
-                 singleton=False, use_sockets=False, copy_env=False, copy_path=False,
-                 max_age=0, max_age_variance=30, hooks=None, stop_signal=signal.SIGTERM,
-                 stop_children=False, autostart=True, respawn=True, ready="spawn",
-                 ready_delay=0.0, ready_timeout=30.0, loop=None, **options):
+    # the options as a config file wrote them (an options.Section, set by
+    # arbiter.build_watcher); None for a watcher a program or a command added
+    config: Mapping[str, Any] | None = None
+
+
+    def __init__(self, name: str, cmd: str, args: str | Sequence[object] | None = None,
+                 numprocesses: int = 1, warmup_delay: float = 0.0,
+                 working_dir: str | None = None, shell: bool = False,
+                 uid: int | str | None = None, max_retry: int = 5, gid: int | str | None = None,
+                 send_hup: bool = False, env: Mapping[str, str] | None = None,
+                 stopped: bool = True, graceful_timeout: float = 30.0,
+                 prereload_fn: Callable[[Watcher], object] | None = None,
+                 rlimits: Mapping[str, int | str] | None = None, executable: str | None = None,
+                 stdout_stream: Mapping[str, Any] | None = None,
+                 stderr_stream: Mapping[str, Any] | None = None, stream_backend: str = "thread",
+                 priority: int = 0, singleton: bool = False, use_sockets: bool = False,
+                 copy_env: bool = False, copy_path: bool = False, max_age: float = 0,
+                 max_age_variance: float = 30,
+                 hooks: Mapping[str, Callable[..., object] | str] | None = None,
+                 stop_signal: int | str = signal.SIGTERM, stop_children: bool = False,
+                 autostart: bool = True, respawn: bool = True, ready: str = "spawn",
+                 ready_delay: float = 0.0, ready_timeout: float = 30.0,
+                 loop: asyncio.AbstractEventLoop | None = None, **options: Any) -> None:
         self.name = name
         self.cmd = cmd
         self.args = args
@@ -88,26 +112,30 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.stderr_stream = get_stream(self.stderr_stream_conf)
 
         self._state = WatcherState.STOPPED
-        self.processes = {}  # pid -> Process, in spawn order
-        self.arbiter = None
-        self.sockets = None
-        self.reaper = None
+        self.processes: dict[int, Process] = {}  # pid -> Process, in spawn order
+        # the Arbiter that attached it (not imported: the watcher knows nothing above it)
+        self.arbiter: Any = None
+        self.sockets: CircusSockets | None = None
+        self.reaper: Reaper | None = None
         self.debug = False
-        self.notify_socket = None  # address given to children when ready = notify
+        # address given to children when ready = notify
+        self.notify_socket: str | None = None
         self._loop = loop
-        self._lock = None
+        self._lock: asyncio.Lock | None = None
         # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
-        self._gave_up = None
-        self._publish = None
+        self._gave_up: str | None = None
+        self._publish: Callable[[str, dict[str, Any]], object] | None = None
         self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
         # close() has begun: the stops on the way ignore hook vetoes
         self._closing = False
         # why the last stop, or stop of a process, was refused by a hook
-        self.refusal = None
+        self.refusal: str | None = None
 
     # --- wiring -----------------------------------------------------------
-    def attach(self, loop, reaper, publish=None, sockets=None, arbiter=None):
+    def attach(self, loop: asyncio.AbstractEventLoop, reaper: Reaper,
+               publish: Callable[[str, dict[str, Any]], object] | None = None,
+               sockets: CircusSockets | None = None, arbiter: Any = None) -> None:
         """Called by the owner (the Arbiter) before the watcher runs."""
         self._loop = loop
         self.reaper = reaper
@@ -117,34 +145,40 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self._lock = asyncio.Lock()
 
     @property
-    def loop(self):
+    def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop
 
     @property
-    def lock(self):
+    def lock(self) -> asyncio.Lock | None:
         return self._lock
 
-    def notify_event(self, topic, msg):
+    def _operation_lock(self) -> asyncio.Lock:
+        """The lock every operation takes; RuntimeError before attach()."""
+        if self._lock is None:
+            raise RuntimeError("watcher %s is not attached to a loop (see attach)" % self.name)
+        return self._lock
+
+    def notify_event(self, topic: str, msg: Mapping[str, Any]) -> None:
         """Publish watcher.<name>.<topic> on the event channel."""
         if self._publish is not None:
             msg = dict(msg)
             msg.setdefault("time", time.time())
             self._publish("watcher.%s.%s" % (self.name, topic), msg)
 
-    def _spawn_task(self, coro):
+    def _spawn_task(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[Any]:
         return self._tasks.spawn(coro, self._loop)
 
     # --- state ------------------------------------------------------------
     @property
-    def state(self):
+    def state(self) -> WatcherState:
         return self._state
 
     @property
-    def status(self):
+    def status(self) -> WatcherState:
         """The state as the wire says it ("active"...): a str."""
         return self._state
 
-    def _set_state(self, new, reason=None):
+    def _set_state(self, new: WatcherState, reason: str | None = None) -> None:
         """The only writer of the state: checks the edge against
         WATCHER_TRANSITIONS and publishes the event the change has (start,
         stop with its reason). An illegal edge raises IllegalTransition: it
@@ -158,48 +192,49 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         elif new is WatcherState.STOPPED:
             self.notify_event("stop", {"reason": reason} if reason else {})
 
-    def is_starting(self):
+    def is_starting(self) -> bool:
         return self._state is WatcherState.STARTING
 
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._state is WatcherState.ACTIVE
 
-    def is_running(self):
+    def is_running(self) -> bool:
         """Starting or active: processes are kept (respawned) and counted."""
         return self._state in (WatcherState.STARTING, WatcherState.ACTIVE)
 
-    def is_stopping(self):
+    def is_stopping(self) -> bool:
         return self._state is WatcherState.STOPPING
 
-    def is_stopped(self):
+    def is_stopped(self) -> bool:
         return self._state is WatcherState.STOPPED
 
-    def is_closed(self):
+    def is_closed(self) -> bool:
         return self._state is WatcherState.CLOSED
 
     # --- introspection ----------------------------------------------------
-    def live_processes(self):
+    def live_processes(self) -> list[Process]:
         """Processes that count toward numprocesses (not on their way out)."""
         return [p for p in self.processes.values() if not p.stopping]
 
-    def get_process(self, pid):
+    def get_process(self, pid: int | str) -> Process | None:
         return self.processes.get(int(pid))
 
     @property
-    def pids(self):
+    def pids(self) -> list[int]:
         return list(self.processes)
 
-    def variables(self):
+    def variables(self) -> dict[str, object]:
         """What $(circus.X) may name in cmd, args and env, besides wid and env."""
-        values = {k: v for k, v in vars(self).items()
-                  if not k.startswith("_") and isinstance(v, (str, int, float, bool))}
+        values: dict[str, object] = {
+            k: v for k, v in vars(self).items()
+            if not k.startswith("_") and isinstance(v, (str, int, float, bool))}
         values.update({k.lower(): v for k, v in self.options.items()
                        if isinstance(v, (str, int, float, bool))})
         if self.sockets is not None:
             values.update(self.sockets.variables())
         return values
 
-    def process_env(self):
+    def process_env(self) -> dict[str, str]:
         env = dict(os.environ) if self.copy_env else {}
         if self.copy_path:
             env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -209,11 +244,11 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         return env
 
     # --- operations (each takes the lock) ---------------------------------
-    async def start(self):
-        async with self._lock:
+    async def start(self) -> bool:
+        async with self._operation_lock():
             return await self._start()
 
-    async def _start(self):
+    async def _start(self) -> bool:
         if self.is_closed():
             logger.info("watcher %s not started: it was removed", self.name)
             return False
@@ -240,19 +275,20 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.call_hook("after_start")
         return True
 
-    async def stop(self, graceful=True, reason=None):
+    async def stop(self, graceful: bool = True, reason: str | None = None) -> bool:
         """Stop every process. Asked of a watcher that is stopped already,
         it changes nothing and publishes `already_stopped` (not `stop`: no
         state changed), so a plugin that means to start the watcher again
         (flapping) learns that somebody wants it down. reason, if given, is
         carried by the event."""
-        async with self._lock:
+        async with self._operation_lock():
             if self.is_stopped() or self.is_closed():
                 self.notify_event("already_stopped", {"reason": reason} if reason else {})
                 return True
             return await self._stop(graceful=graceful, reason=reason)
 
-    async def _stop(self, graceful=True, reason=None, force=False):
+    async def _stop(self, graceful: bool = True, reason: str | None = None,
+                    force: bool = False) -> bool:
         """False when a hook refused (see circus.watcher.hooks); the watcher
         is then active and self.refusal says why."""
         if self.is_stopped() or self.is_closed():
@@ -290,17 +326,17 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.call_hook("after_stop")
         return True
 
-    async def restart(self):
-        async with self._lock:
+    async def restart(self) -> bool:
+        async with self._operation_lock():
             if not await self._stop():
                 return False
             return await self._start()
 
-    async def reload(self, graceful=True, sequential=False):
-        async with self._lock:
+    async def reload(self, graceful: bool = True, sequential: bool = False) -> bool:
+        async with self._operation_lock():
             return await self._reload(graceful, sequential)
 
-    async def _reload(self, graceful=True, sequential=False):
+    async def _reload(self, graceful: bool = True, sequential: bool = False) -> bool:
         if not self.is_active():
             return await self._start()
         if self.prereload_fn is not None:
@@ -308,7 +344,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         old = self.live_processes()
         if self.send_hup:
             for process in old:
-                self.send_signal(process.pid, signal.SIGHUP)
+                # (ignore: a spawned process has a pid)
+                self.send_signal(process.pid, signal.SIGHUP)  # type: ignore[arg-type]
         elif sequential:
             for process in old:
                 await self._replace(process, graceful)
@@ -316,9 +353,9 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             # new processes first; an old one goes only once a new one is ready
             new = []
             for _ in range(self.numprocesses):
-                process = self.spawn_process()
-                if process is not None:
-                    new.append(process)
+                spawned = self.spawn_process()
+                if spawned is not None:
+                    new.append(spawned)
                 if self.warmup_delay > 0:
                     await asyncio.sleep(self.warmup_delay)
             ready = await self._wait_ready(new)
@@ -331,7 +368,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.notify_event("reload", {})
         return True
 
-    async def _replace(self, process, graceful=True):
+    async def _replace(self, process: Process, graceful: bool = True) -> bool:
         """Start a successor to process and stop process once it is ready."""
         successor = self.spawn_process()
         if successor is None or not await self._wait_ready([successor]):
@@ -342,23 +379,25 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             return False
         return True
 
-    async def _wait_ready(self, processes):
+    async def _wait_ready(self, processes: Sequence[Process]) -> int:
         """How many of processes became ready (each has its own timeout)."""
         if not processes:
             return 0
-        results = await asyncio.gather(*(p.ready_future for p in processes))
+        # (a watcher's processes are made with its loop: they have both futures)
+        results = await asyncio.gather(
+            *(p.ready_future for p in processes))  # type: ignore[arg-type]
         # the ones that failed are being killed: let the caller see them gone
-        await asyncio.gather(*(p.exit_future for p, ok in zip(processes, results) if not ok))
+        await asyncio.gather(*(p.exit_future  # type: ignore[arg-type]
+                               for p, ok in zip(processes, results) if not ok))
         return sum(1 for r in results if r)
 
-    async def _recycle(self, process):
-        async with self._lock:
+    async def _recycle(self, process: Process) -> None:
+        async with self._operation_lock():
             if not self.is_active() or process.stopping or process.returncode is not None:
                 return
             logger.debug("watcher %s: pid %d reached max_age", self.name, process.pid)
             successor = self.spawn_process()
-            ok = successor is not None and await self._wait_ready([successor])
-            if not ok:
+            if successor is None or not await self._wait_ready([successor]):
                 # keep the old one serving; try again a little later
                 if process.returncode is None and self.is_active():
                     process.add_timer(max(1.0, self.max_age_variance),
@@ -371,36 +410,37 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             # a hook kept the old one: the replacement goes instead
             await self.kill_process(successor, force=True)
 
-    async def incr(self, nb=1):
-        async with self._lock:
+    async def incr(self, nb: int = 1) -> int:
+        async with self._operation_lock():
             self.numprocesses = 1 if self.singleton else self.numprocesses + int(nb)
             if self.is_active():
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
 
-    async def decr(self, nb=1):
-        async with self._lock:
+    async def decr(self, nb: int = 1) -> int:
+        async with self._operation_lock():
             self.numprocesses = max(0, self.numprocesses - int(nb))
             if self.is_active():
                 await self._reduce()
             return self.numprocesses
 
-    async def _reduce(self):
+    async def _reduce(self) -> None:
         live = self.live_processes()
         extra = len(live) - self.numprocesses
         if extra > 0:
             # the oldest go first: they are the nearest to max_age anyway
             await self._kill_all(live[:extra])
 
-    async def set_numprocesses(self, numprocesses):
-        async with self._lock:
+    async def set_numprocesses(self, numprocesses: int) -> int:
+        async with self._operation_lock():
             self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
             if self.is_active():
                 await self._reduce()
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
 
-    async def signal(self, signum, pid=None, children=False, recursive=False, child_pid=None):
+    async def signal(self, signum: int, pid: int | str | None = None, children: bool = False,
+                     recursive: bool = False, child_pid: int | str | None = None) -> list[int]:
         """Send signum to one process or all of them, their children, or both."""
         targets = [self.processes[int(pid)]] if pid is not None else self.live_processes()
         for process in targets:
@@ -411,30 +451,33 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             else:
                 if recursive:
                     process.send_signal_children(signum)
-                self.send_signal(process.pid, signum)
-        return [p.pid for p in targets]
+                # (ignores: a spawned process has a pid)
+                self.send_signal(process.pid, signum)  # type: ignore[arg-type]
+        return [p.pid for p in targets]  # type: ignore[misc]
 
-    async def kill(self, pid, graceful=True, signum=None, graceful_timeout=None):
+
+    async def kill(self, pid: int | str, graceful: bool = True, signum: int | None = None,
+                   graceful_timeout: float | None = None) -> int | None:
         """Stop one process; an active watcher then replaces it, as after a crash."""
         process = self.processes[int(pid)]
         code = await self.kill_process(process, graceful, signum, graceful_timeout)
         if self.is_running():
-            async with self._lock:
+            async with self._operation_lock():
                 await self._spawn_missing()
         return code
 
-    async def close(self):
+    async def close(self) -> None:
         """Stop everything and release streams; the watcher is then closed
         for good: it refuses to start again (its arbiter has let it go)."""
         self._closing = True
         if self._lock is None:
             self._release()
             return
-        async with self._lock:
+        async with self._operation_lock():
             await self._stop(force=True)
             self._release()
 
-    def _release(self):
+    def _release(self) -> None:
         if self.is_closed():
             return  # closed already, by an earlier close()
         self._set_state(WatcherState.CLOSED)
@@ -444,23 +487,24 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                 stream.close()
 
     # --- information ------------------------------------------------------
-    def info(self, snapshot=None):
+    def info(self, snapshot: Snapshot | None = None) -> dict[int, dict[str, Any] | str]:
         """{pid: info} of every process. One /proc snapshot serves them all
         (pass one to share it between watchers): per-process psutil calls
         scan the whole system for children each, O(N^2)."""
         if snapshot is None:
             from circus.procstats import Snapshot
             snapshot = Snapshot()
-        return {p.pid: snapshot.info(p.pid, p.started) for p in list(self.processes.values())}
+        return {pid: snapshot.info(pid, p.started) for pid, p in list(self.processes.items())}
 
-    def process_info(self, pid, snapshot=None):
+
+    def process_info(self, pid: int | str,
+                     snapshot: Snapshot | None = None) -> dict[str, Any] | str:
         process = self.processes[int(pid)]
         if snapshot is None:
             from circus.procstats import Snapshot
             snapshot = Snapshot()
         return snapshot.info(process.pid, process.started)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Watcher %s %s %d/%d>" % (self.name, self.status,
                                           len(self.live_processes()), self.numprocesses)
-

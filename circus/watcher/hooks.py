@@ -28,7 +28,11 @@ wedge the watcher: when circusd quits, when a watcher is removed or
 replaced by a config reload, when a watcher gives up after max_retry and
 when a process that never got ready is killed.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from circus.options.facts import HOOK_NAMES
 from circus.util import resolve_name
@@ -37,7 +41,8 @@ logger = logging.getLogger("circus")
 
 
 
-def resolve_hooks(hooks):
+def resolve_hooks(hooks: Mapping[str, Callable[..., object] | str] | None
+                  ) -> dict[str, Callable[..., object]]:
     """{name: callable} from {name: callable or dotted name}; ValueError
     for a name that is not a hook, ImportError for a target not found."""
     resolved = {}
@@ -51,7 +56,7 @@ def resolve_hooks(hooks):
 class HookCalls:
     """Watcher's side of hooks. Expects name, hooks, arbiter and _closing."""
 
-    def call_hook(self, hook_name, **kwargs):
+    def call_hook(self, hook_name: str, **kwargs: Any) -> bool:
         """Run a hook; False (or an exception) means: do not go on."""
         hook = self.hooks.get(hook_name)
         if hook is None:

@@ -1,5 +1,7 @@
 """Keeping a watcher's processes: spawn, readiness, reaping, replacing the
 dead, and giving up after max_retry failed starts."""
+from __future__ import annotations
+
 import asyncio
 import logging
 import random
@@ -18,7 +20,7 @@ MIN_UPTIME = 1.0
 MAX_BACKOFF = 5.0
 
 
-def retry_delay(failures):
+def retry_delay(failures: int) -> float:
     """No pause for the first retry, then a doubling one: a crash loop is
     answered at once but cannot spin the loop when max_retry is -1."""
     if failures <= 1:
@@ -38,7 +40,7 @@ class ProcessKeeping:
             wid += 1
         return wid
 
-    def spawn_process(self):
+    def spawn_process(self) -> Process | None:
         """Start one process now; None when it could not be started."""
         if not self.call_hook("before_spawn"):
             self._start_failed("hook before_spawn refused the spawn")
@@ -82,7 +84,7 @@ class ProcessKeeping:
         else:
             self.process_ready(process.pid)
 
-    def process_ready(self, pid):
+    def process_ready(self, pid: int) -> None:
         """The process said it is ready (sd_notify READY=1) or its delay ran out."""
         process = self.processes.get(pid)
         if process is not None and process.mark_ready():

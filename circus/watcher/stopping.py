@@ -1,9 +1,15 @@
 """Stopping processes: signals through the before_signal hook, the graceful
 stop of one process, and the wait for its own children."""
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from circus.process import Process
 
 logger = logging.getLogger("circus")
 
@@ -13,7 +19,9 @@ class ProcessStopping:
     stop_signal, stop_children, graceful_timeout, refusal, call_hook,
     _vetoes_apply and notify_event."""
 
-    def send_signal(self, pid, signum, force=False):
+    refusal: str | None
+
+    def send_signal(self, pid: int | str, signum: int, force: bool = False) -> bool:
         """Send signum unless the before_signal hook refuses it (False);
         force: the hook is told but cannot refuse."""
         process = self.processes[int(pid)]
@@ -32,8 +40,9 @@ class ProcessStopping:
         self.call_hook("after_signal", pid=process.pid, signum=signum)
         return True
 
-    async def kill_process(self, process, graceful=True, signum=None, timeout=None,
-                           force=False):
+    async def kill_process(self, process: Process, graceful: bool = True,
+                           signum: int | None = None, timeout: float | None = None,
+                           force: bool = False) -> int | None:
         """stop_signal (or signum), up to graceful_timeout (or timeout), then
         SIGKILL; returns the exit code. A timeout of 0 sends SIGKILL right
         after the stop signal: no grace at all, as the option's name says

@@ -19,16 +19,32 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout=10.0, interval=0.02, message="condition"):
-    """Poll predicate until it returns something truthy or the deadline passes."""
+def wait_for(predicate, timeout=10.0, interval=0.02, message="condition", pause=None):
+    """Call predicate until it returns something truthy, and return that;
+    AssertionError once timeout seconds have passed.
+
+    Between two calls: sleep interval seconds, or call pause(seconds left)
+    to block on what is awaited (a socket, a queue) for at most that long.
+    message names what is awaited; a callable one is called at the timeout,
+    to say what was seen. support.aio.until is the same on an asyncio loop."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
-        time.sleep(interval)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise timed_out(timeout, message)
+        if pause is None:
+            time.sleep(interval)
+        else:
+            pause(remaining)
+
+
+def timed_out(timeout, message):
+    if callable(message):
+        message = message()
+    return AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
 
 
 def pid_alive(pid):

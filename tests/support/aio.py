@@ -5,6 +5,7 @@ import time
 
 from circus.arbiter import Arbiter
 from circus.util import wait_event
+from support import timed_out
 
 
 class Events:
@@ -23,33 +24,42 @@ class Events:
 
     async def wait(self, predicate, timeout=10.0, start=0):
         """Wait for an event (topic, msg) satisfying predicate; returns it."""
-        deadline = time.monotonic() + timeout
         index = start
-        while True:
+
+        def first_match():
+            nonlocal index
             while index < len(self.items):
                 if predicate(*self.items[index]):
                     return self.items[index]
                 index += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("no matching event in %.1fs; got %s"
-                                     % (timeout, self.topics()[start:]))
+            return None
+
+        async def next_event(remaining):
             self._changed.clear()
             await wait_event(self._changed, remaining)
+        return await until(first_match, timeout, pause=next_event,
+                           message=lambda: "a matching event; got %s" % self.topics()[start:])
 
     async def topic(self, topic, timeout=10.0, start=0):
         return await self.wait(lambda t, m: t == topic, timeout, start)
 
 
-async def until(predicate, timeout=10.0, interval=0.01, message="condition"):
+async def until(predicate, timeout=10.0, interval=0.01, message="condition", pause=None):
+    """support.wait_for on the running loop: predicate is called until it
+    returns something truthy; between two calls, asyncio.sleep(interval)
+    or await pause(seconds left)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
-        await asyncio.sleep(interval)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise timed_out(timeout, message)
+        if pause is None:
+            await asyncio.sleep(interval)
+        else:
+            await pause(remaining)
 
 
 @contextlib.asynccontextmanager

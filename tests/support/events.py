@@ -1,7 +1,6 @@
 """Waiting for circusd's events in tests, instead of sleeping."""
-import time
-
 from circus.consumer import CircusConsumer
+from support import wait_for
 
 
 class EventLog:
@@ -31,35 +30,35 @@ class EventLog:
     def sync(self, watcher, timeout=10.0):
         """Return once the subscription is live: PUB drops what is sent before
         it reaches circusd, so poke a harmless `set` until its event comes."""
-        deadline = time.monotonic() + timeout
         topic = "watcher.%s.updated" % watcher
-        while time.monotonic() < deadline:
+
+        def poked():
             priority = self.daemon.call("get", name=watcher, keys=["priority"])
             self.daemon.call("set", name=watcher, options=priority["options"])
             self._pump(0.1)
-            if any(t == topic for t, _ in self.items):
-                self.items.clear()
-                self._returned.clear()
-                return self
-        raise AssertionError("no event from circusd after %.1fs" % timeout)
+            return any(t == topic for t, _ in self.items)
+        wait_for(poked, timeout, interval=0, message="an event from circusd")
+        self.items.clear()
+        self._returned.clear()
+        return self
 
     def wait(self, predicate, timeout=10.0, message="event"):
         """The first event (topic, msg) not yet returned that satisfies predicate:
         two waits for the same kind of event need two such events."""
-        deadline = time.monotonic() + timeout
         index = 0
-        while True:
+
+        def first_new():
+            nonlocal index
             while index < len(self.items):
                 topic, msg = self.items[index]
                 if index not in self._returned and predicate(topic, msg):
                     self._returned.add(index)
                     return topic, msg
                 index += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("timed out waiting for %s; got %s"
-                                     % (message, [t for t, _ in self.items]))
-            self._pump(min(remaining, 0.2))
+            return None
+        return wait_for(first_new, timeout,
+                        pause=lambda remaining: self._pump(min(remaining, 0.2)),
+                        message=lambda: "%s; got %s" % (message, self.topics()))
 
     def topic(self, topic, timeout=10.0, **fields):
         return self.wait(lambda t, m: t == topic and all(m.get(k) == v

@@ -12,15 +12,10 @@ import string
 import subprocess
 import tempfile
 
-from support import ROOT, free_port, http_get, wait_for
+from support import ROOT, free_port, http_get, tools, wait_for
 
 RECIPES = os.path.join(ROOT, "recipes")
 RECIPE = os.path.join(RECIPES, "nginx")
-
-
-def nginx_binary():
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                      else None)
 
 
 def recipe_config(name, filename, ports, paths=None):
@@ -72,7 +67,7 @@ def recipe_nginx(circusd, tmp_path):
             WEB_PORT=recipe.web_port, CONSOLE_PORT=recipe.console_port)
         (prefix / "nginx.conf").write_text(conf)
         log = open(tmp_path / "nginx.log", "wb")
-        nginx = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c",
+        nginx = subprocess.Popen([tools.path("nginx"), "-p", str(prefix), "-c",
                                   str(prefix / "nginx.conf"), "-e",
                                   str(prefix / "logs" / "error.log")],
                                  stdout=log, stderr=subprocess.STDOUT)
