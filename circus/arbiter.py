@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+from circus.counters import DaemonCounters
 from circus.errors import ArbiterError, ConfigError
 from circus.options import (
     arbiter_kwargs,
@@ -77,6 +78,9 @@ class Arbiter:
         self._socket_configs = {}
         self._circus_config = None  # the [circus] section last applied
         self._listeners = []
+        # what the `metrics` command reports, counted from the events
+        self.counters = DaemonCounters()
+        self.subscribe(self.counters.on_event)
         self._loop_thread = None
         self._quitting = False
         self._reload_lock = None
@@ -407,6 +411,10 @@ class Arbiter:
         # object, and children costs one /proc scan
         from circus.procstats import Snapshot
         return Snapshot().info(self.pid, self.started_at)
+
+    def metrics(self):
+        """The `metrics` reply: circusd's counters and its watchers' gauges."""
+        return self.counters.snapshot(self)
 
     def get_arbiter_options(self):
         """The [circus] options in effect, by their config names, and counts."""
