@@ -16,6 +16,8 @@ install_requires = [
     "waitress>=2.1",
     "greenlet>=3",
     "chaussette>=1.3",
+    # circusd-metrics (circus/metrics); circusd itself never imports it
+    "prometheus-client>=0.17",
 ]
 
 setup(
@@ -37,7 +39,9 @@ setup(
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects
-        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6",
+                 # the Kubernetes recipe's manifests are read by its test
+                 "pyyaml>=6"],
     },
     entry_points={
         "console_scripts": [
@@ -47,6 +51,7 @@ setup(
             "circus-plugin = circus.plugins:main",
             "circusd-stats = circus.stats:main",
             "circus-top = circus.stats.top:main",
+            "circus-metrics = circus.metrics:main",
         ],
     },
     classifiers=[

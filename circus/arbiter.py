@@ -49,6 +49,9 @@ class Arbiter:
         # unless stats_endpoint names another one
         self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if options.get("statsd")
                                                  else None)
+        # HOST:PORT of circusd-metrics (Prometheus, /healthz, /readyz), or None
+        self.prometheus = options.get("prometheus")
+        self.prometheus_per_process = bool(options.get("prometheus_per_process"))
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
         self.context = context
@@ -223,8 +226,9 @@ class Arbiter:
         await self.controller.start()
 
     def _system_watchers(self):
-        """Plugins and circusd-stats run as watchers of their own (named
-        plugin:NAME and circusd-stats), visible to every command."""
+        """Plugins, circusd-stats and circusd-metrics run as watchers of
+        their own (named plugin:NAME, circusd-stats, circusd-metrics),
+        visible to every command."""
         watchers = []
         if self.plugins:
             from circus.system_watchers import make_plugin_watcher
@@ -232,6 +236,9 @@ class Arbiter:
         if self.stats_endpoint:
             from circus.system_watchers import make_stats_watcher
             watchers.append(make_stats_watcher(self))
+        if self.prometheus:
+            from circus.system_watchers import make_metrics_watcher
+            watchers.append(make_metrics_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
     def _start_notify(self):
