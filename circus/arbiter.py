@@ -419,9 +419,10 @@ class Arbiter:
         from circus.procstats import Snapshot
         return Snapshot().info(self.pid, self.started_at)
 
-    def metrics(self):
-        """The `metrics` reply: circusd's counters and its watchers' gauges."""
-        return self.counters.snapshot(self)
+    def metrics(self, known=None, pids=True):
+        """The `metrics` reply: circusd's counters and its watchers' gauges
+        (known, pids: see DaemonCounters.snapshot)."""
+        return self.counters.snapshot(self, known, pids)
 
     def get_arbiter_options(self):
         """The [circus] options in effect, by their config names, and counts."""

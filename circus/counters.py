@@ -11,9 +11,13 @@ into the exposition, outside circusd's loop.
 
 The snapshot reads the gauges (wanted, running and ready processes, the
 state) from the watchers themselves when asked, so they can never drift
-from what the watchers hold.
+from what the watchers hold. A watcher's pids are sent only when they
+changed since the version the caller says it knows: every change of a
+watcher's processes is a spawn or a reap, so those two counters (and the
+counters' own epoch) version the set, and a steady scrape carries no pid.
 """
 import bisect
+import itertools
 import signal
 import time
 
@@ -47,17 +51,27 @@ class Histogram:
 
 
 class WatcherCounters:
-    __slots__ = ("spawns", "respawns", "recycles", "exits", "spawn_failures", "give_ups",
-                 "reloads")
+    __slots__ = ("epoch", "spawns", "reaps", "respawns", "recycles", "exits",
+                 "spawn_failures", "give_ups", "reloads")
+
+    _epochs = itertools.count(1)
 
     def __init__(self):
+        # a watcher removed then added again under its name starts afresh:
+        # its pids' version must not match the old one's
+        self.epoch = next(self._epochs)
         self.spawns = 0
+        self.reaps = 0
         self.respawns = 0
         self.recycles = 0
         self.exits = {}  # "exit:CODE" or "signal:NAME" -> count
         self.spawn_failures = {}  # cause -> count
         self.give_ups = {}  # cause (max_retry, flapping) -> count
         self.reloads = Histogram(RELOAD_BUCKETS)
+
+    @property
+    def pids_version(self):
+        return "%d.%d.%d" % (self.epoch, self.spawns, self.reaps)
 
     def as_dict(self):
         return {"spawns": self.spawns, "respawns": self.respawns, "recycles": self.recycles,
@@ -117,7 +131,9 @@ class DaemonCounters:
         self._of(name).recycles += 1
 
     def _reap(self, name, msg):
-        _bump(self._of(name).exits, exit_cause(msg.get("exit_code")))
+        counters = self._of(name)
+        counters.reaps += 1
+        _bump(counters.exits, exit_cause(msg.get("exit_code")))
 
     def _spawn_failure(self, name, msg):
         _bump(self._of(name).spawn_failures, str(msg.get("cause") or "error"))
@@ -143,24 +159,30 @@ class DaemonCounters:
         histogram.observe(seconds)
 
     # --- reading ------------------------------------------------------------
-    def snapshot(self, arbiter):
-        """The `metrics` reply: O(watchers + processes), no system call."""
+    def snapshot(self, arbiter, known=None, pids=True):
+        """The `metrics` reply, with no system call. known: {watcher name:
+        pids_version} the caller holds; those watchers' pids are left out
+        while their version is the same (and all of them without pids)."""
+        known = known or {}
         watchers = {}
-        ready_state = ProcessState.READY
+        ready, stopping = ProcessState.READY, ProcessState.STOPPING
         for watcher in arbiter.watchers:
-            processes = watcher.processes.values()
-            running = ready = 0
-            for process in processes:
-                if not process.stopping:
+            running = ready_count = 0
+            for process in watcher.processes.values():
+                state = process.state
+                if state is not stopping:
                     running += 1
-                    if process.state is ready_state:
-                        ready += 1
+                    if state is ready:
+                        ready_count += 1
             counters = self.watchers.get(watcher.name)
-            watchers[watcher.name] = {
+            entry = watchers[watcher.name] = {
                 "state": str(watcher.state), "autostart": watcher.autostart,
-                "wanted": watcher.numprocesses, "running": running, "ready": ready,
-                "pids": list(watcher.processes),
+                "wanted": watcher.numprocesses, "running": running, "ready": ready_count,
                 "counters": (counters or _EMPTY).as_dict()}
+            version = counters.pids_version if counters is not None else None
+            entry["pids_version"] = version
+            if pids and (version is None or known.get(watcher.name) != version):
+                entry["pids"] = list(watcher.processes)
         commands = [{"command": name, "status": status, "duration": histogram.as_dict()}
                     for (name, status), histogram in self.commands.items()]
         return {"version": __version__, "pid": arbiter.pid, "started_at": arbiter.started_at,

@@ -85,6 +85,33 @@ def test_counters_of_failed_starts_and_give_ups(tmp_path):
     asyncio.run(main())
 
 
+def test_pids_are_sent_only_when_they_changed():
+    async def main():
+        watchers = [Watcher("a", "sleep 600", numprocesses=2), Watcher("b", "sleep 600")]
+        async with running(watchers) as arbiter:
+            first = arbiter.metrics()["watchers"]
+            assert sorted(first["a"]["pids"]) == sorted(arbiter.get_watcher("a").pids)
+            known = {name: w["pids_version"] for name, w in first.items()}
+            steady = arbiter.metrics(known)["watchers"]
+            assert not any("pids" in w for w in steady.values())
+            # a respawn changes a's set (a reap, then a spawn): a's pids come again
+            os.kill(arbiter.get_watcher("a").pids[0], signal.SIGKILL)
+            await arbiter.events.topic("watcher.a.respawn")
+            changed = arbiter.metrics(known)["watchers"]
+            assert sorted(changed["a"]["pids"]) == sorted(arbiter.get_watcher("a").pids)
+            assert changed["a"]["pids_version"] != known["a"] and "pids" not in changed["b"]
+            # a watcher removed and added again under its name starts a new version
+            await arbiter.rm_watcher("b")
+            await arbiter.add_watcher("b", "sleep 600", start=True)
+            again = arbiter.metrics(known)["watchers"]["b"]
+            assert again["pids"] == arbiter.get_watcher("b").pids
+            assert again["pids_version"] != known["b"]
+            # readiness needs no pid at all
+            assert not any("pids" in w for w in arbiter.metrics(pids=False)[
+                "watchers"].values())
+    asyncio.run(main())
+
+
 def test_max_age_recycles_are_counted():
     async def main():
         web = Watcher("web", "sleep 600", max_age=0.3, max_age_variance=0)
@@ -237,6 +264,26 @@ def test_per_process_series_are_off_by_default(metrics_daemon):
     names = {s.name for f in parse_text(text) for s in f.samples}
     assert not names & set(PER_PROCESS)
     assert "circus_watcher_cpu_seconds_total" in names
+
+
+def test_per_process_series_follow_a_respawn(metrics_daemon):
+    daemon = metrics_daemon(WEB % free_port(), per_process=True)
+    port = daemon.metrics_port
+
+    def scraped_pids():
+        text = get(port, "/metrics")[2]
+        return sorted(int(labels["pid"]) for (name, items), _ in samples(text).items()
+                      if name == "circus_process_resident_memory_bytes"
+                      for labels in [dict(items)] if labels["watcher"] == "web")
+    before = sorted(daemon.call("list", name="web")["pids"])
+    assert scraped_pids() == before
+    assert scraped_pids() == before  # a steady scrape: circusd sent no pid, still all there
+    os.kill(before[0], signal.SIGKILL)
+    wait_for(lambda: len(daemon.call("list", name="web")["pids"]) == 2 and
+             sorted(daemon.call("list", name="web")["pids"]) != before,
+             message="the respawn")
+    after = sorted(daemon.call("list", name="web")["pids"])
+    wait_for(lambda: scraped_pids() == after, message="the new pid in the scrape")
 
 
 def test_grafana_dashboard_uses_only_metrics_that_exist(metrics_daemon, tmp_path):

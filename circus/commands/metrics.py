@@ -1,4 +1,4 @@
-from circus.commands.base import Command
+from circus.commands.base import Command, MessageError
 
 
 class Metrics(Command):
@@ -9,13 +9,16 @@ class Metrics(Command):
 
     ::
 
-        {"command": "metrics"}
+        {"command": "metrics", "properties": {"known": {"web": "<pids_version>"}}}
 
     The response holds what circusd-metrics turns into Prometheus metrics
     (see README.rst, "Metrics"): circusd's ``version``, ``pid``,
     ``started_at`` and ``state``; ``watchers``, a mapping of each watcher's
     ``state``, ``autostart``, ``wanted``, ``running`` and ``ready``
-    processes, ``pids`` and ``counters`` (spawns, respawns, recycles,
+    processes, ``pids`` and their ``pids_version`` (``pids`` is left out
+    for a watcher whose version the optional ``known`` property names:
+    a steady scrape carries no pid; ``"pids": false`` leaves them all
+    out), ``counters`` (spawns, respawns, recycles,
     exits by cause, spawn_failures and give_ups by cause, reload_duration);
     ``sockets`` as ``listsockets`` answers them; ``commands``, the latency
     histogram of each command name and status; and the histograms'
@@ -33,7 +36,10 @@ class Metrics(Command):
     name = "metrics"
 
     async def execute(self, arbiter, props):
-        return arbiter.metrics()
+        known = props.get("known") or {}
+        if not isinstance(known, dict):
+            raise MessageError("property 'known' must map watcher names to pids_version")
+        return arbiter.metrics(known, self.bool_prop(props, "pids", True))
 
     def console_msg(self, msg):
         if "watchers" not in msg:

@@ -74,9 +74,10 @@ class CpuTotals:
 
 
 class CircusCollector:
-    """Collect from circusd on each scrape; `call(command)` returns circusd's
-    reply mapping or raises CallError. Scrapes are serialised: the CPU
-    totals and the socket counts keep state between them."""
+    """Collect from circusd on each scrape; `call(command, **properties)`
+    returns circusd's reply mapping or raises CallError. Scrapes are
+    serialised: the CPU totals, the socket counts and the pids known keep
+    state between them."""
 
     def __init__(self, call, per_process=False):
         self.call = call
@@ -84,6 +85,7 @@ class CircusCollector:
         self.cpu = CpuTotals()
         self.sockets = SocketStats()
         self._inodes = {}  # (circusd pid, fd, name) -> inode
+        self._pids = {}  # watcher -> (pids_version, pids): circusd sends what changed
         self._lock = threading.Lock()
 
     def describe(self):
@@ -103,7 +105,8 @@ class CircusCollector:
     def _collect(self):
         up = family("circus_up")
         try:
-            reply = self.call("metrics")
+            reply = self.call("metrics", known={name: version for name, (version, _)
+                                                in self._pids.items() if version})
         except CallError as exc:
             logger.warning("circusd did not answer: %s", exc)
             reply = None
@@ -162,6 +165,9 @@ class CircusCollector:
         f = {name: family(name) for name in names}
         reload_bounds = reply.get("buckets", {}).get("reload", ())
         watchers = reply.get("watchers") or {}
+        self._pids = {name: (w.get("pids_version"), w["pids"] if "pids" in w
+                             else self._pids.get(name, (None, []))[1])
+                      for name, w in watchers.items()}
         for name, watcher in watchers.items():
             labels = [name]
             for state in WATCHER_STATES:
@@ -184,7 +190,7 @@ class CircusCollector:
             add_histogram(f["circus_watcher_reload_duration_seconds"], labels, reload_bounds,
                           counters["reload_duration"])
             live, rss = {}, 0
-            for pid in watcher["pids"]:
+            for pid in self._pids[name][1]:
                 usage = read_usage(pid)
                 if usage is None:
                     continue  # gone since circusd answered

@@ -54,19 +54,19 @@ class Circusd:
     def _new(self, timeout):
         return CircusClient(endpoint=self.endpoint, timeout=timeout, **self._keys)
 
-    def scrape_call(self, command):
+    def scrape_call(self, command, **props):
         try:
             if self._client is None:
                 self._client = self._new(self.timeout)
-            return self._client.call({"command": command, "properties": {}})
+            return self._client.call({"command": command, "properties": props})
         except CallError:
             self.close()  # a late reply must not wait on a reused socket
             raise
 
-    def probe_call(self, command):
+    def probe_call(self, command, **props):
         client = self._new(self.health_timeout)
         try:
-            return client.call({"command": command, "properties": {}})
+            return client.call({"command": command, "properties": props})
         finally:
             client.stop()
 

@@ -14,7 +14,8 @@ from circus.errors import CallError
 
 
 def liveness(call):
-    """(ok, text); call(command) -> reply, CallError when circusd does not answer."""
+    """(ok, text); call(command, **properties) -> reply, CallError when
+    circusd does not answer."""
     started = time.perf_counter()
     try:
         reply = call("numwatchers")
@@ -44,7 +45,7 @@ def not_ready(reply):
 def readiness(call):
     """(ok, text)."""
     try:
-        reply = call("metrics")
+        reply = call("metrics", pids=False)
     except CallError as exc:
         return False, "not ready: circusd did not answer: %s\n" % exc
     if reply.get("status") != "ok":
