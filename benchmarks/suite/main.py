@@ -13,7 +13,7 @@ from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
 DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
-SCENARIOS = ("web", "reload", "control", "stats", "latency")
+SCENARIOS = ("web", "reload", "control", "stats", "latency", "metrics")
 
 # what each mode runs; see benchmarks/README for the reasons
 PLANS = {
@@ -30,6 +30,7 @@ PLANS = {
                     "circusctl_runs": 30, "old_circus": True},
         "stats": {"processes": 500, "duration": 20, "old_circus": True},
         "latency": {"repeat": 1000, "processes": 500},
+        "metrics": {"processes": 1000, "watchers": 50, "scrapes": 30, "duration": 20},
     },
     "quick": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
@@ -44,6 +45,7 @@ PLANS = {
                     "circusctl_runs": 10, "old_circus": True},
         "stats": {"processes": 500, "duration": 5, "old_circus": False},
         "latency": {"repeat": 200, "processes": 500},
+        "metrics": {"processes": 1000, "watchers": 50, "scrapes": 10, "duration": 6},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
     "smoke": {
@@ -55,6 +57,7 @@ PLANS = {
                     "old_circus": False},
         "stats": {"processes": 10, "duration": 2, "old_circus": False},
         "latency": {"repeat": 20, "processes": 10},
+        "metrics": {"processes": 10, "watchers": 2, "scrapes": 3, "duration": 1},
     },
 }
 
@@ -185,6 +188,8 @@ def main(argv=None):
         data["stats"] = daemon_costs.run_stats(plan["stats"], workdir)
     if "latency" in only and plan.get("latency"):
         data["latency"] = daemon_costs.run_latency(plan["latency"], workdir)
+    if "metrics" in only and plan.get("metrics"):
+        data["metrics"] = daemon_costs.run_metrics(plan["metrics"], workdir)
 
     data["elapsed_s"] = time.monotonic() - started
     if envs.circus_tree() != tree_at_start:
