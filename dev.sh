@@ -20,9 +20,10 @@ setup_venv() {
 }
 
 system_tools() {
-    # Tests drive real nginx, wrk and tmux; install them when we can.
+    # Tests drive real nginx, wrk, tmux and prometheus (promtool comes with
+    # it); install them when we can.
     missing=""
-    for tool in nginx wrk tmux; do
+    for tool in nginx wrk tmux prometheus; do
         command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
     done
     [ -z "$missing" ] && return 0
