@@ -224,10 +224,6 @@ def test_exposition_is_valid_text_and_openmetrics_and_covers_every_family(metric
     for spec in FAMILIES:
         name = spec.name[:-len("_total")] if spec.type == "counter" else spec.name
         assert families[name].type == spec.type, spec.name
-    # promtool, Prometheus's own check of the text format
-    check = subprocess.run([prometheus.PROMTOOL, "check", "metrics"], input=text,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
     pids = daemon.call("list", name="web")["pids"]
     assert value(text, "circus_up") == 1
     assert value(text, "circus_build_info", version=__import__("circus").__version__) == 1
@@ -256,6 +252,26 @@ def test_exposition_is_valid_text_and_openmetrics_and_covers_every_family(metric
     assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text")
     assert om.endswith("# EOF\n")
     assert {f.name for f in parse_openmetrics(om)} == expected
+
+
+@pytest.mark.skipif(not os.access(prometheus.PROMTOOL, os.X_OK),
+                    reason="promtool is not installed (apt-get install prometheus)")
+def test_promtool_accepts_the_exposition(metrics_daemon, tmp_path):
+    # every family with samples: an exit, a failed start, a give-up
+    daemon = metrics_daemon(WEB % free_port() + """
+[watcher:broken]
+cmd = %s
+max_retry = 0
+""" % (tmp_path / "no-such-program"), per_process=True)
+    os.kill(daemon.call("list", name="web")["pids"][0], signal.SIGKILL)
+    text = wait_for(lambda: (lambda t: t if "circus_watcher_exits_total{" in t and
+                             "circus_watcher_give_ups_total{" in t else None)(
+        get(daemon.metrics_port, "/metrics")[2]), message="exits and give-ups scraped")
+    # Prometheus's own check of the text format, its lint included
+    check = subprocess.run([prometheus.PROMTOOL, "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (
+        check.stdout + check.stderr)
 
 
 def test_per_process_series_are_off_by_default(metrics_daemon):
