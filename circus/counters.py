@@ -3,7 +3,7 @@
 Plain integers and a few fixed-bucket histograms, fed from two places
 only: the Arbiter's event publication (every state change is an event:
 spawn, respawn, reap with its exit code, spawn_failure, max_retry, stop
-with its reason, recycle, reload with its duration) and the Controller's
+with its reason, recycle, reload with its duration, ready_timeout) and the Controller's
 dispatch (each command's name, status and latency). Counting costs a dict
 look-up and an addition per event; nothing here reads /proc or imports
 prometheus_client: circusd-metrics (circus.metrics) turns the snapshot
@@ -138,6 +138,9 @@ class DaemonCounters:
     def _spawn_failure(self, name, msg):
         _bump(self._of(name).spawn_failures, str(msg.get("cause") or "error"))
 
+    def _ready_timeout(self, name, msg):
+        _bump(self._of(name).spawn_failures, "ready_timeout")
+
     def _max_retry(self, name, msg):
         _bump(self._of(name).give_ups, "max_retry")
 
@@ -196,5 +199,6 @@ _EMPTY = WatcherCounters()
 _HANDLERS = {"spawn": DaemonCounters._spawn, "respawn": DaemonCounters._respawn,
              "recycle": DaemonCounters._recycle, "reap": DaemonCounters._reap,
              "spawn_failure": DaemonCounters._spawn_failure,
+             "ready_timeout": DaemonCounters._ready_timeout,
              "max_retry": DaemonCounters._max_retry, "stop": DaemonCounters._stop,
              "reload": DaemonCounters._reload}

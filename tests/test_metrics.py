@@ -112,6 +112,17 @@ def test_pids_are_sent_only_when_they_changed():
     asyncio.run(main())
 
 
+def test_a_readiness_timeout_is_a_failed_start(tmp_path):
+    async def main():
+        # ready = notify, and the process never says READY=1
+        late = Watcher("late", "sleep 600", ready="notify", ready_timeout=0.2, max_retry=-1)
+        async with running([late]) as arbiter:
+            await arbiter.events.topic("watcher.late.ready_timeout")
+            counters = counters_of(arbiter, "late")["counters"]
+            assert counters["spawn_failures"].get("ready_timeout") == 1
+    asyncio.run(main())
+
+
 def test_max_age_recycles_are_counted():
     async def main():
         web = Watcher("web", "sleep 600", max_age=0.3, max_age_variance=0)

@@ -40,7 +40,8 @@ FAMILIES = (
            "the signal's name)"),
     Family("circus_watcher_spawn_failures_total", COUNTER, ("watcher", "cause"),
            "failed starts, by cause: error (the spawn failed), early_exit (died before "
-           "it started well), refused (a before_spawn hook)"),
+           "it started well), ready_timeout (no READY=1 within ready_timeout), refused "
+           "(a before_spawn hook)"),
     Family("circus_watcher_give_ups_total", COUNTER, ("watcher", "cause"),
            "times the watcher was stopped for failing, by cause: max_retry (circusd) "
            "or flapping (the flapping plugin)"),
