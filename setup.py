@@ -19,6 +19,8 @@ install_requires = [
     # the web console: autoescaping templates, and bcrypt password hashes
     "jinja2>=3.1",
     "bcrypt>=4",
+    # circusd-metrics (circus/metrics); circusd itself never imports it
+    "prometheus-client>=0.17",
 ]
 
 setup(
@@ -43,9 +45,10 @@ setup(
     extras_require={
         # the recipes' tests run real Pyramid and Django projects
         # playwright drives Debian's chromium in the console's browser tests;
-        # mypy and the stubs of what the public API imports (mypy.ini)
+        # mypy and the stubs of what the public API imports (mypy.ini); the
+        # Kubernetes recipe's manifests are read by its test (pyyaml)
         "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2",
-                 "playwright>=1.40", "ruff>=0.6", "mypy>=1.11", "types-psutil"],
+                 "playwright>=1.40", "ruff>=0.6", "mypy>=1.11", "types-psutil", "pyyaml>=6"],
     },
     entry_points={
         "console_scripts": [
@@ -56,6 +59,7 @@ setup(
             "circusd-stats = circus.stats:main",
             "circus-top = circus.stats.top:main",
             "circushttpd = circus.web.circushttpd:main",
+            "circus-metrics = circus.metrics:main",
         ],
     },
     classifiers=[

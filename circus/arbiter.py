@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from circus.counters import DaemonCounters
 from circus.errors import ArbiterError, ConfigError
 from circus.options import (
     arbiter_kwargs,
@@ -66,6 +67,9 @@ class Arbiter:
         # unless stats_endpoint names another one
         self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if options.get("statsd")
                                                  else None)
+        # HOST:PORT of circusd-metrics (Prometheus, /healthz, /readyz), or None
+        self.prometheus = options.get("prometheus")
+        self.prometheus_per_process = bool(options.get("prometheus_per_process"))
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
         self.context = context
@@ -96,6 +100,9 @@ class Arbiter:
         # the [circus] section last applied
         self._circus_config: dict[str, Any] | None = None
         self._listeners: list[Listener] = []
+        # what the `metrics` command reports, counted from the events
+        self.counters = DaemonCounters()
+        self.subscribe(self.counters.on_event)
         self._loop_thread: threading.Thread | None = None
         self._quitting = False
         self._reload_lock: asyncio.Lock | None = None
@@ -240,9 +247,9 @@ class Arbiter:
         await self.controller.start()
 
     def _system_watchers(self) -> list[Watcher]:
-        """Plugins, circusd-stats and the web console run as watchers of
-        their own (named plugin:NAME, circusd-stats and circushttpd),
-        visible to every command."""
+        """Plugins, circusd-stats, circusd-metrics and the web console run as
+        watchers of their own (named plugin:NAME, circusd-stats,
+        circusd-metrics and circushttpd), visible to every command."""
         watchers = []
         if self.plugins:
             from circus.system_watchers import make_plugin_watcher
@@ -253,6 +260,9 @@ class Arbiter:
         if self.httpd and "circushttpd" not in self._by_name:
             from circus.system_watchers import make_httpd_watcher
             watchers.append(make_httpd_watcher(self))
+        if self.prometheus:
+            from circus.system_watchers import make_metrics_watcher
+            watchers.append(make_metrics_watcher(self))
         return [w for w in watchers if w.name.lower() not in self._by_name]
 
     def _start_notify(self) -> None:
@@ -436,6 +446,12 @@ class Arbiter:
         # object, and children costs one /proc scan
         from circus.procstats import Snapshot
         return Snapshot().info(self.pid, self.started_at)
+
+    def metrics(self, known: Mapping[str, int] | None = None,
+                pids: bool = True) -> dict[str, Any]:
+        """The `metrics` reply: circusd's counters and its watchers' gauges
+        (known, pids: see DaemonCounters.snapshot)."""
+        return self.counters.snapshot(self, known, pids)
 
     def get_arbiter_options(self) -> dict[str, Any]:
         """The [circus] options in effect, by their config names, and counts."""

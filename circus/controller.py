@@ -129,9 +129,12 @@ class Controller:
 
     async def dispatch(self, raw):
         """One request (bytes or mapping) in, one reply mapping out (None for a cast)."""
+        started = time.perf_counter()
         msg_id = None
         cast = False
         name = asked = audit = None
+        # the metrics label: a known command's name, never what a client made up
+        label = "invalid"
         try:
             if isinstance(raw, (bytes, str)):
                 try:
@@ -147,7 +150,9 @@ class Controller:
             name = request.get("command")
             if not isinstance(name, str) or not name:
                 raise CommandError(errors.INVALID_MESSAGE, "missing 'command'")
+            label = "unknown"
             command = get_command(name)
+            label = command.name
             props = request.get("properties") or {}
             if not isinstance(props, dict):
                 raise CommandError(errors.INVALID_MESSAGE, "'properties' must be an object")
@@ -170,6 +175,10 @@ class Controller:
         except Exception as exc:
             logger.exception("command failed: %r", raw)
             reply = CommandError(errors.COMMAND_ERROR, "%s: %s" % (type(exc).__name__, exc)).reply()
+        counters = getattr(self.arbiter, "counters", None)
+        if counters is not None:
+            counters.command(label, "ok" if reply.get("status") != "error" else "error",
+                             time.perf_counter() - started)
         if isinstance(audit, dict):
             self.audit(name, asked, audit, reply)
         if cast:

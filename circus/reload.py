@@ -21,7 +21,7 @@ logger = logging.getLogger("circus")
 
 # [circus] options a running circusd applies on a reload (the others need a restart)
 _APPLIED = {"warmup_delay", "check_delay", "debug", "stats_endpoint", "statsd",
-            "include", "include_dir"}
+            "prometheus", "prometheus_per_process", "include", "include_dir"}
 
 async def reload_config(arbiter):
     """Re-read arbiter's config file and apply what changed (see the module)."""
@@ -56,6 +56,8 @@ class Plan:
         self.plugins_removed, self.plugins_restarted, self.plugins_added = [], [], []
         self.stats_endpoint = None
         self.stats_watcher = None
+        self.prometheus = None  # (listen address, per process)
+        self.metrics_watcher = None
 
     def make(self):
         """Build everything; raises ConfigError (and undoes what it built)
@@ -65,6 +67,7 @@ class Plan:
             self._plan_watchers()
             self._plan_plugins()
             self._plan_stats()
+            self._plan_metrics()
         except Exception as exc:
             for watcher in self.built:
                 _discard(watcher)
@@ -202,6 +205,34 @@ class Plan:
             self.stats_watcher = watcher
 
 
+    def _plan_metrics(self):
+        """prometheus / prometheus_per_process: circusd-metrics started,
+        stopped or restarted with its new arguments."""
+        arbiter = self.arbiter
+        circus = self.cfg["circus"]
+        wanted = (circus.get("prometheus"), bool(circus.get("prometheus_per_process")))
+        self.prometheus = wanted
+        if wanted == (arbiter.prometheus, arbiter.prometheus_per_process):
+            return
+        from circus.system_watchers import METRICS_WATCHER, make_metrics_watcher
+        current = arbiter._by_name.get(METRICS_WATCHER)
+        if current is not None and getattr(current, "config", None) is not None:
+            raise ConfigError("a watcher named %s exists already" % METRICS_WATCHER,
+                              self.cfg["filename"], "circus", "prometheus")
+        if wanted[0]:
+            previous = arbiter.prometheus, arbiter.prometheus_per_process
+            arbiter.prometheus, arbiter.prometheus_per_process = wanted
+            try:
+                watcher = make_metrics_watcher(arbiter)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(str(exc), self.cfg["filename"], "circus",
+                                  "prometheus") from None
+            finally:
+                arbiter.prometheus, arbiter.prometheus_per_process = previous
+            self.built.append(watcher)
+            self.metrics_watcher = watcher
+
+
 async def _apply_reload(arbiter, plan):
     cfg = plan.cfg
     changes = {"added": [], "removed": [], "changed": [], "sockets": [],
@@ -284,6 +315,10 @@ async def _apply_reload(arbiter, plan):
         await _apply_stats(arbiter, plan.stats_endpoint, plan.stats_watcher)
         changes["stats_endpoint"] = plan.stats_endpoint
 
+    if plan.prometheus != (arbiter.prometheus, arbiter.prometheus_per_process):
+        await _apply_metrics(arbiter, plan.prometheus, plan.metrics_watcher)
+        changes["prometheus"] = plan.prometheus[0]
+
     circus = cfg["circus"]
     for key in ("warmup_delay", "check_delay", "debug"):
         if key in circus:
@@ -294,18 +329,33 @@ async def _apply_reload(arbiter, plan):
     return changes
 
 
-async def _apply_stats(arbiter, endpoint, watcher):
-    from circus.system_watchers import STATS_WATCHER
-    current = arbiter._by_name.get(STATS_WATCHER)
+async def _swap_system_watcher(arbiter, name, watcher):
+    """Remove circusd's own watcher name, if it runs; add and start watcher
+    (None: none) in its place."""
+    current = arbiter._by_name.get(name)
     if current is not None:
         await arbiter.rm_watcher(current.name)
-    arbiter.stats_endpoint = endpoint
     if watcher is not None:
         arbiter._register(watcher)
         arbiter._attach(watcher)
         arbiter.publish("watcher.%s.add" % watcher.name, {"time": time.time(),
                                                          "name": watcher.name})
         await watcher.start()
+
+
+async def _apply_metrics(arbiter, wanted, watcher):
+    from circus.system_watchers import METRICS_WATCHER
+    # the old one goes first: the new one listens on the same address
+    arbiter.prometheus, arbiter.prometheus_per_process = wanted
+    await _swap_system_watcher(arbiter, METRICS_WATCHER, watcher)
+    logger.info("circusd-metrics %s", "now serves on %s" % wanted[0] if wanted[0]
+                else "stopped: no prometheus any more")
+
+
+async def _apply_stats(arbiter, endpoint, watcher):
+    from circus.system_watchers import STATS_WATCHER
+    arbiter.stats_endpoint = endpoint
+    await _swap_system_watcher(arbiter, STATS_WATCHER, watcher)
     logger.info("circusd-stats %s", "now publishes on %s" % endpoint if endpoint
                 else "stopped: no stats_endpoint any more")
 

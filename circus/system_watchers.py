@@ -1,9 +1,10 @@
 """The watchers circusd runs for itself: one per plugin (plugin:NAME),
-circusd-stats when `[circus] stats_endpoint` is set, and the web console
-(circushttpd) when `[circus] httpd = True`.
+circusd-stats when `[circus] stats_endpoint` is set, circusd-metrics when
+`[circus] prometheus` is, and the web console (circushttpd) when
+`[circus] httpd = True`.
 
 Daemon side: the arbiter builds them here. The processes they run
-(circus.plugins.runner, circus.stats.streamer) never import this module:
+(circus.plugins.runner, circus.stats.streamer, circus.metrics) never import this module:
 they reach circusd over its endpoints, which circusd hands them as
 connectable addresses, and they write "[LEVEL] message" lines that ChildLog
 turns into circusd's own log records.
@@ -25,6 +26,10 @@ logger = logging.getLogger("circus")
 PLUGIN_PRIORITY = 1000000
 STATS_PRIORITY = 1000000
 STATS_WATCHER = "circusd-stats"
+# up before the other watchers start, so that /readyz says they are not
+# ready yet, and stopped after them, so that it says so while they drain
+METRICS_PRIORITY = 1000000
+METRICS_WATCHER = "circusd-metrics"
 
 
 def _curve_args(arbiter):
@@ -132,6 +137,26 @@ def make_httpd_watcher(arbiter):
                    priority=HTTPD_PRIORITY, graceful_timeout=5.0, max_retry=5,
                    stderr_stream={"class": "circus.system_watchers.ChildLog",
                                   "name": HTTPD_WATCHER})
+
+
+def make_metrics_watcher(arbiter):
+    """The circusd-metrics watcher of an arbiter whose prometheus is set."""
+    if not arbiter.endpoint:
+        raise ValueError("prometheus needs circusd's endpoint: circusd-metrics asks "
+                         "circusd for its metrics there")
+    args = ["-m", "circus.metrics",
+            "--endpoint", connectable(arbiter.endpoint),
+            "--listen", arbiter.prometheus,
+            "--circusd-pid", str(os.getpid()),
+            "--log-level", "debug" if arbiter.debug else "info"]
+    if arbiter.prometheus_per_process:
+        args.append("--per-process")
+    args += _curve_args(arbiter)
+    return Watcher(METRICS_WATCHER, cmd=shlex.quote(sys.executable), args=args,
+                   singleton=True, copy_env=True, copy_path=True, priority=METRICS_PRIORITY,
+                   graceful_timeout=5.0, max_retry=5,
+                   stderr_stream={"class": "circus.system_watchers.ChildLog",
+                                  "name": METRICS_WATCHER})
 
 
 # the level a child's log line names: at its start ("[INFO] msg", a plugin)

@@ -199,3 +199,24 @@ async def wait_event(event, timeout):
         return True
     except TimeoutError:
         return False
+
+
+def parse_listen_address(text):
+    """(host, port) of "HOST:PORT" or "[IPV6]:PORT", the form of
+    `[circus] prometheus`; ValueError saying what is wrong."""
+    text = str(text).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("%r is not HOST:PORT (like 127.0.0.1:9102, or 0.0.0.0:9102 for every "
+                         "interface)" % text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("%r: write an IPv6 address in brackets, [::1]:9102" % text)
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError("%r: the port %r is not a number" % (text, port)) from None
+    if not 0 < number < 65536:
+        raise ValueError("%r: the port must be between 1 and 65535" % text)
+    return host, number

@@ -53,7 +53,8 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     for section in ("# circus benchmarks:", "## Machine", "## Notes", "## Targets",
                     "## Web throughput and latency", "### hello app, 2 workers",
                     "## Control plane at scale", "## Command latency inside circusd",
-                    "## circusd-stats overhead", "## Web console"):
+                    "## circusd-stats overhead", "## Web console",
+                    "## Prometheus scrape cost"):
         assert section in text, section
 
     headers, rows = _table(text, "item")
@@ -93,6 +94,13 @@ def test_smoke_run_writes_a_well_formed_result(tmp_path):
     headers, rows = _table(text, "target")
     assert headers == ["target", "measured", "met"]
     assert all(row[2] in ("yes", "**no**", "not measured") for row in rows)
+
+    headers, rows = _table(text, "figure")
+    assert headers == ["figure", "p50", "p90", "p99", "max"]
+    figures = {row[0]: row[1:] for row in rows}
+    for label in ("scrape, collection (circus_scrape_duration_seconds), ms",
+                  "`list` round trip, idle, ms", "`list` round trip, scraped, ms"):
+        assert all(NUMBER.match(cell) for cell in figures[label]), (label, figures.get(label))
 
     data = json.loads((out / md_files[0].name.replace(".md", ".json")).read_text())
     assert data["mode"] == "smoke"

@@ -234,3 +234,65 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     complaints = [line for line in (result.stdout + result.stderr).splitlines()
                   if "circusd.service" in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
+
+
+KUBERNETES = os.path.join(RECIPES, "kubernetes", "circus.yaml")
+CONTAINER = os.path.join(RECIPES, "container")
+
+
+def test_kubernetes_recipe_fits_the_container_recipe():
+    import configparser
+
+    import yaml
+    documents = {d["kind"]: d for d in yaml.safe_load_all(open(KUBERNETES))}
+    assert set(documents) == {"Deployment", "Service"}
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(os.path.join(CONTAINER, "circus.ini"))
+    metrics_port = int(config["circus"]["prometheus"].rpartition(":")[2])
+    web_port = int(config["socket:web"]["port"])
+    graceful = max(float(config[s].get("graceful_timeout", 30)) for s in config.sections()
+                   if s.startswith("watcher:"))
+
+    deployment = documents["Deployment"]
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"][
+        "labels"].items()
+    [container] = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": web_port, "metrics": metrics_port}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"),
+                        ("startupProbe", "/healthz")):
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports[get["port"]]) == (path, metrics_port), probe
+    # circusd-metrics waits 2 s for circusd: the probe must wait longer
+    assert container["livenessProbe"]["timeoutSeconds"] > 2
+    # the kubelet's SIGKILL comes after the grace period: the preStop pause
+    # and the longest graceful_timeout must fit in it, with room to exit
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert pod["spec"]["terminationGracePeriodSeconds"] > float(pre_stop[1]) + graceful + 5
+    annotations = pod["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true",
+                           "prometheus.io/port": str(metrics_port),
+                           "prometheus.io/path": "/metrics"}
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    service = documents["Service"]
+    assert service["spec"]["selector"] == pod["metadata"]["labels"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
+def test_container_recipe_runs_circusd_as_pid1_on_its_config():
+    text = open(os.path.join(CONTAINER, "Dockerfile")).read()
+    instructions = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            instructions.setdefault(word, []).append(rest)
+    # the exec form: circusd itself is PID 1 and gets the SIGTERM
+    [cmd] = instructions["CMD"]
+    argv = json.loads(cmd)
+    assert argv[0] == "circusd" and argv[-1] == "/app/circus.ini"
+    assert instructions["STOPSIGNAL"] == ["SIGTERM"]
+    assert instructions["WORKDIR"] == ["/app"]
+    assert "recipes/container/circus.ini" in instructions["COPY"][-1]
+    assert set(instructions["EXPOSE"][0].split()) == {"8080", "9102"}

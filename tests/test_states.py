@@ -295,7 +295,10 @@ def test_give_up_while_starting_never_gets_active(fake):
         assert await watcher.start() is False
         await until(watcher.is_stopped)
         assert seen.take() == [W.STARTING, W.STOPPING, W.STOPPED]
-        assert seen.topics() == ["max_retry", "stop"]
+        # each refused spawn is a failed start, then the give-up
+        assert seen.topics() == ["spawn_failure", "spawn_failure", "max_retry", "stop"]
+        assert [m["cause"] for t, m in seen.events if t == "spawn_failure"] == [
+            "refused", "refused"]
         assert "before_spawn" in watcher._gave_up and not kernel.owners
     run(main())
 

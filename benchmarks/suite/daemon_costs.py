@@ -5,7 +5,9 @@ result file of the same run:
 - stats: benchmarks/stats_overhead.py, circusd-stats' CPU with N processes,
   ours beside Circus 0.19's;
 - latency: benchmarks/control_latency.py, the time circusd itself spends on
-  list/status/stats (request in, reply out), 5 watchers and N processes.
+  list/status/stats (request in, reply out), 5 watchers and N processes;
+- metrics: benchmarks/metrics_overhead.py, what a Prometheus scrape costs
+  with N processes, and circusd's command latency while scraped each second.
 
 Each script writes its figures as JSON; this module keeps that JSON as is.
 """
@@ -38,3 +40,10 @@ def run_latency(plan, workdir):
     return _run("control_latency.py", ["--repeat", plan["repeat"], "--processes",
                                        plan["processes"], "--circusctl-runs", 0],
                 workdir, "latency", timeout=600)
+
+
+def run_metrics(plan, workdir):
+    return _run("metrics_overhead.py", ["--processes", plan["processes"], "--watchers",
+                                        plan["watchers"], "--scrapes", plan["scrapes"],
+                                        "--duration", plan["duration"]],
+                workdir, "metrics", timeout=900)

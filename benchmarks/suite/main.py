@@ -13,7 +13,7 @@ from suite.report import render
 from suite.util import BENCH_DIR, PYTHON, WORK_DIR, log
 
 DEFAULT_OUT = os.path.join(BENCH_DIR, "results")
-SCENARIOS = ("web", "reload", "control", "stats", "latency", "console")
+SCENARIOS = ("web", "reload", "control", "stats", "latency", "console", "metrics")
 
 # what each mode runs; see benchmarks/README for the reasons
 PLANS = {
@@ -32,6 +32,7 @@ PLANS = {
         "latency": {"repeat": 1000, "processes": 500},
         "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 20,
                     "requests": 100},
+        "metrics": {"processes": 1000, "watchers": 50, "scrapes": 30, "duration": 20},
     },
     "quick": {
         "web": {"apps": ["hello"], "workers": [2], "duration": 3, "rounds": 3, "warmup": 1,
@@ -48,6 +49,7 @@ PLANS = {
         "latency": {"repeat": 200, "processes": 500},
         "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 5,
                     "requests": 30},
+        "metrics": {"processes": 1000, "watchers": 50, "scrapes": 10, "duration": 6},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
     "smoke": {
@@ -61,6 +63,7 @@ PLANS = {
         "latency": {"repeat": 20, "processes": 10},
         "console": {"watchers": 3, "processes": 6, "clients": 2, "duration": 1,
                     "requests": 3},
+        "metrics": {"processes": 10, "watchers": 2, "scrapes": 3, "duration": 1},
     },
 }
 
@@ -193,6 +196,8 @@ def main(argv=None):
         data["latency"] = daemon_costs.run_latency(plan["latency"], workdir)
     if "console" in only and plan.get("console"):
         data["console"] = console.run(plan["console"], workdir)
+    if "metrics" in only and plan.get("metrics"):
+        data["metrics"] = daemon_costs.run_metrics(plan["metrics"], workdir)
 
     data["elapsed_s"] = time.monotonic() - started
     if envs.circus_tree() != tree_at_start:

@@ -131,6 +131,7 @@ def targets(data):
                          num(old and old["circusd_stats_cpu_percent"], 2, " %")),
                      _verdict(ours["circusd_stats_cpu_percent"] < 5
                               if ours["processes"] >= 500 else None)))
+    rows += metrics_targets(data.get("metrics"))
     group = _group(data.get("web"), "hello", 2)
     for circus_key, gunicorn_key, text, strict in (
             ("circus-meinheld", "gunicorn-meinheld",
@@ -169,6 +170,63 @@ def targets(data):
     from suite import console  # it imports num and table from here
     rows += console.targets(data.get("console"))
     return rows
+
+
+def metrics_targets(metrics):
+    """The targets of issue 15: a scrape's cost, and circusd's latency while scraped."""
+    if not metrics:
+        return []
+    big = metrics["processes"] >= 1000
+    scrape = metrics["scrape"]
+    rows = [("collecting a Prometheus scrape for 1000 processes under 50 ms",
+             "median %s with %d processes (the whole HTTP scrape: %s; %d series)" % (
+                 num(scrape["collect_ms"]["p50"], 1, " ms"), metrics["processes"],
+                 num(scrape["wall_ms"]["p50"], 1, " ms"), scrape["series"]),
+             _verdict(scrape["collect_ms"]["p50"] < 50 if big else None)),
+            ("the `metrics` command in circusd well under 1 ms with %d watchers"
+             % metrics["watchers"],
+             "mean %s" % num(scrape["metrics_command_mean_ms"], 3, " ms"),
+             _verdict(scrape["metrics_command_mean_ms"] < 1
+                      if metrics["watchers"] >= 50 and scrape["metrics_command_mean_ms"]
+                      is not None else None))]
+    latency = metrics["latency"]
+    for command in ("list", "status"):
+        idle, scraped = latency["idle"][command], latency["scraped"][command]
+        ratio = scraped["p50"] / idle["p50"] if idle["p50"] else None
+        rows.append(("`%s` round trip unchanged while scraped every second (median "
+                     "within 10%%)" % command,
+                     "median %s idle, %s scraped (%sx); p99 %s and %s" % (
+                         num(idle["p50"], 3, " ms"), num(scraped["p50"], 3, " ms"),
+                         num(ratio, 2), num(idle["p99"], 3, " ms"),
+                         num(scraped["p99"], 3, " ms")),
+                     _verdict(ratio <= 1.1 if ratio is not None and big else None)))
+    return rows
+
+
+def metrics_section(metrics):
+    scrape = metrics["scrape"]
+    latency = metrics["latency"]
+    headers = ["figure", "p50", "p90", "p99", "max"]
+    rows = []
+    for label, key in (("scrape, collection (circus_scrape_duration_seconds), ms",
+                        "collect_ms"), ("scrape, whole HTTP request, ms", "wall_ms")):
+        values = scrape[key]
+        rows.append([label] + [num(values[k], 1) for k in ("p50", "p90", "p99", "max")])
+    for phase in ("idle", "scraped"):
+        for command, values in latency[phase].items():
+            rows.append(["`%s` round trip, %s, ms" % (command, phase)]
+                        + [num(values[k], 3) for k in ("p50", "p90", "p99", "max")])
+    intro = ("benchmarks/metrics_overhead.py: circusd with %d `sleep` processes in %d "
+             "watchers and one socket, `prometheus` set with per-process series on. %d "
+             "scrapes one after the other: %s series, %s bytes each; the `metrics` command "
+             "took %s ms in circusd on average. Then `list` and `status` every 10 ms for "
+             "%s s each phase, first with nothing scraping (idle), then while %s scrapes "
+             "circusd-metrics every second (scraped)." % (
+                 metrics["processes"], metrics["watchers"], scrape["wall_ms"]["n"],
+                 num(scrape["series"], 0), num(scrape["bytes"], 0),
+                 num(scrape["metrics_command_mean_ms"], 3), num(latency["duration_s"], 0),
+                 latency["scraper"]))
+    return intro + "\n\n" + table(headers, rows)
 
 
 def _stats_result(data, name):
@@ -433,6 +491,8 @@ def render(data):
     if data.get("console"):
         from suite import console
         parts.append("## Web console\n\n" + console.section(data["console"]))
+    if data.get("metrics"):
+        parts.append("## Prometheus scrape cost\n\n" + metrics_section(data["metrics"]))
     if data.get("plots"):
         parts.append("## Plots\n\n" + "\n".join("![%s](%s)" % (p, p) for p in data["plots"]))
     return "\n\n".join(parts) + "\n"

@@ -7,7 +7,7 @@ from circus.commands.base import CommandError, errors
 
 # command name -> module under circus.commands
 NAMES = ("add", "decr", "dstats", "get", "globaloptions", "incr", "kill", "list", "listen",
-         "listsockets", "numprocesses", "numwatchers", "options", "quit", "reload",
+         "listsockets", "metrics", "numprocesses", "numwatchers", "options", "quit", "reload",
          "reloadconfig", "restart", "rm", "set", "signal", "start", "stats", "status", "stop")
 
 _cache = {}

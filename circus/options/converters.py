@@ -5,7 +5,7 @@ import importlib.util
 import re
 
 from circus.options import facts
-from circus.util import resolve_name, to_bool, to_gid, to_signum, to_uid
+from circus.util import parse_listen_address, resolve_name, to_bool, to_gid, to_signum, to_uid
 
 # The one boolean vocabulary: true/false, yes/no, on/off, 1/0, y/n, t/f ('',
 # 'none': false). It lives in circus.util because streams and plugins, which
@@ -53,6 +53,14 @@ def optional_string(value):
         return None
     text = string(value).strip()
     return text or None
+
+
+def listen_address(value):
+    """HOST:PORT to listen on, or None for nothing or blanks."""
+    text = optional_string(value)
+    if text is not None:
+        parse_listen_address(text)
+    return text
 
 
 def arguments(value):

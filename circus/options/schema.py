@@ -309,6 +309,11 @@ CIRCUS_SCHEMA = Schema(CIRCUS, [
     Option(CIRCUS, "curve_secret_key", c.optional_string, None, "circusd's CURVE key file"),
     Option(CIRCUS, "curve_authorized_keys", c.optional_string, None, "clients' public keys"),
     Option(CIRCUS, "statsd", c.boolean, False, "run circusd-stats on the default endpoint"),
+    Option(CIRCUS, "prometheus", c.listen_address, None, "HOST:PORT where circusd-metrics "
+           "serves /metrics, /healthz and /readyz (unset: it does not run)",
+           attribute="prometheus"),
+    Option(CIRCUS, "prometheus_per_process", c.boolean, False, "also CPU and memory per "
+           "process (a series per pid)", attribute="prometheus_per_process"),
 ])
 
 PLUGIN_SCHEMA = Schema(PLUGIN, [

@@ -63,6 +63,22 @@ def _read_psutil(proc):
         return times.user + times.system, proc.nice(), mem.rss, mem.vms
 
 
+def read_usage(pid):
+    """(cpu seconds, rss bytes) of pid, from the reader sample() uses (one
+    read of /proc/PID/stat on Linux), for callers that want the figures
+    and nothing else (circusd-metrics); None once the process is gone."""
+    try:
+        if _HAS_PROC_STAT:
+            ctime, _, rss, _ = _read_proc_stat(pid)
+        else:
+            ctime, _, rss, _ = _read_psutil(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return None
+    return ctime, rss
+
+
 class _Tracked:
     __slots__ = ("proc", "cmdline", "cmdline_at", "username", "create_time", "cpu_time",
                  "cpu_at")

@@ -339,6 +339,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
     async def _reload(self, graceful: bool = True, sequential: bool = False) -> bool:
         if not self.is_active():
             return await self._start()
+        started = time.monotonic()
         if self.prereload_fn is not None:
             self.prereload_fn(self)
         old = self.live_processes()
@@ -365,7 +366,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                 await self._kill_all([p for p in new if p.returncode is None][-len(kept):],
                                      force=True)
         logger.info("watcher %s reloaded", self.name)
-        self.notify_event("reload", {})
+        self.notify_event("reload", {"duration": round(time.monotonic() - started, 6)})
         return True
 
     async def _replace(self, process: Process, graceful: bool = True) -> bool:
@@ -405,6 +406,9 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                 return
             # from here on the successor counts in its place
             process.begin_stop()
+            self.notify_event("recycle", {"process_id": process.wid, "process_pid": process.pid,
+                                          "age": round(process.age(), 3),
+                                          "successor_pid": successor.pid})
         # the replacement is serving: the old one may take its time to go
         if await self.kill_process(process) is None:
             # a hook kept the old one: the replacement goes instead

@@ -43,7 +43,7 @@ class ProcessKeeping:
     def spawn_process(self) -> Process | None:
         """Start one process now; None when it could not be started."""
         if not self.call_hook("before_spawn"):
-            self._start_failed("hook before_spawn refused the spawn")
+            self._start_failed("hook before_spawn refused the spawn", "refused")
             return None
         # debug: children write where circusd writes; otherwise nowhere
         default_out = None if self.debug else subprocess.DEVNULL
@@ -58,7 +58,7 @@ class ProcessKeeping:
                 stderr=subprocess.PIPE if self.stderr_stream else default_out,
                 loop=self._loop)
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
-            self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)))
+            self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)), "error")
             return None
         pid = process.pid
         self.processes[pid] = process
@@ -116,9 +116,14 @@ class ProcessKeeping:
         process.schedule_expiry(lifetime, lambda: self._spawn_task(self._recycle(process)))
 
     # --- failures ---------------------------------------------------------
-    def _start_failed(self, reason):
+    def _start_failed(self, reason, cause):
+        """A start that failed: cause is "refused" (a hook), "error" (the
+        spawn itself) or "early_exit" (the process died before it started
+        well); published as spawn_failure."""
         self._failures += 1
         logger.error("watcher %s: %s (failure %d)", self.name, reason, self._failures)
+        self.notify_event("spawn_failure", {"reason": reason, "cause": cause,
+                                            "failures": self._failures})
         if 0 <= self.max_retry < self._failures:
             self._give_up("%s; gave up after %d retries" % (reason, self.max_retry))
 
@@ -176,7 +181,7 @@ class ProcessKeeping:
         # an unexpected death
         if process.age() < MIN_UPTIME or process.ready_future.result() is False:
             self._start_failed("process %d exited with %s after %.2fs"
-                               % (pid, process.returncode, process.age()))
+                               % (pid, process.returncode, process.age()), "early_exit")
             if not self.is_running():
                 return
         if not self.respawn:
@@ -188,14 +193,25 @@ class ProcessKeeping:
             self._replace_dead()
 
     def _replace_dead(self):
+        """Respawn after an unexpected death; each replacement is published
+        as respawn (after its spawn)."""
         if not self.is_running() or (self._lock and self._lock.locked()):
             # the operation holding the lock spawns what it needs itself;
             # check again once it is done
             if self.is_running():
-                self._spawn_task(self._locked(self._spawn_missing))
+                self._spawn_task(self._locked(self._respawn_missing))
             return
         while self.is_running() and len(self.live_processes()) < self.numprocesses:
-            if self.spawn_process() is None:
+            process = self.spawn_process()
+            if process is None:
                 if self.is_running():
                     self._loop.call_later(retry_delay(self._failures), self._replace_dead)
                 return
+            self._respawned(process)
+
+    async def _respawn_missing(self):
+        for process in await self._spawn_missing():
+            self._respawned(process)
+
+    def _respawned(self, process):
+        self.notify_event("respawn", {"process_id": process.wid, "process_pid": process.pid})

@@ -89,8 +89,9 @@ TOOLS = {tool.name: tool for tool in [
     Tool("playwright", _pip("'playwright>=1.40'"), module="playwright.sync_api"),
     Tool("dejavu-font", _apt("fonts-dejavu-core"), package="fonts-dejavu-core",
          file="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
-    # the metrics' tests add prometheus and promtool here: one Tool each, and
-    # @pytest.mark.needs(...) on the tests that drive them
+    # the metrics' tests: a real Prometheus server, and its promtool
+    Tool("prometheus", _apt("prometheus"), package="prometheus"),
+    Tool("promtool", _apt("prometheus"), package="prometheus"),
 ]}
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from circus.metrics.exporter import main
+
+sys.exit(main())
