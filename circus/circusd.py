@@ -117,6 +117,24 @@ def remove_pidfile(pidfile):
         pass
 
 
+def raise_open_files_limit():
+    """circusd holds two pipes per process (what is kept of their output,
+    circus.watcher.output): take every file descriptor the hard limit
+    allows. Children inherit the raised soft limit: giving them back the
+    old one would take a preexec_fn, which leaves subprocess's fast spawn
+    path; a watcher's rlimit_nofile sets its processes' own."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger("circus").debug("open files limit kept at %d: %s", soft, exc)
+    else:
+        logging.getLogger("circus").debug("open files limit raised from %d to %d", soft, hard)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.version:
@@ -160,6 +178,7 @@ def main(argv=None):
         if logoutput is None:
             logging.getLogger("circus").handlers[:] = [logging.NullHandler()]
         arbiter.subscribe(lambda topic, msg: topic == "arbiter.start" and report())
+    raise_open_files_limit()
     arbiter.pid = os.getpid()
     if pidfile:
         with open(pidfile, "w") as handle:
