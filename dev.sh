@@ -1,6 +1,7 @@
 #!/bin/sh
 # One entry point for a new machine:
-#   ./dev.sh run    set up .venv and start circusd on the embedded default config
+#   ./dev.sh run    set up .venv and start circusd on the built-in config:
+#                   it logs "serving http://127.0.0.1:8080 (socket web)"
 #   ./dev.sh test   set up .venv (and the system tools the tests drive), lint, run the tests
 #   ./dev.sh lint   the lint and the type check alone
 set -eu
@@ -13,7 +14,9 @@ setup_venv() {
         "$PY" -m venv "$VENV"
     fi
     "$VENV/bin/pip" install -q --upgrade pip
-    # greenlet 3 first, then meinheld without its greenlet<0.5 pin (see setup.py).
+    # meinheld, for the tests and benchmarks (the built-in config does not
+    # need it): greenlet 3 first, then meinheld without its greenlet<0.5 pin
+    # (see setup.py and README.rst, "Performance").
     "$VENV/bin/pip" install -q "greenlet>=3"
     "$VENV/bin/pip" install -q --no-deps "meinheld==1.0.2"
     "$VENV/bin/pip" install -q -e ".[test]"

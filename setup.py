@@ -7,9 +7,11 @@ from setuptools import Extension, find_packages, setup
 with open("circus/__init__.py") as handle:
     VERSION = re.search(r'^__version__ = "([^"]+)"', handle.read(), re.M).group(1)
 
-# meinheld is a runtime dependency too, but it cannot be listed here: its
-# release pins greenlet<0.5, which does not build on Python 3.11, so pip would
-# fail resolving it. dev.sh installs it with --no-deps after greenlet 3.
+# meinheld, the fastest worker backend, cannot be listed here: its release
+# pins greenlet<0.5, which does not build on Python 3.11, so pip would fail
+# resolving it. Nothing needs it by default (the built-in config runs
+# circus-worker with waitress); README.rst ("Performance") gives the commands
+# that install it, and dev.sh runs them for the tests.
 install_requires = [
     "pyzmq>=25",
     "psutil>=5.9",

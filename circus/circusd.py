@@ -24,7 +24,7 @@ def build_parser():
         prog="circusd", description="Run the watchers and sockets of a circus config file.")
     parser.add_argument("config", nargs="?", default=None,
                         help="configuration file (default: the built-in demo, "
-                             "a WSGI app on 127.0.0.1:8080)")
+                             "a WSGI app served on http://127.0.0.1:8080)")
     parser.add_argument("--daemon", action="store_true",
                         help="detach and run in the background; this command exits once the "
                              "daemon runs (status 0) or could not start (status 3)")
@@ -117,6 +117,48 @@ def remove_pidfile(pidfile):
         pass
 
 
+def announce_built_in(arbiter):
+    """The built-in config serves HTTP on its TCP sockets: once started, say
+    where (or that nothing does, when its workers could not start). Of other
+    configs circusd knows only the socket's address, logged at its bind."""
+    import socket
+
+    def started(topic, msg):
+        if topic != "arbiter.start":
+            return
+        from circus.states import ProcessState
+        log = logging.getLogger("circus")
+        serving = any(p.state is ProcessState.READY for w in arbiter.iter_watchers()
+                      if w.use_sockets for p in w.live_processes())
+        for sock in arbiter.sockets.values():
+            if sock.family == socket.AF_UNIX:
+                continue
+            if serving:
+                log.info("serving http://%s (socket %s)", sock.location, sock.name)
+            else:
+                log.error("not serving http://%s (socket %s): its workers could not start "
+                          "(see above)", sock.location, sock.name)
+    arbiter.subscribe(started)
+
+
+def raise_open_files_limit():
+    """circusd holds two pipes per process (what is kept of their output,
+    circus.watcher.output): take every file descriptor the hard limit
+    allows. Children inherit the raised soft limit: giving them back the
+    old one would take a preexec_fn, which leaves subprocess's fast spawn
+    path; a watcher's rlimit_nofile sets its processes' own."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger("circus").debug("open files limit kept at %d: %s", soft, exc)
+    else:
+        logging.getLogger("circus").debug("open files limit raised from %d to %d", soft, hard)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.version:
@@ -160,6 +202,9 @@ def main(argv=None):
         if logoutput is None:
             logging.getLogger("circus").handlers[:] = [logging.NullHandler()]
         arbiter.subscribe(lambda topic, msg: topic == "arbiter.start" and report())
+    raise_open_files_limit()
+    if args.config is None:
+        announce_built_in(arbiter)
     arbiter.pid = os.getpid()
     if pidfile:
         with open(pidfile, "w") as handle:

@@ -91,6 +91,10 @@ class Process:
         self._timers: list[asyncio.TimerHandle] = []
         self._popen: subprocess.Popen[bytes] | None = None
         self._psutil: psutil.Process | None = None
+        # what its owner keeps of its output (circus.watcher.output): the
+        # readers of its pipes, and its recent output once it wrote any
+        self.pipe_readers: tuple[Any, ...] = ()
+        self.output: Any = None
         if spawn:
             self.spawn()
 
@@ -139,7 +143,9 @@ class Process:
         self._popen = subprocess.Popen(
             argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
             stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
-            close_fds=True, pass_fds=self.pass_fds,
+            # pipes are read raw on the loop: a buffered reader would cost
+            # 8 KiB per pipe, allocated up front for every process
+            bufsize=0, close_fds=True, pass_fds=self.pass_fds,
             # own process group: a Ctrl-C at circusd's terminal reaches circusd
             # only, which then stops children gracefully
             process_group=0 if self.new_process_group else None,

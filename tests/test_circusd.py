@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import psutil
@@ -356,18 +357,21 @@ def test_no_config_runs_the_embedded_default(tmp_path):
                             env=dict(os.environ, PYTHONPATH=ROOT))
     try:
         wait_for(lambda: proc.poll() is not None or
-                 len(workers(proc.pid, "chaussette")) == 3, timeout=20,
-                 message="3 chaussette workers")
+                 len(workers(proc.pid, "circus-worker")) == 3, timeout=20,
+                 message="3 circus-worker workers")
         if proc.poll() is not None:
             output = (tmp_path / "log").read_text()
             if "already in use" in output:  # taken since we looked
                 pytest.skip("the default config needs 127.0.0.1:8080, 5555 and 5556: "
                             "one was taken meanwhile")
             raise AssertionError(output)
-        pids = wait_workers(proc.pid, "chaussette", 3)
+        pids = wait_workers(proc.pid, "circus-worker", 3)
         status, body = wait_for(lambda: _try_get(8080), timeout=20, message="port 8080")
         assert status == 200 and body.startswith(b"Hello from circus worker ")
         assert int(body.split()[-1]) in pids
+        # where it serves, once its workers accept
+        wait_for(lambda: b"[INFO] serving http://127.0.0.1:8080 (socket web)\n"
+                 in (tmp_path / "log").read_bytes(), message="the serving line")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
@@ -378,6 +382,41 @@ def test_no_config_runs_the_embedded_default(tmp_path):
     holders = {c.pid for c in psutil.net_connections("tcp")
                if c.laddr and c.laddr.port == 8080 and c.status == psutil.CONN_LISTEN}
     assert not holders & ({proc.pid} | set(pids))
+
+
+def test_the_built_in_config_says_where_it_serves_or_that_it_does_not():
+    import asyncio
+
+    from circus.arbiter import Arbiter
+    from circus.circusd import announce_built_in
+    from circus.sockets import CircusSocket
+    from circus.watcher import Watcher
+    from support import LogRecords, aio
+
+    async def main(port, cmd):
+        arbiter = Arbiter([Watcher("web", cmd, use_sockets=True, max_retry=0, ready="notify",
+                                   ready_timeout=5)],
+                          sockets=[CircusSocket("web", host="127.0.0.1", port=port)],
+                          endpoint=None, pubsub_endpoint=None)
+        announce_built_in(arbiter)
+        task = asyncio.ensure_future(arbiter.run())
+        try:
+            await aio.until(lambda: arbiter.status == "active" or task.done(), timeout=20)
+        finally:
+            arbiter.request_quit()
+            await asyncio.wait_for(task, 30)
+
+    ready = "%s -c 'from circus.sdnotify import notify; notify(\"READY=1\"); " \
+            "import time; time.sleep(60)'" % sys.executable
+    for cmd, line in ((ready, "[INFO] serving http://127.0.0.1:%d (socket web)"),
+                      ("sh -c 'exit 1'", "[ERROR] not serving http://127.0.0.1:%d (socket web): "
+                                         "its workers could not start (see above)")):
+        port = free_port()
+        with LogRecords() as logged:
+            asyncio.run(main(port, cmd))
+        said = ["[%s] %s" % (r.levelname, r.getMessage()) for r in logged.records
+                if "serving" in r.getMessage()]
+        assert said == [line % port]
 
 
 def _try_get(port):

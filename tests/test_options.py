@@ -3,7 +3,6 @@ the classes it configures; one boolean vocabulary and the same error texts
 whichever way a value comes in (an ini file, get_arbiter's keywords, add and
 set over the wire); one warning for options kept only for compatibility."""
 import inspect
-import logging
 import signal
 import textwrap
 
@@ -27,7 +26,7 @@ from circus.options import (
 )
 from circus.sockets import CircusSocket
 from circus.watcher import Watcher
-from support import free_port, pid_alive, wait_for
+from support import LogRecords, free_port, pid_alive, wait_for
 
 
 def write(tmp_path, text, name="c.ini"):
@@ -41,32 +40,10 @@ def endpoints():
             "pubsub_endpoint": "tcp://127.0.0.1:%d" % free_port()}
 
 
-class Records(logging.Handler):
-    """The records of the circus logger while in use (caplog depends on
-    propagation, which circusd's logging setup may turn off)."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
+class Records(LogRecords):
     def compat(self):
         return [r.getMessage() for r in self.records
                 if "accepted for compatibility and ignored" in r.getMessage()]
-
-    def __enter__(self):
-        logger = logging.getLogger("circus")
-        self._level = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        logger = logging.getLogger("circus")
-        logger.removeHandler(self)
-        logger.setLevel(self._level)
 
 
 # --- the specs ----------------------------------------------------------------

@@ -156,11 +156,26 @@ def test_filestream_from_config(circusd, tmp_path):
     assert os.readlink("/proc/%d/fd/1" % pid).startswith("pipe:")
 
 
-def test_no_stream_means_devnull(circusd, tmp_path):
+def test_no_stream_means_a_pipe_circusd_reads(circusd, tmp_path):
+    # without a stream, output is no longer thrown away: circusd keeps the
+    # last lines of it (circus.watcher.output)
     daemon = circusd("[watcher:quiet]\ncmd = sleep 120\n")
     (child,) = wait_for(daemon.children, message="the child")
-    assert os.readlink("/proc/%d/fd/1" % child.pid) == "/dev/null"
-    assert os.readlink("/proc/%d/fd/2" % child.pid) == "/dev/null"
+    ours = {os.readlink("/proc/%d/fd/%s" % (daemon.proc.pid, fd))
+            for fd in os.listdir("/proc/%d/fd" % daemon.proc.pid)}
+    for fd in (1, 2):
+        target = os.readlink("/proc/%d/fd/%d" % (child.pid, fd))
+        assert target.startswith("pipe:") and target in ours
+
+
+def test_debug_children_write_where_circusd_writes(circusd, tmp_path):
+    # debug = true: no pipe in between, so a child on a terminal still sees
+    # a terminal (its buffering and colours unchanged)
+    daemon = circusd("[circus]\ndebug = true\n[watcher:quiet]\ncmd = sleep 120\n")
+    (child,) = wait_for(daemon.children, message="the child")
+    for fd in (1, 2):
+        assert os.readlink("/proc/%d/fd/%d" % (child.pid, fd)) == \
+            os.readlink("/proc/%d/fd/%d" % (daemon.proc.pid, fd))
 
 
 def test_stdout_stream_from_config_writes_to_circusds_stdout(circusd, tmp_path):

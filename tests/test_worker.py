@@ -656,9 +656,55 @@ def test_every_backend_keeps_the_contract():
 def test_a_backend_whose_server_is_missing_cannot_start(monkeypatch):
     cls = backends.load("meinheld")
     monkeypatch.setattr(cls, "requires", ("meinheld", "circus_no_such_server"))
-    with pytest.raises(WorkerStartError, match="backend meinheld is not installed: "
-                                               "no module circus_no_such_server$"):
+    with pytest.raises(WorkerStartError) as raised:
         backends.load("meinheld")
+    # one line that says what is missing and the commands that install it
+    assert str(raised.value) == (
+        "backend meinheld is not installed: no module circus_no_such_server; install it with: "
+        "pip install 'greenlet>=3' && pip install --no-deps meinheld==1.0.2 "
+        "(or use --backend waitress)")
+
+
+def run_worker(code_before, args, cwd=ROOT):
+    """circus-worker's main in a fresh interpreter, after code_before."""
+    script = "import sys\n%s\nfrom circus.worker.cli import main\nsys.exit(main(sys.argv[1:]))" \
+        % code_before
+    return subprocess.run([PYTHON, "-c", script] + list(args), cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_meinheld_missing_says_how_to_install_it_in_one_line():
+    # sys.modules[name] = None: find_spec answers "not installed"
+    result = run_worker("sys.modules['meinheld'] = None",
+                        ["--backend", "meinheld", "--port", "0", HELLO])
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.endswith("[ERROR] circus.worker: backend meinheld is not installed: no module "
+                         "meinheld; install it with: pip install 'greenlet>=3' && "
+                         "pip install --no-deps meinheld==1.0.2 (or use --backend waitress)")
+
+
+def test_an_application_that_cannot_be_imported_says_why_in_one_line(tmp_path):
+    (tmp_path / "needs_dep.py").write_text("import circus_no_such_dependency\n")
+    (tmp_path / "raises.py").write_text("\n\nraise RuntimeError('DATABASE_URL is not set')\n")
+    cases = {
+        # not where Python looks: where to run it, or --python-path
+        "myapp:application": "cannot load application 'myapp:application': no module named "
+        "'myapp' in %s nor elsewhere on sys.path; run the worker in the directory that holds "
+        "it (the watcher's working_dir) or name that directory with --python-path" % tmp_path,
+        # found, but what it imports is not installed
+        "needs_dep:application": "cannot load application 'needs_dep:application': "
+        "ModuleNotFoundError: No module named 'circus_no_such_dependency' (imported at "
+        "%s:1); install it for %s" % (tmp_path / "needs_dep.py", PYTHON),
+        # found, and failing: the error and where
+        "raises:application": "cannot load application 'raises:application': RuntimeError: "
+        "DATABASE_URL is not set at %s:3" % (tmp_path / "raises.py"),
+    }
+    for app, message in cases.items():
+        result = run_worker("", ["--port", "0", app], cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.endswith("[ERROR] circus.worker: " + message)
 
 
 def test_load_callable_takes_both_spellings_and_attribute_paths():
@@ -669,7 +715,7 @@ def test_load_callable_takes_both_spellings_and_attribute_paths():
     assert load_callable("collections.OrderedDict.fromkeys", "x") == \
         __import__("collections").OrderedDict.fromkeys
     with pytest.raises(WorkerStartError, match="cannot load application 'tests.apps.nosuch.app': "
-                                               "ModuleNotFoundError"):
+                                               "no module named 'tests.apps.nosuch' in "):
         load_callable("tests.apps.nosuch.app", "application")
     with pytest.raises(WorkerStartError, match="'tests.apps.hello' is not callable"):
         load_callable("tests.apps:hello", "application")

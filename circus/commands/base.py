@@ -190,6 +190,28 @@ class Command:
         return process
 
 
+def stop_report_lines(msg):
+    """circusctl's lines for what a reply says of a stopped watcher (see
+    Watcher.stop_report): why it stopped, and the end of the stderr of its
+    last failed exit (--json shows every exit kept)."""
+    lines = []
+    if msg.get("stop_reason"):
+        lines.append("why: %s" % msg["stop_reason"])
+    exits = msg.get("last_exits") or []
+    if exits and isinstance(exits[-1], dict):
+        import time
+        last = exits[-1]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.get("time", 0)))
+        more = " (%d before it: --json)" % (len(exits) - 1) if len(exits) > 1 else ""
+        lines.append("last failed exit%s: pid %s exited with %s after %.2fs, at %s"
+                     % (more, last.get("pid"), last.get("exit_code"), last.get("uptime") or 0,
+                        when))
+        stderr = last.get("stderr") or []
+        lines.append("  its stderr ended with:" if stderr else "  it wrote nothing on stderr")
+        lines.extend("  | %s" % line for line in stderr)
+    return lines
+
+
 def int_arg(value, what):
     """A command-line integer, or an ArgumentError naming what it should be."""
     try:

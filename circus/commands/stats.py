@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, int_arg
+from circus.commands.base import ArgumentError, Command, int_arg, stop_report_lines
 
 
 class Stats(Command):
@@ -31,7 +31,9 @@ class Stats(Command):
         }
 
     (or a string such as "No such process (stopped?)" for a process that
-    just went away). Pids are mapping keys, so strings in JSON.
+    just went away). Pids are mapping keys, so strings in JSON. For a
+    stopped watcher the reply may add "stop_reason" and "last_exits", as
+    the status command's does.
 
     Command line
     ------------
@@ -65,7 +67,7 @@ class Stats(Command):
             process = self.process(watcher, self.int_prop({"pid": pid}, "pid"))
             return {"name": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
-        return {"name": watcher.name, "info": watcher.info(snapshot)}
+        return dict(watcher.stop_report(), name=watcher.name, info=watcher.info(snapshot))
 
     def console_msg(self, msg):
         if "infos" in msg:
@@ -74,7 +76,8 @@ class Stats(Command):
         if "process" in msg:
             return _watcher_table(msg.get("name", ""), {str(msg["process"]): msg["info"]})
         if "info" in msg:
-            return _watcher_table(msg.get("name", ""), msg["info"])
+            return "\n".join([_watcher_table(msg.get("name", ""), msg["info"])]
+                             + ["  " + line for line in stop_report_lines(msg)])
         return super().console_msg(msg)
 
 

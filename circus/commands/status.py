@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, stop_report_lines
 
 
 class Status(Command):
@@ -16,6 +16,13 @@ class Status(Command):
     "stopping" while its processes are being stopped (circus.states); or,
     without a name, the mapping "statuses" of every watcher.
 
+    For a stopped watcher it may add "stop_reason" (why it stopped, when
+    the stop said: "... gave up after 5 retries") and "last_exits", its
+    failed exits since it last started, newest last, each::
+
+        {"pid": 7232, "wid": 1, "exit_code": 2, "time": 1700000000.0,
+         "uptime": 0.1, "stderr": ["the last lines", "it wrote on stderr"]}
+
     Command line
     ------------
 
@@ -25,6 +32,12 @@ class Status(Command):
         $ circusctl status
         dummy: active
         refuge: stopped
+        $ circusctl status web
+        stopped
+        why: process 7232 exited with 2 after 0.10s; gave up after 5 retries
+        last failed exit (4 before it: --json): pid 7232 exited with 2 after 0.1s, at ...
+          its stderr ended with:
+          | ... [ERROR] circus.worker: cannot import application module 'myapp' ...
     """
 
     name = "status"
@@ -37,7 +50,8 @@ class Status(Command):
 
     async def execute(self, arbiter, props):
         if "name" in props:
-            return {"status": self.watcher(arbiter, props).status}
+            watcher = self.watcher(arbiter, props)
+            return dict(watcher.stop_report(), status=watcher.status)
         return {"statuses": arbiter.statuses()}
 
     def console_msg(self, msg):
@@ -46,7 +60,7 @@ class Status(Command):
                              for name, status in sorted(msg["statuses"].items()))
         if "reason" in msg:
             return self.console_error(msg)
-        return msg.get("status", "error")
+        return "\n".join([msg.get("status", "error")] + stop_report_lines(msg))
 
 
 command = Status()

@@ -9,7 +9,8 @@ The watcher's lifecycle is circus.states.WatcherState, changed only by
 Watcher._set_state along WATCHER_TRANSITIONS. The package splits by concern:
 hooks (names, calls, vetoes: the user documentation of hooks is there),
 spawning (spawn, readiness, reaping, give-up), stopping (signals, the
-graceful stop of a process) and streams (children's pipes).
+graceful stop of a process), streams (children's pipes) and output (what is
+kept of what they wrote: the last lines of each, and of the failed exits).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
 from circus.util import to_bool, to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
+from circus.watcher.output import OutputKeeping
 from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
 from circus.watcher.stopping import ProcessStopping
 
@@ -45,7 +47,7 @@ logger = logging.getLogger("circus")
 
 
 
-class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
+class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
     """Class managing a list of processes for a given command."""
 
     # the options as a config file wrote them (an options.Section, set by
@@ -125,6 +127,11 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
         self._gave_up: str | None = None
+        # why it last stopped, if the stop said (a give-up, a plugin...)
+        self.stop_reason: str | None = None
+        self._init_output()
+        # the last spawn had to go without pipes: out of file descriptors
+        self._uncaptured = False
         self._publish: Callable[[str, dict[str, Any]], object] | None = None
         self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
         # close() has begun: the stops on the way ignore hook vetoes
@@ -187,6 +194,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         check_transition(WATCHER_TRANSITIONS, old, new, "watcher %s" % self.name)
         self._state = new
         logger.debug("watcher %s: %s -> %s", self.name, old, new)
+        if new is WatcherState.STOPPED:
+            self.stop_reason = reason
         if new is WatcherState.ACTIVE and old is WatcherState.STARTING:
             self.notify_event("start", {})
         elif new is WatcherState.STOPPED:
@@ -265,6 +274,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             return False
         self._failures = 0
         self._gave_up = None
+        self.last_exits.clear()
         self._set_state(WatcherState.STARTING)
         # started means ready: watchers of lower priority start after this one serves
         await self._wait_ready(await self._spawn_missing())
@@ -500,6 +510,17 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             snapshot = Snapshot()
         return {pid: snapshot.info(pid, p.started) for pid, p in list(self.processes.items())}
 
+    def stop_report(self) -> dict[str, Any]:
+        """For a stopped watcher, what status and stats add: why it stopped
+        (stop_reason) and its failed exits since its last start, newest
+        last (last_exits); {} otherwise."""
+        report: dict[str, Any] = {}
+        if self.is_stopped():
+            if self.stop_reason:
+                report["stop_reason"] = self.stop_reason
+            if self.last_exits:
+                report["last_exits"] = list(self.last_exits)
+        return report
 
     def process_info(self, pid: int | str,
                      snapshot: Snapshot | None = None) -> dict[str, Any] | str:

@@ -3,6 +3,7 @@ dead, and giving up after max_retry failed starts."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import subprocess
@@ -10,7 +11,8 @@ import subprocess
 from circus.errors import describe
 from circus.process import Process
 from circus.states import WatcherState
-from circus.watcher.streams import read_stream
+from circus.watcher.output import describe_exit, last_stderr, with_stderr
+from circus.watcher.streams import PipeReader
 
 logger = logging.getLogger("circus")
 
@@ -45,28 +47,32 @@ class ProcessKeeping:
         if not self.call_hook("before_spawn"):
             self._start_failed("hook before_spawn refused the spawn", "refused")
             return None
-        # debug: children write where circusd writes; otherwise nowhere
-        default_out = None if self.debug else subprocess.DEVNULL
         try:
-            process = Process(
-                self._next_wid(), self.cmd, args=self.args, working_dir=self.working_dir,
-                shell=self.shell, uid=self.uid, gid=self.gid, env=self.process_env(),
-                rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
-                watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
-                variables=self.variables(),
-                stdout=subprocess.PIPE if self.stdout_stream else default_out,
-                stderr=subprocess.PIPE if self.stderr_stream else default_out,
-                loop=self._loop)
+            try:
+                process = self._new_process(capture=True)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE) or self.debug:
+                    raise
+                # out of file descriptors: a process without its output
+                # kept is better than no process
+                process = self._new_process(capture=False)
+                if not self._uncaptured:
+                    logger.warning("watcher %s: out of file descriptors (%s): processes "
+                                   "start without their output kept", self.name, exc.strerror)
+                self._uncaptured = True
+            else:
+                self._uncaptured = False
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
             self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)), "error")
             return None
         pid = process.pid
         self.processes[pid] = process
         self.reaper.watch(pid, self._on_exit)
-        if self.stdout_stream:
-            read_stream(self, process, process.stdout, "stdout", self.stdout_stream)
-        if self.stderr_stream:
-            read_stream(self, process, process.stderr, "stderr", self.stderr_stream)
+        process.pipe_readers = tuple(
+            PipeReader(self, process, pipe, name, stream)
+            for name, pipe, stream in (("stdout", process.stdout, self.stdout_stream),
+                                       ("stderr", process.stderr, self.stderr_stream))
+            if pipe is not None)
         logger.debug("watcher %s: spawned pid %d (wid %d)", self.name, pid, process.wid)
         self.notify_event("spawn", {"process_id": process.wid, "process_pid": pid})
         self._arm_ready(process)
@@ -74,6 +80,23 @@ class ProcessKeeping:
         self._arm_max_age(process)
         self.call_hook("after_spawn", pid=pid)
         return process
+
+    def _new_process(self, capture):
+        """capture: pipe stdout and stderr to circusd whatever the streams,
+        to keep their last lines (circus.watcher.output). In debug mode
+        children write where circusd writes instead (its terminal, as a
+        terminal: a pipe would change how they buffer and colour)."""
+        def target(stream):
+            if stream is not None or (capture and not self.debug):
+                return subprocess.PIPE
+            return None if self.debug else subprocess.DEVNULL
+        return Process(
+            self._next_wid(), self.cmd, args=self.args, working_dir=self.working_dir,
+            shell=self.shell, uid=self.uid, gid=self.gid, env=self.process_env(),
+            rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
+            watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
+            variables=self.variables(), stdout=target(self.stdout_stream),
+            stderr=target(self.stderr_stream), loop=self._loop)
 
     # --- readiness --------------------------------------------------------
     def _arm_ready(self, process):
@@ -116,18 +139,21 @@ class ProcessKeeping:
         process.schedule_expiry(lifetime, lambda: self._spawn_task(self._recycle(process)))
 
     # --- failures ---------------------------------------------------------
-    def _start_failed(self, reason, cause):
+    def _start_failed(self, reason, cause, stderr=None, pid=None):
         """A start that failed: cause is "refused" (a hook), "error" (the
         spawn itself) or "early_exit" (the process died before it started
-        well); published as spawn_failure."""
+        well); published as spawn_failure. stderr: the last lines of the
+        process that failed (pid), for the log and the give-up event."""
         self._failures += 1
-        logger.error("watcher %s: %s (failure %d)", self.name, reason, self._failures)
+        logger.error("%s", with_stderr("watcher %s: %s (failure %d)"
+                                       % (self.name, reason, self._failures),
+                                       self.name, pid, stderr))
         self.notify_event("spawn_failure", {"reason": reason, "cause": cause,
                                             "failures": self._failures})
         if 0 <= self.max_retry < self._failures:
-            self._give_up("%s; gave up after %d retries" % (reason, self.max_retry))
+            self._give_up("%s; gave up after %d retries" % (reason, self.max_retry), stderr)
 
-    def _give_up(self, reason):
+    def _give_up(self, reason, stderr=None):
         """max_retry failed starts: stop the watcher. The state turns to
         stopping at once, so nothing respawns meanwhile; the stop itself
         waits for the lock (whichever locked operation comes first finishes
@@ -136,7 +162,10 @@ class ProcessKeeping:
             return
         self._gave_up = reason
         logger.error("watcher %s: stopping: %s", self.name, reason)
-        self.notify_event("max_retry", {"reason": reason, "max_retry": self.max_retry})
+        event = {"reason": reason, "max_retry": self.max_retry}
+        if stderr is not None:
+            event["stderr"] = stderr
+        self.notify_event("max_retry", event)
         self._set_state(WatcherState.STOPPING)
         self._spawn_task(self._locked(self._finish_give_up))
 
@@ -171,19 +200,38 @@ class ProcessKeeping:
         self.call_hook("before_reap", pid=pid)
         del self.processes[pid]
         expected = process.stopping
+        # its readiness timed out (it was killed for it) before it exited
+        not_ready = process.ready_future.done() and process.ready_future.result() is False
+        for reader in process.pipe_readers:
+            reader.drain()  # what it wrote last, before its exit is told
         process.reaped(wait_status)
-        logger.debug("watcher %s: pid %d exited with %s", self.name, pid, process.returncode)
-        self.notify_event("reap", {"process_id": process.wid, "process_pid": pid,
-                                   "exit_code": process.returncode})
-        self.call_hook("after_reap", pid=pid, exit_code=process.returncode)
+        code = process.returncode
+        logger.debug("watcher %s: pid %d exited with %s", self.name, pid, code)
+        start_failure = not expected and (process.age() < MIN_UPTIME
+                                          or process.ready_future.result() is False)
+        failed = not_ready or start_failure or (not expected and code != 0)
+        event = {"process_id": process.wid, "process_pid": pid, "exit_code": code}
+        stderr = None
+        if failed:
+            stderr = event["stderr"] = last_stderr(process)
+            self._record_exit(process, stderr)
+        process.output = None  # the rings of the dead go now
+        self.notify_event("reap", event)
+        self.call_hook("after_reap", pid=pid, exit_code=code)
+        what = describe_exit(pid, code, process.age())
         if expected or not self.is_running():
+            if not_ready and stderr:
+                logger.warning("%s", with_stderr("watcher %s: %s (it was not ready in time)"
+                                                 % (self.name, what), self.name, pid, stderr))
             return
         # an unexpected death
-        if process.age() < MIN_UPTIME or process.ready_future.result() is False:
-            self._start_failed("process %d exited with %s after %.2fs"
-                               % (pid, process.returncode, process.age()), "early_exit")
+        if start_failure:
+            self._start_failed(what, "early_exit", stderr, pid)
             if not self.is_running():
                 return
+        elif failed:
+            logger.warning("%s", with_stderr("watcher %s: %s" % (self.name, what),
+                                             self.name, pid, stderr))
         if not self.respawn:
             return
         delay = retry_delay(self._failures)

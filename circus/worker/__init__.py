@@ -62,8 +62,10 @@ it holds, and a reload adds the new workers' start to the CPU demand at that
 very moment. recipes/pyramid/README.rst has the measurements.
 
 Exit status: 0 stopped cleanly; 1 could not start (application, hook or
-socket error); 2 bad command line; 3 --graceful-timeout expired and the
-remaining requests or connections were cut.
+socket error, backend not installed), with one line on stderr saying why
+and, for the common reasons, what to do; 2 bad command line; 3
+--graceful-timeout expired and the remaining requests or connections were
+cut.
 """
 
 EXIT_OK = 0

@@ -106,8 +106,7 @@ def run(args):
         try:
             backend = backend_class(app, sock, args)
         except ImportError as exc:
-            raise WorkerStartError("backend %s is not installed: %s"
-                                   % (args.backend, exc)) from exc
+            raise WorkerStartError(backends.not_installed(backend_class, exc)) from exc
 
         def on_ready():
             logger.info("serving %s on %s%s with %s", args.application, where,

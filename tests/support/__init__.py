@@ -1,5 +1,6 @@
 """What the tests share: ports, deadlines, process checks and a real circusd
 subprocess (Circusd). Fixtures stay in conftest.py."""
+import logging
 import os
 import signal
 import socket
@@ -67,6 +68,30 @@ def children_of(pid):
         return []
 
 
+class LogRecords(logging.Handler):
+    """The records of the circus logger while in use (caplog depends on
+    propagation, which circusd's logging setup may turn off)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        logger = logging.getLogger("circus")
+        self._level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logger = logging.getLogger("circus")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+
 class Circusd:
     """A circusd subprocess running a config written from a template."""
 
@@ -86,6 +111,7 @@ class Circusd:
         self.log_path = tmp_path / "circusd.log"
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+        self.preexec_fn = None  # e.g. to start it under resource limits
         self.proc = None
 
     def start(self, wait=True):
@@ -93,7 +119,8 @@ class Circusd:
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "circus.circusd", str(self.config_path), "--log-level", "debug"]
             + self.extra_args,
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env,
+            preexec_fn=self.preexec_fn)
         if wait:
             wait_for(lambda: b"Arbiter now waiting" in self.read_log() or self.proc.poll() is not None,
                      timeout=20, message="circusd to start")

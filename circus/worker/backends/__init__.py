@@ -45,6 +45,8 @@ class Backend(abc.ABC):
     name = None
     #: the modules the server needs installed
     requires = ()
+    #: the command that installs them, for the error that says they are not
+    install = None
 
     def __init__(self, app, sock, args):
         self.app = self.with_access_log(app) if args.access_log else app
@@ -92,9 +94,15 @@ def load(name):
     cls = module.BACKEND
     missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
     if missing:
-        raise WorkerStartError("backend %s is not installed: no module %s"
-                               % (name, ", ".join(missing)))
+        raise WorkerStartError(not_installed(cls, "no module %s" % ", ".join(missing)))
     return cls
+
+
+def not_installed(cls, why):
+    """The one line saying a backend is missing, and how to install it."""
+    fix = "; install it with: %s" % cls.install if cls.install else ""
+    other = " (or use --backend waitress)" if cls.name != "waitress" else ""
+    return "backend %s is not installed: %s%s%s" % (cls.name, why, fix, other)
 
 
 def exit_now(status=EXIT_FORCED, reason="second SIGINT: exiting now"):

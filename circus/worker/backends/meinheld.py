@@ -25,6 +25,9 @@ class MeinheldBackend(Backend):
 
     name = "meinheld"
     requires = ("meinheld", "greenlet")
+    # meinheld 1.0.2 pins greenlet<0.5, which does not build on Python 3.11:
+    # greenlet 3 first, then meinheld without its pins
+    install = "pip install 'greenlet>=3' && pip install --no-deps meinheld==1.0.2"
 
     def __init__(self, app, sock, args):
         import meinheld.server as ms

@@ -11,6 +11,7 @@ from circus.worker.backends import IDLE_GRACE, SWEEP_INTERVAL, Backend, logger
 class WaitressBackend(Backend):
     name = "waitress"
     requires = ("waitress",)
+    install = "pip install waitress"
 
     def __init__(self, app, sock, args):
         super().__init__(app, sock, args)
