@@ -198,6 +198,37 @@ def test_a_chatty_process_without_a_stream_is_read_in_batches(tmp_path, monkeypa
     assert count < 100, count
 
 
+def test_a_fast_writer_without_a_stream_is_not_held_back(tmp_path):
+    # 20 MB of lines as fast as it can: the pauses that gather a slow
+    # writer's lines must not make a fast one wait on a full pipe (a fixed
+    # 50 ms pause held it to 64 KiB per pause: 16 s for this)
+    script = tmp_path / "fast.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time
+        chunk = b"x" * 99 + b"\\n"
+        started = time.monotonic()
+        for _ in range(200000):
+            os.write(1, chunk)
+        print("%.3f" % (time.monotonic() - started), file=sys.stderr, flush=True)
+        time.sleep(300)
+    """))
+
+    async def main():
+        watcher = Watcher("fast", "%s %s" % (PY, script))
+        async with aio.running([watcher]):
+            (process,) = await aio.until(lambda: list(watcher.processes.values()))
+
+            def done():  # two pipes: either may be read first
+                rings = process.output
+                return rings and rings.stdout and rings.stdout.end == 200000 * 100 and \
+                    rings.stderr and rings.stderr.tail()[0]
+            await aio.until(done, timeout=60, message="the writer to finish")
+            return float(process.output.stderr.tail()[0][0])
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 5, elapsed
+
+
 def test_the_end_of_a_flood_written_just_before_exit_is_kept(tmp_path):
     # more than a pipe holds, then the last line and exit: the reap must not
     # be told before that line is read (SIGCHLD may come first)
