@@ -91,6 +91,38 @@ def test_ring_decodes_and_strips_carriage_returns():
     assert ring.tail()[0] == ["café", "\ufffd"]
 
 
+def test_ring_bounded_reads_keep_the_newest_lines_and_count_the_rest():
+    ring = Ring(size=4096)
+    ring.write(b"".join(b"line %03d\n" % n for n in range(100)))  # 9 bytes a line
+    begin, end, lost = ring.span_tail()
+    assert (begin, end, lost) == (0, 900, 0)
+    first = ring.last_lines(begin, end, 3)
+    assert ring.read(first, end) == (["line 097", "line 098", "line 099"], 0)
+    assert ring.last_lines(begin, end, 0) == end
+    assert ring.last_lines(begin, end, 1000) == begin
+    # within 40 bytes: 4 whole lines, the other 860 bytes counted
+    assert ring.read(begin, end, 40) == (["line %03d" % n for n in range(96, 100)], 864)
+    assert ring.read(begin, end, 0) == ([], 900)
+    # a line longer than the bound: its beginning, the rest counted
+    ring.write(b"head" + b"x" * 200 + b"\n")
+    begin, end, _ = ring.span_since(900)
+    assert ring.read(begin, end, 10) == (["headxxxxxx"], 195)
+    # since a cursor the ring has turned past: what it lost, then the span
+    ring = Ring(size=32)
+    ring.write(b"".join(b"n%02d\n" % n for n in range(20)))  # 80 bytes, 4 a line
+    begin, end, lost = ring.span_since(0)
+    assert lost == 48 and ring.read(begin, end)[0] == ["n%02d" % n for n in range(12, 20)]
+
+
+def test_shares_meet_small_needs_and_split_the_rest():
+    from circus.watcher.output import _shares
+    assert _shares([10, 20], None) == [None, None]
+    assert _shares([10, 20], 100) == [10, 20]
+    assert _shares([10, 1000, 500], 300) == [10, 145, 145]
+    assert _shares([0, 0, 5000], 64) == [0, 0, 64]
+    assert sum(_shares([7] * 1000, 100)) <= 100
+
+
 # --- in a watcher -----------------------------------------------------------------
 TALKER = textwrap.dedent("""
     import sys, time
