@@ -1,6 +1,5 @@
 """Every command over a real ZeroMQ connection to a running circusd: the
 reply fields, and the effect on real processes."""
-import json
 import os
 import signal
 import stat
@@ -10,7 +9,7 @@ import time
 import pytest
 import zmq
 
-from support import PYTHON, free_port, pid_alive, wait_for
+from support import PYTHON, free_port, pid_alive, raw_call, wait_for
 from support.events import EventLog
 
 SLEEP = """
@@ -541,19 +540,6 @@ def test_max_retry_give_up_is_an_event(circusd):
 
 
 # --- errors ---------------------------------------------------------------------
-
-def raw_call(daemon, payload, socket_type=zmq.DEALER, timeout=5.0):
-    sock = zmq.Context.instance().socket(socket_type)
-    sock.linger = 0
-    try:
-        sock.connect(daemon.endpoint)
-        sock.send(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
-        if not sock.poll(timeout * 1000):
-            return None
-        return json.loads(sock.recv())
-    finally:
-        sock.close()
-
 
 def test_error_replies(circusd):
     daemon = sleeper(circusd)

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, MessageError
+from circus.commands.base import ArgumentError, Command, MessageError, anything, mapping, string
 
 
 class Set(Command):
@@ -38,6 +38,7 @@ class Set(Command):
     """
 
     name = "set"
+    spec = {"name": string, "options": mapping, "key": string, "value": anything}
     properties = ["name"]
     usage = "<name> <key> <value> [<key> <value> ...]"
     waits = True

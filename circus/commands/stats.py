@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, int_arg
+from circus.commands.base import ArgumentError, Command, boolean, int_arg, integer, string
 
 
 class Stats(Command):
@@ -43,6 +43,8 @@ class Stats(Command):
 
     name = "stats"
     usage = "[<name>] [<pid>]"
+    # extended: the original Circus's extended_stats hook, which circus has not
+    spec = {"name": string, "process": integer(1), "pid": integer(1), "extended": boolean}
 
     def message(self, *args, **opts):
         if len(args) > 2:
@@ -62,7 +64,7 @@ class Stats(Command):
         watcher = self.watcher(arbiter, props)
         pid = props.get("process", props.get("pid"))
         if pid is not None:
-            process = self.process(watcher, self.int_prop({"pid": pid}, "pid"))
+            process = self.process(watcher, pid)
             return {"name": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
         return {"name": watcher.name, "info": watcher.info(snapshot)}

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, string
 
 
 class Status(Command):
@@ -28,6 +28,7 @@ class Status(Command):
     """
 
     name = "status"
+    spec = {"name": string}
     usage = "[<name>]"
 
     def message(self, *args, **opts):

@@ -2,6 +2,7 @@
 returns the value circus uses, or raises ValueError with a message for the
 user (the same message whichever way the value came in)."""
 import importlib.util
+import math
 import re
 
 from circus.options import facts
@@ -15,12 +16,12 @@ boolean = to_bool
 
 def integer(minimum=None, maximum=None):
     def convert(value):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("%s is not an integer" % _shown(value))
         try:
-            number = int(str(value).strip()) if not isinstance(value, int) else value
+            number = int(value.strip()) if isinstance(value, str) else value
         except ValueError:
-            raise ValueError("%r is not an integer" % (value,)) from None
-        if isinstance(number, bool):
-            raise ValueError("%r is not an integer" % (value,))
+            raise ValueError("%s is not an integer" % _shown(value)) from None
         if minimum is not None and number < minimum:
             raise ValueError("%d is below the minimum of %d" % (number, minimum))
         if maximum is not None and number > maximum:
@@ -29,12 +30,23 @@ def integer(minimum=None, maximum=None):
     return convert
 
 
+def _shown(value, limit=60):
+    """A value in an error message, cut: a client may send a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def number(minimum=0.0):
     def convert(value):
+        if isinstance(value, bool):
+            raise ValueError("%s is not a number" % _shown(value))
         try:
             result = float(value)
-        except (TypeError, ValueError):
-            raise ValueError("%r is not a number" % (value,)) from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError("%s is not a number" % _shown(value)) from None
+        if not math.isfinite(result):
+            # an infinite graceful_timeout would wait forever, a NaN compares false
+            raise ValueError("%s is not a finite number" % _shown(value))
         if minimum is not None and result < minimum:
             raise ValueError("%s is below the minimum of %s" % (result, minimum))
         return result

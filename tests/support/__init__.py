@@ -137,3 +137,21 @@ def http_get(port, path="/", host="127.0.0.1", timeout=5.0):
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def raw_call(daemon, payload, socket_type=None, timeout=5.0):
+    """Send one frame (bytes, or a mapping as JSON) to daemon's ROUTER with a
+    plain pyzmq socket and return the decoded reply (None if none came)."""
+    import json
+
+    import zmq
+    sock = zmq.Context.instance().socket(socket_type or zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(daemon.endpoint)
+        sock.send(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+        if not sock.poll(timeout * 1000):
+            return None
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
