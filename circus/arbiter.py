@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 
-from circus.errors import ArbiterError, ConfigError
+from circus.errors import ArbiterError, ConfigError, LimitError
 from circus.options import (
     arbiter_kwargs,
     arbiter_options,
@@ -16,7 +16,8 @@ from circus.options import (
     watcher_kwargs,
     watcher_section,
 )
-from circus.reaper import Reaper
+from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES, check_counts
+from circus.reaper import Reaper, quiet_wakeups
 from circus.sockets import CircusSocket, CircusSockets
 from circus.states import ArbiterState
 from circus.tasks import BackgroundTasks
@@ -37,10 +38,17 @@ class Arbiter:
                  check_delay=1.0, prereload_fn=None, context=None, loop=None,
                  stats_endpoint=None, plugins=None, sockets=None, warmup_delay=0,
                  httpd=False, httpd_host="localhost", httpd_port=8080, debug=False,
-                 stream_backend="thread", ssh_server=None, config_file=None, **options):
+                 stream_backend="thread", ssh_server=None, config_file=None,
+                 max_processes=DEFAULT_MAX_PROCESSES, max_numprocesses=DEFAULT_MAX_NUMPROCESSES,
+                 **options):
+        self.max_processes = int(max_processes)
+        self.max_numprocesses = int(max_numprocesses)
         self.watchers = []
         self._by_name = {}
         for watcher in watchers or ():
+            # the counts of the watchers it starts with are checked too
+            self.check_numprocesses(watcher.name, watcher.numprocesses,
+                                    watcher.max_numprocesses)
             self._register(watcher)
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
@@ -91,8 +99,11 @@ class Arbiter:
         kwargs = arbiter_kwargs(cfg)
         watchers = [build_watcher(w) for w in cfg["watchers"]]
         sockets = [CircusSocket(**s) for s in cfg["sockets"]]
-        arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
-                      config_file=cfg["filename"], **kwargs)
+        try:
+            arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
+                          config_file=cfg["filename"], **kwargs)
+        except LimitError as exc:
+            raise count_error(exc, cfg["watchers"]) from None
         arbiter._socket_configs = {s["name"]: s for s in cfg["sockets"]}
         arbiter._circus_config = dict(cfg["circus"])
         return arbiter
@@ -173,6 +184,7 @@ class Arbiter:
                 for signum in _STOP_SIGNALS:
                     self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
                 self.loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+                quiet_wakeups()
             for watcher in self._system_watchers():
                 self._register(watcher)
             self.started_at = time.time()
@@ -359,6 +371,21 @@ class Arbiter:
     def numprocesses(self):
         return sum(len(w.processes) for w in self.watchers)
 
+    def process_counts(self):
+        """{name: (numprocesses, max_numprocesses)} of every watcher."""
+        return {w.name: (w.numprocesses, w.max_numprocesses) for w in self.watchers}
+
+    def check_numprocesses(self, name, numprocesses, max_numprocesses=None):
+        """LimitError unless watcher name may be set to run numprocesses
+        processes (with max_numprocesses as its own ceiling, None: the
+        arbiter's): the one check of every count, see circus.options.limits.
+        The check and the change it allows must happen with no await between
+        them, so that two commands cannot both pass it."""
+        before = self.process_counts()
+        after = {k: v for k, v in before.items() if k.lower() != name.lower()}
+        after[name] = (numprocesses, max_numprocesses)
+        check_counts(before, after, self.max_processes, self.max_numprocesses)
+
     def numwatchers(self):
         return len(self.watchers)
 
@@ -374,6 +401,9 @@ class Arbiter:
         except ConfigError as exc:
             raise ValueError(option_error(exc)) from None
         self.check_not_stopping("add of watcher %s" % name)
+        self.check_numprocesses(name, 1 if validated.get("singleton") else
+                                validated.get("numprocesses", 1),
+                                validated.get("max_numprocesses"))
         watcher = build_watcher(validated)
         self._register(watcher)
         if self.loop is not None and self.reaper is not None:
@@ -429,6 +459,15 @@ def build_watcher(options):
     # those added by a program or a command are left alone
     watcher.config = options if from_file else None
     return watcher
+
+
+def count_error(exc, sections):
+    """A LimitError about a watcher of a file, as a ConfigError naming the
+    file, the watcher's section and its numprocesses."""
+    for section in sections:
+        if section["name"].lower() == str(exc.watcher).lower():
+            return section.where_of("numprocesses").error(str(exc))
+    return ConfigError(str(exc))
 
 
 def _curve_options(options):

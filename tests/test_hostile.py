@@ -194,3 +194,172 @@ def test_a_frame_above_the_maximum_size_is_dropped_before_it_is_read(circusd):
     assert len(reply["reason"]) < 200  # nor is the name repeated in full
     assert daemon.call("status", name="a")["status"] == "active"
     assert b"aaaaaaaaaa" * 20 not in daemon.read_log()[size:]
+
+
+# --- item 1: ceilings on process counts ------------------------------------------
+
+LIMITED = """
+[circus]
+max_processes = 8
+[watcher:a]
+cmd = sleep 300
+[watcher:b]
+cmd = sleep 301
+numprocesses = 2
+[watcher:c]
+cmd = sleep 302
+max_numprocesses = 3
+"""
+
+
+def counts(daemon):
+    return {name: (daemon.call("numprocesses", name=name)["numprocesses"],
+                   daemon.call("list", name=name)["pids"]) for name in ("a", "b", "c")}
+
+
+def test_absurd_counts_are_refused_whichever_way_they_come(circusd):
+    daemon = circusd(TWO)
+    before = state(daemon)
+    huge = 10 ** 30
+    for props in ({"name": "a", "nb": 1000000}, {"name": "a", "nb": huge},
+                  {"name": "a", "nb": 1e9}, {"name": "a", "nb": "100000000"}):
+        for waiting in (False, True):
+            reply = error(raw_call(daemon, request("incr", dict(props, waiting=waiting))), 3,
+                          "above the limit of 2048 processes per watcher", "max_numprocesses")
+            assert "watcher a" in reply["reason"]
+    for value in (1000000000, huge, 1e9, "100000000"):
+        for props in ({"name": "a", "options": {"numprocesses": value}},
+                      {"name": "a", "key": "numprocesses", "value": value}):
+            error(raw_call(daemon, request("set", props)), 3, "max_numprocesses")
+        error(raw_call(daemon, request("add", {"name": "c", "cmd": "sleep 1", "start": True,
+                                               "options": {"numprocesses": value}})),
+              3, "watcher c", "max_numprocesses")
+    # what is not an integer at all is bad data, as in a config file
+    for value in (True, 2.5, "many", [3], None):
+        error(raw_call(daemon, request("set", {"name": "a", "options": {"numprocesses": value}})),
+              6, "numprocesses")
+    assert state(daemon) == before
+    assert daemon.call("numwatchers")["numwatchers"] == 2
+    # a per-watcher ceiling of its own may be set, but the total still holds
+    assert daemon.call("set", name="a", options={"max_numprocesses": 5000})["status"] == "ok"
+    error(daemon.call("set", name="a", options={"numprocesses": 4097}), 3,
+          "4098 processes in all", "above the limit of 4096", "max_processes in [circus]")
+    assert state(daemon) == before
+
+
+def test_the_ceilings_of_the_config_file(circusd):
+    daemon = circusd(LIMITED)
+    before = counts(daemon)
+    assert daemon.call("incr", name="c", nb=2, waiting=True)["numprocesses"] == 3
+    reply = error(daemon.call("incr", name="c", nb=1), 3, "above the limit of 3",
+                  "its max_numprocesses")
+    assert "watcher c" in reply["reason"]
+    # a + b + c = 1 + 2 + 3: two more is the total's limit, three is over it
+    error(daemon.call("incr", name="a", nb=3, waiting=True), 3,
+          "9 processes in all", "above the limit of 8")
+    error(daemon.call("add", name="d", cmd="sleep 303", options={"numprocesses": 3}), 3,
+          "9 processes in all")
+    assert daemon.call("incr", name="a", nb=2, waiting=True)["numprocesses"] == 3
+    # going down is always allowed
+    assert daemon.call("decr", name="b", nb=1, waiting=True)["numprocesses"] == 1
+    after = counts(daemon)
+    assert after["b"][1][0] in before["b"][1] and after["a"][1][0] == before["a"][1][0]
+    assert daemon.call("globaloptions", keys=["max_processes", "max_numprocesses"])[
+        "options"] == {"max_processes": 8, "max_numprocesses": 2048}
+
+
+def test_the_ceilings_hold_through_reloadconfig(circusd):
+    daemon = circusd(LIMITED)
+    before = counts(daemon)
+    text = daemon.config_path.read_text()
+    daemon.config_path.write_text(text.replace("numprocesses = 2", "numprocesses = 100000000"))
+    reply = error(daemon.call("reloadconfig", waiting=True), 5, str(daemon.config_path),
+                  "[watcher:b] numprocesses", "above the limit of 2048")
+    assert "nothing changed" in reply["reason"]
+    assert counts(daemon) == before
+    # a file that raises the ceiling with the count is applied
+    daemon.config_path.write_text(text.replace("max_processes = 8", "max_processes = 9")
+                                  .replace("numprocesses = 2", "numprocesses = 5"))
+    assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
+    assert daemon.call("numprocesses", name="b")["numprocesses"] == 5
+    assert daemon.call("globaloptions", keys=["max_processes"])["options"] == \
+        {"max_processes": 9}
+
+
+def test_get_arbiter_refuses_an_absurd_count():
+    from circus import get_arbiter
+    with pytest.raises(ValueError, match="above the limit of 2048 .*max_numprocesses"):
+        get_arbiter([{"name": "w", "cmd": "sleep 1", "numprocesses": 10 ** 9}],
+                    controller="tcp://127.0.0.1:0", pubsub_endpoint="tcp://127.0.0.1:0")
+    with pytest.raises(ValueError, match="above the limit of 4"):
+        get_arbiter([{"name": "w", "cmd": "sleep 1", "numprocesses": 3},
+                     {"name": "v", "cmd": "sleep 1", "numprocesses": 2}], max_processes=4,
+                    controller="tcp://127.0.0.1:0", pubsub_endpoint="tcp://127.0.0.1:0")
+
+
+@pytest.mark.slow
+def test_circusd_answers_while_it_starts_many_processes(circusd):
+    """The spawn loop yields to the loop: `list` answers in a few ms at any
+    moment of a 1500-process start."""
+    many = 1500
+    daemon = circusd("[watcher:many]\ncmd = sleep 300\nnumprocesses = %d\n" % many,
+                     start=False)
+    daemon.start(wait=False)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(daemon.endpoint)
+    latencies = []
+    try:
+        # the first request waits for circusd to bind (and ZeroMQ to reconnect)
+        sock.send(json.dumps({"id": "l", "command": "list"}).encode())
+        assert sock.poll(20000), "circusd did not answer"
+        sock.recv()
+        deadline = time.monotonic() + 60
+        running = 0
+        while running < many:
+            assert time.monotonic() < deadline, "only %d processes after 60 s" % running
+            t0 = time.perf_counter()
+            sock.send(json.dumps({"id": "l", "command": "list"}).encode())
+            assert sock.poll(5000), "no answer in 5 s"
+            reply = json.loads(sock.recv())
+            latency = time.perf_counter() - t0
+            sock.send(json.dumps({"id": "n", "command": "numprocesses"}).encode())
+            assert sock.poll(5000)
+            running = json.loads(sock.recv())["numprocesses"]
+            if 0 < running < many:
+                assert reply["watchers"] == ["many"]
+                latencies.append(latency)
+    finally:
+        sock.close()
+    assert len(latencies) > 20, latencies  # the start was watched throughout
+    latencies.sort()
+    median, p95, worst = (latencies[len(latencies) // 2], latencies[len(latencies) * 95 // 100],
+                          latencies[-1])
+    print("list during a start of %d: %d samples, median %.2f ms, p95 %.2f ms, max %.2f ms"
+          % (many, len(latencies), median * 1e3, p95 * 1e3, worst * 1e3))
+    # about 5 ms on a quiet machine; the bounds leave room for a busy CI one
+    assert median < 0.015 and p95 < 0.050 and worst < 0.200, (median, p95, worst)
+    # 1500 exits at once overflow asyncio's signal wakeup socket: no
+    # "Exception ignored ... BlockingIOError" traceback per SIGCHLD in the log
+    assert daemon.call("stop", name="many", waiting=True, timeout=60)["status"] == "ok"
+    assert daemon.call("list", name="many")["pids"] == []
+    assert b"Traceback" not in daemon.read_log()
+
+
+@pytest.mark.slow
+def test_a_mass_death_is_replaced_a_slice_at_a_time(circusd):
+    """Respawns after many exits at once are spread over turns of the loop
+    too, and all of them happen."""
+    daemon = circusd("[watcher:many]\ncmd = sleep 300\nnumprocesses = 300\n")
+    old = set(wait_for(lambda: (lambda p: p if len(p) == 300 else None)(
+        daemon.call("list", name="many")["pids"]), timeout=30, message="300 processes"))
+    # a process that dies in its first second failed to start (max_retry):
+    # these died of old age
+    wait_for(lambda: min(info["age"] for info in daemon.call("stats", name="many")[
+        "info"].values()) > 1.5, message="the processes to be 1.5 s old")
+    assert daemon.call("signal", name="many", signum="KILL")["status"] == "ok"
+    new = wait_for(lambda: (lambda p: p if len(p) == 300 and not set(p) & old else None)(
+        daemon.call("list", name="many")["pids"]), timeout=30, message="300 replacements")
+    assert daemon.call("status", name="many")["status"] == "active"
+    assert len(set(new)) == 300
+    assert b"Traceback" not in daemon.read_log()

@@ -71,7 +71,7 @@ class Add(Command):
         return self.make_message(name=args[0], cmd=cmd, start=bool(opts.get("start")))
 
     async def execute(self, arbiter, props):
-        from circus.errors import ArbiterError, ConfigError
+        from circus.errors import ArbiterError, ConfigError, LimitError
         self.refuse_while_stopping(arbiter, "add")
         name = props["name"].strip()
         options = dict(props.get("options") or {})
@@ -88,6 +88,8 @@ class Add(Command):
         try:
             await arbiter.add_watcher(name, props["cmd"], start=props.get("start", False),
                                       **options)
+        except LimitError:
+            raise  # errno 3, naming the limit
         except ArbiterError as exc:
             raise MessageError(str(exc)) from None
         except (ValueError, ConfigError) as exc:

@@ -57,6 +57,10 @@ class Incr(Command):
         watcher = self.watcher(arbiter, props)
         if self.sign > 0:
             self.refuse_while_stopping(arbiter, "incr")
+            # answered (errno 3) before anything is accepted
+            arbiter.check_numprocesses(watcher.name, 1 if watcher.singleton else
+                                       watcher.numprocesses + props["nb"],
+                                       watcher.max_numprocesses)
         return {"numprocesses": await watcher.incr(props["nb"])}
 
     def console_msg(self, msg):

@@ -16,6 +16,8 @@ boolean = to_bool
 
 def integer(minimum=None, maximum=None):
     def convert(value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one kind of number: 2.0 and 1e9 are integers
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError("%s is not an integer" % _shown(value))
         try:

@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from circus.errors import ConfigError
 from circus.options import converters as c
+from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
 
 logger = logging.getLogger("circus")
@@ -200,6 +201,8 @@ WATCHER_SCHEMA = Schema(WATCHER, [
            "PYTHONPATH", spawn=True),
     Option(WATCHER, "warmup_delay", c.number(), 0.0, "seconds between two spawns"),
     Option(WATCHER, "numprocesses", c.integer(0), 1, "how many processes to run"),
+    Option(WATCHER, "max_numprocesses", c.integer(0), None, "the highest numprocesses "
+           "this watcher may be given (default: [circus] max_numprocesses)"),
     Option(WATCHER, "send_hup", c.boolean, False, "reload by sending SIGHUP"),
     Option(WATCHER, "max_retry", c.integer(-1), 5, "failed starts before giving up "
            "(-1: never)"),
@@ -295,6 +298,12 @@ CIRCUS_SCHEMA = Schema(CIRCUS, [
     Option(CIRCUS, "curve_secret_key", c.optional_string, None, "circusd's CURVE key file"),
     Option(CIRCUS, "curve_authorized_keys", c.optional_string, None, "clients' public keys"),
     Option(CIRCUS, "statsd", c.boolean, False, "run circusd-stats on the default endpoint"),
+    Option(CIRCUS, "max_processes", c.integer(0), DEFAULT_MAX_PROCESSES, "the most "
+           "processes all the watchers together may be set to run (circus.options.limits)",
+           attribute="max_processes"),
+    Option(CIRCUS, "max_numprocesses", c.integer(0), DEFAULT_MAX_NUMPROCESSES, "the "
+           "highest numprocesses of a watcher without a max_numprocesses of its own",
+           attribute="max_numprocesses"),
 ])
 
 PLUGIN_SCHEMA = Schema(PLUGIN, [

@@ -24,7 +24,13 @@ from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
 from circus.util import to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
-from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
+from circus.watcher.spawning import (
+    MAX_BACKOFF,
+    MIN_UPTIME,
+    ProcessKeeping,
+    retry_delay,
+    spawn_pause,
+)
 from circus.watcher.stopping import ProcessStopping
 
 __all__ = ["Watcher", "WatcherState", "HOOK_NAMES", "HookError", "MIN_UPTIME", "MAX_BACKOFF",
@@ -46,12 +52,15 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                  singleton=False, use_sockets=False, copy_env=False, copy_path=False,
                  max_age=0, max_age_variance=30, hooks=None, stop_signal=signal.SIGTERM,
                  stop_children=False, autostart=True, respawn=True, ready="spawn",
-                 ready_delay=0.0, ready_timeout=30.0, loop=None, **options):
+                 ready_delay=0.0, ready_timeout=30.0, max_numprocesses=None, loop=None,
+                 **options):
         self.name = name
         self.cmd = cmd
         self.args = args
         self.singleton = bool(singleton)
         self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+        # None: the arbiter's max_numprocesses (circus.options.limits)
+        self.max_numprocesses = None if max_numprocesses is None else int(max_numprocesses)
         self.warmup_delay = float(warmup_delay)
         self.working_dir = working_dir
         self.shell = bool(shell)
@@ -99,6 +108,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
         self._gave_up = None
+        # the replacement of dead processes put off to the loop's next turn
+        self._replace_later = None
         self._publish = None
         self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
         # close() has begun: the stops on the way ignore hook vetoes
@@ -321,6 +332,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                     new.append(process)
                 if self.warmup_delay > 0:
                     await asyncio.sleep(self.warmup_delay)
+                else:
+                    await spawn_pause(self._loop)
             ready = await self._wait_ready(new)
             kept = await self._kill_all(old[:ready], graceful)
             if kept:
@@ -371,16 +384,26 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
             # a hook kept the old one: the replacement goes instead
             await self.kill_process(successor, force=True)
 
+    def _set_count(self, numprocesses):
+        """The one writer of numprocesses once the watcher runs: a count that
+        grows passes the arbiter's check first (LimitError), with no await
+        between the check and the change."""
+        count = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+        check = getattr(self.arbiter, "check_numprocesses", None)
+        if count > self.numprocesses and check is not None:
+            check(self.name, count, self.max_numprocesses)
+        self.numprocesses = count
+
     async def incr(self, nb=1):
         async with self._lock:
-            self.numprocesses = 1 if self.singleton else self.numprocesses + int(nb)
+            self._set_count(self.numprocesses + int(nb))
             if self.is_active():
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
 
     async def decr(self, nb=1):
         async with self._lock:
-            self.numprocesses = max(0, self.numprocesses - int(nb))
+            self._set_count(max(0, self.numprocesses - int(nb)))
             if self.is_active():
                 await self._reduce()
             return self.numprocesses
@@ -394,7 +417,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
 
     async def set_numprocesses(self, numprocesses):
         async with self._lock:
-            self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+            self._set_count(numprocesses)
             if self.is_active():
                 await self._reduce()
                 await self._wait_ready(await self._spawn_missing())
