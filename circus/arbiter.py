@@ -18,7 +18,7 @@ from circus.options import (
 )
 from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES, check_counts
 from circus.reaper import Reaper, quiet_wakeups
-from circus.sockets import CircusSocket, CircusSockets
+from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.states import ArbiterState
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
@@ -174,7 +174,10 @@ class Arbiter:
         self.reaper.start()
         in_main = threading.current_thread() is threading.main_thread()
         try:
-            self.sockets.bind_and_listen_all()
+            try:
+                self.sockets.bind_and_listen_all()
+            except SocketError as exc:
+                raise self._socket_error(exc) from exc.__cause__
             for sock in self.sockets.values():
                 logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
                             sock.fileno())
@@ -221,6 +224,15 @@ class Arbiter:
             self._quitting = False
             self._done.set()
             logger.info("Arbiter exiting")
+
+    def _socket_error(self, exc):
+        """exc, naming the file, section and option of the socket's config."""
+        sock = getattr(exc, "socket", None)
+        conf = self._socket_configs.get(getattr(sock, "name", None))
+        if conf is None or not getattr(conf, "from_file", False):
+            return exc
+        where = conf.where_of("path" if sock.path else "port")
+        return SocketError("%s: %s" % (where, exc))
 
     async def _start_controller(self):
         if self.endpoint is None and self.pubsub_endpoint is None:

@@ -114,6 +114,8 @@ class Process:
     def spawn(self):
         variables = self._all_variables()
         argv = self.format_args(variables)
+        if not argv:
+            raise ValueError("the command %r is empty" % self.cmd)
         env = None
         if self.env is not None:
             env = {k: substitute(str(v), variables) for k, v in self.env.items()}

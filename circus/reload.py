@@ -105,7 +105,7 @@ class Plan:
                 sock.bind_and_listen()
             except (SocketError, OSError) as exc:
                 sock.close()
-                raise where.error(str(exc)) from None
+                raise where.error(str(exc), "path" if sock.path else "port") from None
             self.bound.add(sock)
         self.socket_configs = new_sockets
         self.changed_sockets = changed - set(relisten)

@@ -130,6 +130,33 @@ def test_json_numbers_and_strings_of_the_documented_kinds_are_accepted(circusd):
     assert reply["statuses"] == {"a": "stopped", "b": "active"}
 
 
+# --- item 4: set and add validate as the config file does ------------------------
+
+def test_set_and_add_refuse_what_a_config_file_would(circusd, tmp_path):
+    daemon = circusd(TWO)
+    before = state(daemon)
+    for options, named in (({"cmd": ""}, "missing option 'cmd'"),
+                           ({"cmd": "   "}, "missing option 'cmd'"),
+                           ({"cmd": "sleep '300"}, "No closing quotation"),
+                           ({"args": "'1"}, "No closing quotation"),
+                           ({"working_dir": str(tmp_path / "nope")}, "no such directory"),
+                           ({"graceful_timeout": "inf"}, "not a finite number")):
+        key = next(iter(options))
+        reply = error(daemon.call("set", name="a", options=options, waiting=True), 6,
+                      "option %s" % key, named)
+        assert len(reply["reason"]) < 300
+        if key != "cmd":
+            error(daemon.call("add", name="c", cmd="sleep 1", options=options), 6, named)
+    error(daemon.call("add", name="c", cmd=""), 3, "'cmd'")
+    error(daemon.call("add", name="c", cmd="sleep '1"), 6, "No closing quotation")
+    assert state(daemon) == before
+    # and the watcher still starts as it did
+    assert daemon.call("restart", name="a", waiting=True)["status"] == "ok"
+    assert daemon.call("status", name="a")["status"] == "active"
+    assert len(daemon.call("list", name="a")["pids"]) == 1
+    assert b"Traceback" not in daemon.read_log()
+
+
 # --- item 3: malformed, deep, huge frames -------------------------------------
 
 def test_deeply_nested_json_is_invalid_json_without_a_traceback(circusd):

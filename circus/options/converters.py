@@ -3,6 +3,7 @@ returns the value circus uses, or raises ValueError with a message for the
 user (the same message whichever way the value came in)."""
 import importlib.util
 import math
+import os
 import re
 
 from circus.options import facts
@@ -69,11 +70,57 @@ def optional_string(value):
     return text or None
 
 
+def command(value):
+    """cmd: a command line (split like a shell would, at each spawn); that
+    it is not blank, the schema checks (a required option)."""
+    _split(string(value))
+    return value
+
+
+# what libzmq binds (tcp:// and ipc:// are what circusd's clients speak)
+ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc", "pgm", "epgm", "tipc", "vmci", "ws", "wss")
+
+
+def endpoint(value):
+    """An optional ZeroMQ endpoint (empty: none): a scheme libzmq knows, and
+    for tcp:// a port (or *), so that a typo fails here, not at the bind
+    (or, on a reload, never)."""
+    text = optional_string(value)
+    if text is None:
+        return None
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ENDPOINT_SCHEMES or not rest:
+        raise ValueError("%s is not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"
+                         % _shown(text))
+    if scheme.lower() == "tcp":
+        port = rest.rpartition(":")[2]
+        if ":" not in rest or not (port.isdigit() or port == "*"):
+            raise ValueError("%s has no port (tcp://HOST:PORT)" % _shown(text))
+    return text
+
+
+def existing_directory(value):
+    """An optional directory, which must exist (checked when the option is
+    read: a missing one would fail every spawn)."""
+    path = optional_string(value)
+    if path is not None and not os.path.isdir(path):
+        raise ValueError("no such directory: %s" % _shown(path))
+    return path
+
+
 def arguments(value):
     """args: one string (split like a shell would at spawn) or a list."""
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
-    return string(value)
+    return _split(string(value)) and value
+
+
+def _split(text):
+    import shlex
+    try:
+        return shlex.split(text) or True
+    except ValueError as exc:  # No closing quotation...
+        raise ValueError("cannot split %s into words: %s" % (_shown(text), exc)) from None
 
 
 def choice(*choices):

@@ -81,6 +81,10 @@ class Option:
         return "<Option [%s] %s>" % (self.scope, self.name)
 
 
+def missing(spec):
+    return "missing option %r (%s)" % (spec.name, spec.required)
+
+
 class Family:
     """Options named PREFIX + a key of the user's choice (rlimit_nofile,
     hooks.before_start, stdout_stream.filename). `keyword` is the Watcher
@@ -158,6 +162,10 @@ class Schema:
         """(normalised key, converted value); ValueError naming the problem."""
         spec = self.spec(key)
         if isinstance(spec, Option):
+            if spec.required and not str(value or "").strip():
+                # the same words whether it is left out or given blank, in a
+                # file or by `set` (cmd "" would fail at the next spawn)
+                raise ValueError(missing(spec))
             return spec.name, spec.convert(value)
         if isinstance(spec, Family):
             return spec.convert_item(key, value)
@@ -185,12 +193,13 @@ class Schema:
 _READERS = "circusd's event loop reads the pipes"
 
 WATCHER_SCHEMA = Schema(WATCHER, [
-    Option(WATCHER, "cmd", c.string, None, "the command to run (with its arguments)",
+    Option(WATCHER, "cmd", c.command, None, "the command to run (with its arguments)",
            required="the command to run", spawn=True),
     Option(WATCHER, "args", c.arguments, None, "more arguments: a string or a list",
            spawn=True),
     Option(WATCHER, "shell", c.boolean, False, "run the command through /bin/sh", spawn=True),
-    Option(WATCHER, "working_dir", c.optional_string, None, "the processes' working directory",
+    Option(WATCHER, "working_dir", c.existing_directory, None, "the processes' working "
+           "directory (it must exist)",
            spawn=True),
     Option(WATCHER, "uid", c.user, None, "user name or id to run as", spawn=True),
     Option(WATCHER, "gid", c.group, None, "group name or id to run as", spawn=True),
@@ -266,11 +275,11 @@ SOCKET_SCHEMA = Schema(SOCKET, [
 _NO_CONSOLE = "there is no web console (circushttpd) yet"
 
 CIRCUS_SCHEMA = Schema(CIRCUS, [
-    Option(CIRCUS, "endpoint", c.optional_string, DEFAULT_ENDPOINT, "the command endpoint "
+    Option(CIRCUS, "endpoint", c.endpoint, DEFAULT_ENDPOINT, "the command endpoint "
            "(empty: none)", attribute="endpoint"),
-    Option(CIRCUS, "pubsub_endpoint", c.optional_string, DEFAULT_PUBSUB, "the event "
+    Option(CIRCUS, "pubsub_endpoint", c.endpoint, DEFAULT_PUBSUB, "the event "
            "endpoint (empty: none)", attribute="pubsub_endpoint"),
-    Option(CIRCUS, "stats_endpoint", c.optional_string, None, "where circusd-stats "
+    Option(CIRCUS, "stats_endpoint", c.endpoint, None, "where circusd-stats "
            "publishes (unset: it does not run)", attribute="stats_endpoint"),
     Option(CIRCUS, "check_delay", c.number(), 1.0, "seconds between the plugins' checks",
            attribute="check_delay"),

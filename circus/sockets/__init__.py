@@ -85,8 +85,10 @@ class CircusSocket:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             if exc.errno == errno.EADDRINUSE:
                 reason = "address already in use"
-            raise SocketError("socket %r: cannot bind %s: %s"
-                              % (self.name, self.location, reason.lower())) from exc
+            error = SocketError("socket %r: cannot bind %s: %s"
+                                % (self.name, self.location, reason.lower()))
+            error.socket = self
+            raise error from exc
         return self.sock
 
     def _bind(self):
