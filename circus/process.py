@@ -56,7 +56,7 @@ class Process:
                  gid=None, env=None, rlimits=None, executable=None, use_fds=False,
                  watcher=None, spawn=True, pass_fds=(), variables=None,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_process_group=True,
-                 loop=None):
+                 die_with_parent=False, loop=None):
         self.wid = wid
         self.cmd = cmd
         self.args = args
@@ -75,6 +75,8 @@ class Process:
         self.stdout_target = stdout
         self.stderr_target = stderr
         self.new_process_group = new_process_group
+        # the kernel kills it when its parent dies, even by SIGKILL (circus.pdeathsig)
+        self.die_with_parent = die_with_parent
         self.started = None
         self.returncode = None
         # the lifetime drawn for max_age, once schedule_expiry() has armed it
@@ -133,8 +135,16 @@ class Process:
                 kwargs["extra_groups"] = _groups_of(self.uid, self.gid)
         if self.gid is not None:
             kwargs["group"] = self.gid
+        shell = self.shell
+        if self.die_with_parent:
+            from circus.pdeathsig import popen_args
+            argv, executable, shell, preexec_fn = popen_args(
+                argv, shell, executable, env, self.working_dir, kwargs.pop("preexec_fn", None),
+                program_given=self.executable is not None)
+            if preexec_fn is not None:
+                kwargs["preexec_fn"] = preexec_fn
         self._popen = subprocess.Popen(
-            argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
+            argv, executable=executable, shell=shell, cwd=self.working_dir, env=env,
             stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
             close_fds=True, pass_fds=self.pass_fds,
             # own process group: a Ctrl-C at circusd's terminal reaches circusd

@@ -9,7 +9,7 @@ import time
 import pytest
 import zmq
 
-from support import PYTHON, free_port, pid_alive, raw_call, wait_for
+from support import PYTHON, free_port, pid_alive, raw_call, wait_exec, wait_for
 from support.events import EventLog
 
 SLEEP = """
@@ -72,7 +72,7 @@ def test_list_status_numbers(circusd):
 
 def test_stats_for_all_one_watcher_one_process(circusd):
     daemon = sleeper(circusd, 2)
-    listed = pids(daemon)
+    listed = wait_exec(pids(daemon))
     every = ok(daemon.call("stats"))["infos"]
     assert set(every["sleeper"]) == {str(p) for p in listed}
     one = ok(daemon.call("stats", name="sleeper"))
@@ -254,6 +254,7 @@ def test_add_start_and_rm(circusd):
     ok(daemon.call("add", name="later", cmd="sleep", args=["302"]))
     assert daemon.call("status", name="later")["status"] == "stopped"
     ok(daemon.call("start", name="later", waiting=True))
+    wait_exec(pids(daemon, "later"))
     assert [c.cmdline() for c in daemon.children() if c.pid in pids(daemon, "later")] == \
         [["sleep", "302"]]
 
@@ -294,7 +295,7 @@ def test_set_spawn_option_reloads_gracefully(circusd):
         ok(daemon.call("set", name="sleeper", options={"cmd": "sleep 303"}, waiting=True))
         events.topic("watcher.sleeper.updated")
         events.topic("watcher.sleeper.reload")
-    after = pids(daemon)
+    after = wait_exec(pids(daemon))
     assert len(after) == 2 and not set(after) & set(before)
     assert {" ".join(c.cmdline()) for c in daemon.children()} == {"sleep 303"}
 

@@ -52,8 +52,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
                  singleton=False, use_sockets=False, copy_env=False, copy_path=False,
                  max_age=0, max_age_variance=30, hooks=None, stop_signal=signal.SIGTERM,
                  stop_children=False, autostart=True, respawn=True, ready="spawn",
-                 ready_delay=0.0, ready_timeout=30.0, max_numprocesses=None, loop=None,
-                 **options):
+                 ready_delay=0.0, ready_timeout=30.0, max_numprocesses=None,
+                 die_with_circusd=True, loop=None, **options):
         self.name = name
         self.cmd = cmd
         self.args = args
@@ -86,6 +86,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.stop_children = bool(stop_children)
         self.autostart = bool(autostart)
         self.respawn = bool(respawn)
+        # false: its processes survive a crash (or kill -9) of circusd
+        self.die_with_circusd = bool(die_with_circusd)
         if ready not in READY_MODES:
             raise ValueError("ready must be one of %s, not %r" % (", ".join(READY_MODES), ready))
         self.ready = ready

@@ -90,7 +90,7 @@ class ProcessKeeping:
                 variables=self.variables(),
                 stdout=subprocess.PIPE if self.stdout_stream else default_out,
                 stderr=subprocess.PIPE if self.stderr_stream else default_out,
-                loop=self._loop)
+                die_with_parent=self.die_with_circusd, loop=self._loop)
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
             self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)))
             return None

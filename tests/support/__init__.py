@@ -51,6 +51,22 @@ def children_of(pid):
         return []
 
 
+def wait_exec(pids, timeout=10.0):
+    """Wait until each of pids runs its own command. A child that dies with
+    circusd is started through setpriv (circus.pdeathsig), whose command line
+    it shows until setpriv has executed the command, a moment later."""
+    def started(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            return True  # gone: nothing to wait for
+        return bool(argv[0]) and os.path.basename(argv[0]) != b"setpriv"
+    wait_for(lambda: all(started(pid) for pid in pids), timeout=timeout,
+             message="the commands' own exec")
+    return pids
+
+
 class Circusd:
     """A circusd subprocess running a config written from a template."""
 
