@@ -77,7 +77,8 @@ def get_arbiter(watchers, controller=None, pubsub_endpoint=None, stats_endpoint=
                       context=context, plugins=plugins, sockets=sockets, loop=loop,
                       **passed, **circus)
     if background:
-        arbiter.start_background()
+        arbiter.start_background("get_arbiter(..., background=True)")
+        arbiter._start_pending = True
     return arbiter
 
 

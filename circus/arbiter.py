@@ -18,6 +18,7 @@ from circus.options import (
 )
 from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES, check_counts
 from circus.reaper import Reaper, quiet_wakeups
+from circus.running import Running
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.states import ArbiterState
 from circus.tasks import BackgroundTasks
@@ -31,7 +32,7 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 
-class Arbiter:
+class Arbiter(Running):
     """Class used to control a list of watchers."""
 
     def __init__(self, watchers, endpoint=DEFAULT_ENDPOINT, pubsub_endpoint=DEFAULT_PUBSUB,
@@ -90,6 +91,12 @@ class Arbiter:
         self._reload_lock = None
         # a reload on SIGHUP, the rest of a command answered before it is done
         self.background = BackgroundTasks("circusd")
+        # how the run under way began (None: not running); one run at a time
+        self._run_by = None
+        self._run_lock = threading.Lock()
+        # get_arbiter(..., background=True) started it: the documented start()
+        # that follows returns at once (see start)
+        self._start_pending = False
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -132,38 +139,15 @@ class Arbiter:
         """listener(topic, msg) is called in-process for every event."""
         self._listeners.append(listener)
 
-    # --- running ----------------------------------------------------------
-    def start(self):
-        """Run until stopped: bind sockets, start watchers, serve commands."""
-        if self.loop is not None and not self.loop.is_running():
-            return self.loop.run_until_complete(self.run())
-        return asyncio.run(self.run())
+    # --- running (start, start_background, stop: circus.running) ----------
+    async def run(self, how="run()"):
+        self._claim_run(how)
+        try:
+            await self._run()
+        finally:
+            self._run_by = None
 
-    def start_background(self):
-        """Run the arbiter in its own thread (library use, not circusd)."""
-        ready = threading.Event()
-        errors = []
-
-        def target():
-            async def main():
-                task = asyncio.ensure_future(self.run())
-                while self.status is ArbiterState.STOPPED and not task.done():
-                    await asyncio.sleep(0.01)
-                ready.set()
-                await task
-            try:
-                asyncio.run(main())
-            except BaseException as exc:  # reported to the caller
-                errors.append(exc)
-                ready.set()
-
-        self._thread = threading.Thread(target=target, name="circus-arbiter", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            raise errors[0]
-
-    async def run(self):
+    async def _run(self):
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stopping = asyncio.Event()
@@ -289,21 +273,6 @@ class Arbiter:
             logger.error("configuration not reloaded, nothing changed: %s", exc)
         except Exception:
             logger.exception("configuration reload failed")
-
-    def stop(self):
-        """Ask the arbiter to stop; safe from any thread and when not running."""
-        if self._stopping is None or self._done.is_set():
-            return
-        if self._loop_thread is not None and threading.current_thread() is not self._loop_thread:
-            # an asyncio.Event set from another thread would not wake the loop
-            try:
-                self.loop.call_soon_threadsafe(self._begin_stop)
-            except RuntimeError:  # the loop is closed: it has stopped already
-                return
-            if self._thread is not None:
-                self._thread.join()
-            return
-        self._begin_stop()
 
     def _begin_stop(self):
         self._quitting = True
