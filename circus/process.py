@@ -356,8 +356,9 @@ def _groups_of(uid, gid):
     return os.getgrouplist(entry.pw_name, gid if gid is not None else entry.pw_gid)
 
 
-def process_info(proc, started=None):
-    """Describe a psutil.Process the way the stats commands document it."""
+def process_info(proc, started=None, children=True):
+    """Describe a psutil.Process the way the stats commands document it;
+    "children" holds the same mappings of its children (without theirs)."""
     import psutil
     try:
         with proc.oneshot():
@@ -378,7 +379,9 @@ def process_info(proc, started=None):
                 "cmdline": " ".join(proc.cmdline()),
                 "create_time": proc.create_time(),
             }
-        info["children"] = [c.pid for c in proc.children()]
+        info["children"] = [c for c in (process_info(child, children=False)
+                                        for child in proc.children()) if isinstance(c, dict)] \
+            if children else []
         info["age"] = time.time() - (started or info["create_time"])
         return info
     except psutil.NoSuchProcess:

@@ -92,7 +92,11 @@ def test_dstats_describes_circusd(circusd):
     daemon = sleeper(circusd)
     info = ok(daemon.call("dstats"))["info"]
     assert info["pid"] == daemon.proc.pid
-    assert set(pids(daemon)) <= set(info["children"])
+    # each child described as stats describes a process (Circus 0.19's
+    # circusctl prints them so)
+    children = {child["pid"]: child for child in info["children"]}
+    assert set(pids(daemon)) <= set(children)
+    assert all(children[pid]["cmdline"].endswith("sleep 300") for pid in pids(daemon))
     assert "circus.circusd" in info["cmdline"]
 
 

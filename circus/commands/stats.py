@@ -20,8 +20,9 @@ class Stats(Command):
 
         {"command": "stats", "properties": {"name": <name>, "process": <pid>}}
 
-    answers {"name": <name>, "process": <pid>, "info": <info>}, where an info
-    is::
+    answers {"process": <pid>, "info": <info>, "watcher": <name>} (no "name":
+    Circus 0.19's circusctl reads a reply with one as a watcher's), where an
+    info is::
 
         {
             "pid": 47864, "cpu": 0.1, "mem": 0.1, "mem_info1": "3M",
@@ -65,7 +66,7 @@ class Stats(Command):
         pid = props.get("process", props.get("pid"))
         if pid is not None:
             process = self.process(watcher, pid)
-            return {"name": watcher.name, "process": process.pid,
+            return {"watcher": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
         return {"name": watcher.name, "info": watcher.info(snapshot)}
 
@@ -74,7 +75,8 @@ class Stats(Command):
             return "\n".join(_watcher_table(name, infos)
                              for name, infos in sorted(msg["infos"].items()))
         if "process" in msg:
-            return _watcher_table(msg.get("name", ""), {str(msg["process"]): msg["info"]})
+            return _watcher_table(msg.get("watcher", msg.get("name", "")),
+                                  {str(msg["process"]): msg["info"]})
         if "info" in msg:
             return _watcher_table(msg.get("name", ""), msg["info"])
         return super().console_msg(msg)
