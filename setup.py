@@ -36,8 +36,10 @@ setup(
                            ["circus/worker/framestack/_chunkcache.c"], optional=True)],
     install_requires=install_requires,
     extras_require={
-        # the recipes' tests run real Pyramid and Django projects
-        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6"],
+        # the recipes' tests run real Pyramid and Django projects; hypothesis
+        # generates the hostile-input suite (tests/test_fuzz.py)
+        "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2", "ruff>=0.6",
+                 "hypothesis>=6"],
     },
     entry_points={
         "console_scripts": [

@@ -150,11 +150,11 @@ class Controller:
             request = parse_request(raw) if isinstance(raw, (bytes, str)) else raw
             if not isinstance(request, dict):
                 raise CommandError(errors.INVALID_JSON, "the request must be a JSON object")
+            cast = request.get("msg_type") == "cast"
             msg_id = request.get("id")
             if not isinstance(msg_id, (str, int, float, type(None))):
                 msg_id = None  # echoed in the reply: a scalar, as clients send
                 raise CommandError(errors.INVALID_MESSAGE, "'id' must be a string")
-            cast = request.get("msg_type") == "cast"
             name = request.get("command")
             if not isinstance(name, str) or not name:
                 raise CommandError(errors.INVALID_MESSAGE, "missing 'command'")
