@@ -23,6 +23,9 @@ Two ways to set it, the first preferred:
   program under another argv[0]), and when a preexec_fn runs anyway
   (rlimit_*). Popen runs it after the user and group change too.
 
+The signal is SIGKILL; circusd's own processes (plugins, circusd-stats) get
+SIGTERM, on which they stop cleanly (a plugin's handle_stop runs).
+
 Only the direct child is covered: the parent-death signal is not inherited
 by the processes a child forks (a `shell = true` command that is not a
 single program, a worker's own workers). `die_with_circusd = false` in a
@@ -56,11 +59,13 @@ def _warn_once(reason, message, *args):
         logger.warning(message, *args)
 
 
-def popen_args(argv, shell, executable, env, cwd, preexec_fn, program_given):
-    """Popen's (args, executable, shell, preexec_fn) for a child that dies
-    with circusd. argv and shell are the command as Popen would get it,
-    executable what it would run (for a plain command: the program found on
-    circusd's PATH), program_given whether the watcher set `executable`."""
+def popen_args(argv, shell, executable, env, cwd, preexec_fn, program_given,
+               signum=signal.SIGKILL):
+    """Popen's (args, executable, shell, preexec_fn) for a child that gets
+    signum when circusd dies. argv and shell are the command as Popen would
+    get it, executable what it would run (for a plain command: the program
+    found on circusd's PATH), program_given whether the watcher set
+    `executable`."""
     setpriv = None
     if preexec_fn is None and not program_given:
         setpriv = setpriv_path()
@@ -69,12 +74,13 @@ def popen_args(argv, shell, executable, env, cwd, preexec_fn, program_given):
                        "parent-death signal from a preexec_fn, which makes each spawn "
                        "several times slower (fork instead of vfork, Python in the child)")
     if setpriv is None:
-        return argv, executable, shell, _with_pdeathsig(preexec_fn)
+        return argv, executable, shell, _with_pdeathsig(preexec_fn, signum)
     if shell:
         target = [executable or "/bin/sh", "-c", argv]
     else:
         target = [_exec_name(argv[0], executable, env, cwd)] + list(argv[1:])
-    return [setpriv, "--pdeathsig", "KILL", "--"] + target, setpriv, False, None
+    name = signal.Signals(signum).name[len("SIG"):]
+    return [setpriv, "--pdeathsig", name, "--"] + target, setpriv, False, None
 
 
 def _exec_name(name, found, env, cwd):
@@ -106,7 +112,7 @@ def _exec_name(name, found, env, cwd):
 _libc = []
 
 
-def _with_pdeathsig(preexec_fn):
+def _with_pdeathsig(preexec_fn, signum):
     if not _libc:
         import ctypes
         _libc.append(ctypes.CDLL(None, use_errno=True))
@@ -116,7 +122,7 @@ def _with_pdeathsig(preexec_fn):
     def in_child():
         if preexec_fn is not None:
             preexec_fn()
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)  # circusd died before the signal was set
     return in_child

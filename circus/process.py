@@ -75,7 +75,8 @@ class Process:
         self.stdout_target = stdout
         self.stderr_target = stderr
         self.new_process_group = new_process_group
-        # the kernel kills it when its parent dies, even by SIGKILL (circus.pdeathsig)
+        # the kernel kills it when its parent dies, even by SIGKILL
+        # (circus.pdeathsig): True for SIGKILL, or the signal it gets then
         self.die_with_parent = die_with_parent
         self.started = None
         self.returncode = None
@@ -140,7 +141,8 @@ class Process:
             from circus.pdeathsig import popen_args
             argv, executable, shell, preexec_fn = popen_args(
                 argv, shell, executable, env, self.working_dir, kwargs.pop("preexec_fn", None),
-                program_given=self.executable is not None)
+                program_given=self.executable is not None,
+                signum=signal.SIGKILL if self.die_with_parent is True else self.die_with_parent)
             if preexec_fn is not None:
                 kwargs["preexec_fn"] = preexec_fn
         self._popen = subprocess.Popen(

@@ -86,8 +86,10 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.stop_children = bool(stop_children)
         self.autostart = bool(autostart)
         self.respawn = bool(respawn)
-        # false: its processes survive a crash (or kill -9) of circusd
-        self.die_with_circusd = bool(die_with_circusd)
+        # false: its processes survive a crash (or kill -9) of circusd; a
+        # signal number: the one they get then (circusd's own processes)
+        self.die_with_circusd = die_with_circusd if isinstance(die_with_circusd, int) and \
+            not isinstance(die_with_circusd, bool) else bool(die_with_circusd)
         if ready not in READY_MODES:
             raise ValueError("ready must be one of %s, not %r" % (", ".join(READY_MODES), ready))
         self.ready = ready
