@@ -41,7 +41,7 @@ numprocesses = 3
 
 [watcher:as-nobody]
 cmd = sleep 310
-uid = nobody
+{as_nobody}
 
 [watcher:shell]
 # the shell dies with circusd; what it starts does only if the shell execs it
@@ -84,7 +84,9 @@ def test_kill_9_of_circusd_kills_every_child_and_frees_the_port(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     port = free_port()
+    # the signal is set after the change of user (only root may change it)
     config = CONFIG.format(stats=free_port(), port=port, py=PYTHON, worker=worker,
+                           as_nobody="uid = nobody" if os.geteuid() == 0 else "",
                            sleep=subprocess.check_output(["which", "sleep"], text=True).strip(),
                            records=tmp_path / "records.jsonl")
     first = Circusd(tmp_path, config)
@@ -97,6 +99,8 @@ def test_kill_9_of_circusd_kills_every_child_and_frees_the_port(tmp_path):
             descendants(first.proc.pid)), timeout=20, message="every child")
         names = sorted(" ".join(p.cmdline()) for p in kids)
         assert "renamed 312" in names and "sleep 310" in names  # as ps shows them
+        if os.geteuid() == 0:
+            assert [p.username() for p in kids if p.cmdline() == ["sleep", "310"]] == ["nobody"]
         assert any("circus.stats" in n for n in names) and any("circus.plugins" in n
                                                                for n in names)
         os.kill(first.proc.pid, signal.SIGKILL)
