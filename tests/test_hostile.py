@@ -360,12 +360,13 @@ def test_circusd_answers_while_it_starts_many_processes(circusd):
         sock.close()
     assert len(latencies) > 20, latencies  # the start was watched throughout
     latencies.sort()
-    median, p95, worst = (latencies[len(latencies) // 2], latencies[len(latencies) * 95 // 100],
+    median, p90, worst = (latencies[len(latencies) // 2], latencies[len(latencies) * 9 // 10],
                           latencies[-1])
-    print("list during a start of %d: %d samples, median %.2f ms, p95 %.2f ms, max %.2f ms"
-          % (many, len(latencies), median * 1e3, p95 * 1e3, worst * 1e3))
+    print("list during a start of %d: %d samples, median %.2f ms, p90 %.2f ms, max %.2f ms"
+          % (many, len(latencies), median * 1e3, p90 * 1e3, worst * 1e3))
     # about 5 ms on a quiet machine; the bounds leave room for a busy CI one
-    assert median < 0.015 and p95 < 0.050 and worst < 0.200, (median, p95, worst)
+    # (without the yield, nothing answers until the start is over: 1-2 s)
+    assert median < 0.015 and p90 < 0.050 and worst < 0.500, (median, p90, worst)
     # 1500 exits at once overflow asyncio's signal wakeup socket: no
     # "Exception ignored ... BlockingIOError" traceback per SIGCHLD in the log
     assert daemon.call("stop", name="many", waiting=True, timeout=60)["status"] == "ok"
