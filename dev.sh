@@ -34,6 +34,15 @@ system_tools() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }
 
+compat_env() {
+    # The original Circus 0.19 in a virtualenv of its own, which
+    # tests/test_compat019.py drives circusd with: benchmarks/.work/circus019,
+    # built once (the benchmark suite's own), then reused.
+    "$VENV/bin/python" -c 'import sys; sys.path.insert(0, "benchmarks")
+from suite.envs import circus019_env
+circus019_env()'
+}
+
 lint() {
     # ruff.toml says what is checked; mypy.ini, which modules are type-checked
     "$VENV/bin/ruff" check .
@@ -53,6 +62,7 @@ case "${1:-run}" in
     test)
         setup_venv
         system_tools
+        compat_env
         lint
         shift
         exec "$VENV/bin/python" -m pytest "$@"

@@ -45,12 +45,14 @@ setup(
                            ["circus/worker/framestack/_chunkcache.c"], optional=True)],
     install_requires=install_requires,
     extras_require={
-        # the recipes' tests run real Pyramid and Django projects
-        # playwright drives Debian's chromium in the console's browser tests;
-        # mypy and the stubs of what the public API imports (mypy.ini); the
-        # Kubernetes recipe's manifests are read by its test (pyyaml)
+        # the recipes' tests run real Pyramid and Django projects; playwright
+        # drives Debian's chromium in the console's browser tests; mypy and the
+        # stubs of what the public API imports (mypy.ini); the Kubernetes
+        # recipe's manifests are read by its test (pyyaml); hypothesis
+        # generates the hostile-input suite (tests/test_fuzz.py)
         "test": ["pytest>=7", "pytest-timeout>=2", "pyramid>=2", "django>=4.2",
-                 "playwright>=1.40", "ruff>=0.6", "mypy>=1.11", "types-psutil", "pyyaml>=6"],
+                 "playwright>=1.40", "ruff>=0.6", "mypy>=1.11", "types-psutil", "pyyaml>=6",
+                 "hypothesis>=6"],
     },
     entry_points={
         "console_scripts": [

@@ -96,7 +96,8 @@ def get_arbiter(watchers: str | dict[str, Any] | Iterable[Mapping[str, Any] | Wa
                       context=context, plugins=plugins, sockets=sockets, loop=loop,
                       **passed, **circus)
     if background:
-        arbiter.start_background()
+        arbiter.start_background("get_arbiter(..., background=True)")
+        arbiter._start_pending = True
     return arbiter
 
 

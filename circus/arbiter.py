@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from circus.counters import DaemonCounters
-from circus.errors import ArbiterError, ConfigError
+from circus.errors import ArbiterError, ConfigError, LimitError
 from circus.options import (
     arbiter_kwargs,
     arbiter_options,
@@ -21,8 +21,10 @@ from circus.options import (
     watcher_kwargs,
     watcher_section,
 )
-from circus.reaper import Reaper
-from circus.sockets import CircusSocket, CircusSockets
+from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES, check_counts
+from circus.reaper import Reaper, quiet_wakeups
+from circus.running import Running
+from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.states import ArbiterState, WatcherState
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
@@ -41,7 +43,7 @@ logger = logging.getLogger("circus")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-class Arbiter:
+class Arbiter(Running):
     """Class used to control a list of watchers."""
 
     def __init__(self, watchers: Iterable[Watcher] | None,
@@ -56,10 +58,17 @@ class Arbiter:
                  warmup_delay: float = 0, httpd: bool = False, httpd_host: str = "localhost",
                  httpd_port: int = 8080, debug: bool = False, stream_backend: str = "thread",
                  ssh_server: str | None = None, config_file: str | None = None,
+                 max_processes: int = DEFAULT_MAX_PROCESSES,
+                 max_numprocesses: int = DEFAULT_MAX_NUMPROCESSES,
                  **options: Any) -> None:
+        self.max_processes = int(max_processes)
+        self.max_numprocesses = int(max_numprocesses)
         self.watchers: list[Watcher] = []
         self._by_name: dict[str, Watcher] = {}
         for watcher in watchers or ():
+            # the counts of the watchers it starts with are checked too
+            self.check_numprocesses(watcher.name, watcher.numprocesses,
+                                    watcher.max_numprocesses)
             self._register(watcher)
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
@@ -108,6 +117,12 @@ class Arbiter:
         self._reload_lock: asyncio.Lock | None = None
         # a reload on SIGHUP, the rest of a command answered before it is done
         self.background = BackgroundTasks("circusd")
+        # how the run under way began (None: not running); one run at a time
+        self._run_by = None
+        self._run_lock = threading.Lock()
+        # get_arbiter(..., background=True) started it: the documented start()
+        # that follows returns at once (see start)
+        self._start_pending = False
 
     # --- construction -----------------------------------------------------
     @classmethod
@@ -117,8 +132,11 @@ class Arbiter:
         kwargs = arbiter_kwargs(cfg)
         watchers = [build_watcher(w) for w in cfg["watchers"]]
         sockets = [CircusSocket(**s) for s in cfg["sockets"]]
-        arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
-                      config_file=cfg["filename"], **kwargs)
+        try:
+            arbiter = cls(watchers, sockets=sockets, plugins=cfg["plugins"],
+                          config_file=cfg["filename"], **kwargs)
+        except LimitError as exc:
+            raise count_error(exc, cfg["watchers"]) from None
         arbiter._socket_configs = {s["name"]: s for s in cfg["sockets"]}
         arbiter._circus_config = dict(cfg["circus"])
         return arbiter
@@ -148,38 +166,15 @@ class Arbiter:
         """listener(topic, msg) is called in-process for every event."""
         self._listeners.append(listener)
 
-    # --- running ----------------------------------------------------------
-    def start(self) -> None:
-        """Run until stopped: bind sockets, start watchers, serve commands."""
-        if self.loop is not None and not self.loop.is_running():
-            return self.loop.run_until_complete(self.run())
-        return asyncio.run(self.run())
+    # --- running (start, start_background, stop: circus.running) ----------
+    async def run(self, how: str = "run()") -> None:
+        self._claim_run(how)
+        try:
+            await self._run()
+        finally:
+            self._run_by = None
 
-    def start_background(self) -> None:
-        """Run the arbiter in its own thread (library use, not circusd)."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            async def main() -> None:
-                task = asyncio.ensure_future(self.run())
-                while self.status is ArbiterState.STOPPED and not task.done():
-                    await asyncio.sleep(0.01)
-                ready.set()
-                await task
-            try:
-                asyncio.run(main())
-            except BaseException as exc:  # reported to the caller
-                errors.append(exc)
-                ready.set()
-
-        self._thread = threading.Thread(target=target, name="circus-arbiter", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            raise errors[0]
-
-    async def run(self) -> None:
+    async def _run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stopping = asyncio.Event()
@@ -190,7 +185,10 @@ class Arbiter:
         self.reaper.start()
         in_main = threading.current_thread() is threading.main_thread()
         try:
-            self.sockets.bind_and_listen_all()
+            try:
+                self.sockets.bind_and_listen_all()
+            except SocketError as exc:
+                raise self._socket_error(exc) from exc.__cause__
             for sock in self.sockets.values():
                 logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
                             sock.fileno())
@@ -200,6 +198,7 @@ class Arbiter:
                 for signum in _STOP_SIGNALS:
                     self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
                 self.loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+                quiet_wakeups()
             for watcher in self._system_watchers():
                 self._register(watcher)
             self.started_at = time.time()
@@ -237,6 +236,15 @@ class Arbiter:
             self._quitting = False
             self._done.set()
             logger.info("Arbiter exiting")
+
+    def _socket_error(self, exc: SocketError) -> SocketError:
+        """exc, naming the file, section and option of the socket's config."""
+        sock = getattr(exc, "socket", None)
+        conf = self._socket_configs.get(getattr(sock, "name", None) or "")
+        if conf is None or not getattr(conf, "from_file", False):
+            return exc
+        where = conf.where_of("path" if sock.path else "port")  # type: ignore
+        return SocketError("%s: %s" % (where, exc))
 
     async def _start_controller(self) -> None:
         if self.endpoint is None and self.pubsub_endpoint is None:
@@ -300,22 +308,6 @@ class Arbiter:
             logger.error("configuration not reloaded, nothing changed: %s", exc)
         except Exception:
             logger.exception("configuration reload failed")
-
-    def stop(self) -> None:
-        """Ask the arbiter to stop; safe from any thread and when not running."""
-        if self._stopping is None or self._done is None or self._done.is_set():
-            return
-        if self.loop is not None and self._loop_thread is not None \
-                and threading.current_thread() is not self._loop_thread:
-            # an asyncio.Event set from another thread would not wake the loop
-            try:
-                self.loop.call_soon_threadsafe(self._begin_stop)
-            except RuntimeError:  # the loop is closed: it has stopped already
-                return
-            if self._thread is not None:
-                self._thread.join()
-            return
-        self._begin_stop()
 
     def _begin_stop(self) -> None:
         assert self._stopping is not None, "the arbiter runs"
@@ -397,6 +389,22 @@ class Arbiter:
     def numprocesses(self) -> int:
         return sum(len(w.processes) for w in self.watchers)
 
+    def process_counts(self) -> dict[str, tuple[int, int | None]]:
+        """{name: (numprocesses, max_numprocesses)} of every watcher."""
+        return {w.name: (w.numprocesses, w.max_numprocesses) for w in self.watchers}
+
+    def check_numprocesses(self, name: str, numprocesses: int,
+                           max_numprocesses: int | None = None) -> None:
+        """LimitError unless watcher name may be set to run numprocesses
+        processes (with max_numprocesses as its own ceiling, None: the
+        arbiter's): the one check of every count, see circus.options.limits.
+        The check and the change it allows must happen with no await between
+        them, so that two commands cannot both pass it."""
+        before = self.process_counts()
+        after = {k: v for k, v in before.items() if k.lower() != name.lower()}
+        after[name] = (numprocesses, max_numprocesses)
+        check_counts(before, after, self.max_processes, self.max_numprocesses)
+
     def numwatchers(self) -> int:
         return len(self.watchers)
 
@@ -413,6 +421,9 @@ class Arbiter:
         except ConfigError as exc:
             raise ValueError(option_error(exc)) from None
         self.check_not_stopping("add of watcher %s" % name)
+        self.check_numprocesses(name, 1 if validated.get("singleton") else
+                                validated.get("numprocesses", 1),
+                                validated.get("max_numprocesses"))
         watcher = build_watcher(validated)
         self._register(watcher)
         if self.loop is not None and self.reaper is not None:
@@ -474,6 +485,15 @@ def build_watcher(options: Mapping[str, Any]) -> Watcher:
     # those added by a program or a command are left alone
     watcher.config = options if from_file else None
     return watcher
+
+
+def count_error(exc: LimitError, sections: Iterable[Mapping[str, Any]]) -> ConfigError:
+    """A LimitError about a watcher of a file, as a ConfigError naming the
+    file, the watcher's section and its numprocesses."""
+    for section in sections:
+        if section["name"].lower() == str(exc.watcher).lower():
+            return section.where_of("numprocesses").error(str(exc))  # type: ignore
+    return ConfigError(str(exc))
 
 
 def _curve_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,22 @@ import zmq
 import zmq.asyncio
 
 from circus.commands import get_command
-from circus.commands.base import CommandError, MessageError, errors
+from circus.commands.base import CommandError, MessageError, errors, short
+from circus.logs import Throttle, excerpt
 from circus.tasks import BackgroundTasks
 
 logger = logging.getLogger("circus")
+
+# The largest request circusd reads: libzmq drops a bigger frame, and the
+# connection that sent it, before buffering it. The largest legitimate
+# request, an `add` with every option, is a few kilobytes.
+MAX_REQUEST_BYTES = 1 << 20
+# how deep a request may nest: the deepest legitimate one (add's options of
+# a stream) has 4 levels
+MAX_JSON_DEPTH = 32
+
+# a client can provoke these at will: never let one fill the log
+_throttle = Throttle(logger)
 
 
 class Controller:
@@ -45,12 +57,15 @@ class Controller:
         if self.endpoint:
             self.router = self.context.socket(zmq.ROUTER)
             self.router.linger = 0
+            self.router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
             self._secure(self.router, "command")
             _bind(self.router, self.endpoint)
             self._serve_task = asyncio.get_running_loop().create_task(self._serve())
         if self.pubsub_endpoint:
             self.pub = self.context.socket(zmq.PUB)
             self.pub.linger = 0
+            # what a PUB reads are subscriptions: topic prefixes, a few bytes
+            self.pub.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
             self._secure(self.pub, "event")
             _bind(self.pub, self.pubsub_endpoint)
 
@@ -136,25 +151,25 @@ class Controller:
         # the metrics label: a known command's name, never what a client made up
         label = "invalid"
         try:
-            if isinstance(raw, (bytes, str)):
-                try:
-                    request = json.loads(raw)
-                except ValueError as exc:
-                    raise CommandError(errors.INVALID_JSON, "invalid JSON: %s" % exc) from None
-            else:
-                request = raw
+            request = parse_request(raw) if isinstance(raw, (bytes, str)) else raw
             if not isinstance(request, dict):
                 raise CommandError(errors.INVALID_JSON, "the request must be a JSON object")
-            msg_id = request.get("id")
             cast = request.get("msg_type") == "cast"
+            msg_id = request.get("id")
+            if not isinstance(msg_id, (str, int, float, type(None))):
+                msg_id = None  # echoed in the reply: a scalar, as clients send
+                raise CommandError(errors.INVALID_MESSAGE, "'id' must be a string")
             name = request.get("command")
             if not isinstance(name, str) or not name:
                 raise CommandError(errors.INVALID_MESSAGE, "missing 'command'")
             label = "unknown"
             command = get_command(name)
             label = command.name
-            props = request.get("properties") or {}
-            if not isinstance(props, dict):
+            props = request.get("properties")
+            if props is None:
+                props = {}
+            elif not isinstance(props, dict):
+                # never read as {}: no properties means "every watcher" to stop
                 raise CommandError(errors.INVALID_MESSAGE, "'properties' must be an object")
             # who asked, for the audit trail (the web console sends it); no
             # command sees it
@@ -173,8 +188,14 @@ class Controller:
         except OSError as exc:
             reply = CommandError(errors.OS_ERROR, str(exc)).reply()
         except Exception as exc:
-            logger.exception("command failed: %r", raw)
-            reply = CommandError(errors.COMMAND_ERROR, "%s: %s" % (type(exc).__name__, exc)).reply()
+            _throttle.log("failed", logging.ERROR, "command failed: %s", excerpt(raw),
+                          exc_info=True)
+            reply = CommandError(errors.COMMAND_ERROR, "%s: %s" % (type(exc).__name__,
+                                                                   short(str(exc), 200))).reply()
+        if reply.get("errno") in (errors.INVALID_JSON, errors.UNKNOWN_COMMAND):
+            # not a circus client, or a broken one
+            _throttle.log("refused", logging.WARNING, "refused a request (errno %d, %s): %s",
+                          reply["errno"], short(reply["reason"], 200), excerpt(raw))
         counters = getattr(self.arbiter, "counters", None)
         if counters is not None:
             counters.command(label, "ok" if reply.get("status") != "error" else "error",
@@ -204,6 +225,40 @@ class Controller:
                     event["status"] if event["status"] == "ok"
                     else "error: %s" % event["reason"])
         self.publish("audit.%s" % (str(command).lower() if command else "unknown"), event)
+
+
+def parse_request(raw):
+    """The JSON of a request, or CommandError errno 1: not UTF-8, not JSON
+    (NaN and Infinity are not), nested deeper than MAX_JSON_DEPTH."""
+    try:
+        request = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise CommandError(errors.INVALID_JSON, "invalid JSON: %s" % short(str(exc), 200)) from None
+    if _depth_exceeds(request, MAX_JSON_DEPTH):
+        raise CommandError(errors.INVALID_JSON, "invalid JSON: nested deeper than %d levels"
+                           % MAX_JSON_DEPTH)
+    return request
+
+
+def _no_constant(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def _depth_exceeds(value, limit):
+    """True when value nests lists and objects more than limit deep
+    (iterative: the check itself must not recurse)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _bind(sock, endpoint):

@@ -51,6 +51,16 @@ class MessageError(Exception):
     """The request is malformed (errno 3)."""
 
 
+class LimitError(MessageError, ValueError):
+    """A process count above a ceiling (errno 3 to a client, a ValueError to
+    a program, a config error naming the watcher's numprocesses in a file).
+    `watcher` names the watcher whose count was refused."""
+
+    def __init__(self, message: str, watcher: str | None = None) -> None:
+        super().__init__(message)
+        self.watcher = watcher
+
+
 class ArgumentError(Exception):
     """circusctl was given arguments the command cannot use (exit status 2)."""
 

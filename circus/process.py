@@ -58,7 +58,7 @@ class Process:
                  pass_fds: Iterable[int] = (), variables: Mapping[str, object] | None = None,
                  stdout: int | IO[Any] | None = subprocess.DEVNULL,
                  stderr: int | IO[Any] | None = subprocess.DEVNULL,
-                 new_process_group: bool = True,
+                 new_process_group: bool = True, die_with_parent: bool | int = False,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.wid = wid
         self.cmd = cmd
@@ -78,6 +78,9 @@ class Process:
         self.stdout_target = stdout
         self.stderr_target = stderr
         self.new_process_group = new_process_group
+        # the kernel kills it when its parent dies, even by SIGKILL
+        # (circus.pdeathsig): True for SIGKILL, or the signal it gets then
+        self.die_with_parent = die_with_parent
         self.started: float | None = None
         self.returncode: int | None = None
         # the lifetime drawn for max_age, once schedule_expiry() has armed it
@@ -123,6 +126,8 @@ class Process:
     def spawn(self) -> subprocess.Popen[bytes]:
         variables = self._all_variables()
         argv = self.format_args(variables)
+        if not argv:
+            raise ValueError("the command %r is empty" % self.cmd)
         env = None
         if self.env is not None:
             env = {k: substitute(str(v), variables) for k, v in self.env.items()}
@@ -140,8 +145,17 @@ class Process:
                 kwargs["extra_groups"] = _groups_of(self.uid, self.gid)
         if self.gid is not None:
             kwargs["group"] = self.gid
+        shell = self.shell
+        if self.die_with_parent:
+            from circus.pdeathsig import popen_args
+            argv, executable, shell, preexec_fn = popen_args(
+                argv, shell, executable, env, self.working_dir, kwargs.pop("preexec_fn", None),
+                program_given=self.executable is not None,
+                signum=signal.SIGKILL if self.die_with_parent is True else self.die_with_parent)
+            if preexec_fn is not None:
+                kwargs["preexec_fn"] = preexec_fn
         self._popen = subprocess.Popen(
-            argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
+            argv, executable=executable, shell=shell, cwd=self.working_dir, env=env,
             stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
             # pipes are read raw on the loop: a buffered reader would cost
             # 8 KiB per pipe, allocated up front for every process
@@ -357,8 +371,10 @@ def _groups_of(uid: int, gid: int | None) -> list[int]:
     return os.getgrouplist(entry.pw_name, gid if gid is not None else entry.pw_gid)
 
 
-def process_info(proc: psutil.Process, started: float | None = None) -> dict[str, Any] | str:
-    """Describe a psutil.Process the way the stats commands document it."""
+def process_info(proc: psutil.Process, started: float | None = None,
+                 children: bool = True) -> dict[str, Any] | str:
+    """Describe a psutil.Process the way the stats commands document it;
+    "children" holds the same mappings of its children (without theirs)."""
     import psutil
     try:
         with proc.oneshot():
@@ -379,7 +395,9 @@ def process_info(proc: psutil.Process, started: float | None = None) -> dict[str
                 "cmdline": " ".join(proc.cmdline()),
                 "create_time": proc.create_time(),
             }
-        info["children"] = [c.pid for c in proc.children()]
+        info["children"] = [c for c in (process_info(child, children=False)
+                                        for child in proc.children()) if isinstance(c, dict)] \
+            if children else []
         info["age"] = time.time() - (started or info["create_time"])
         return info
     except psutil.NoSuchProcess:

@@ -98,8 +98,10 @@ class Snapshot:
             self._scan()
         return sorted(self._children.get(pid, ()))
 
-    def info(self, pid, started=None):
-        """The documented info mapping of pid, or a string saying why not."""
+    def info(self, pid, started=None, children=True):
+        """The documented info mapping of pid, or a string saying why not.
+        Its "children" are the info mappings of its children (without
+        theirs), as the original Circus's clients print them."""
         if not self.available:
             return _psutil_info(pid, started)
         if self._stats is None:
@@ -130,7 +132,9 @@ class Snapshot:
             "username": _username(uid),
             "cmdline": cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace"),
             "create_time": create_time,
-            "children": self.children(pid),
+            "children": [info for info in (self.info(child, children=False)
+                                           for child in self.children(pid))
+                         if isinstance(info, dict)] if children else [],
         }
         info["age"] = time.time() - (started or create_time)
         return info

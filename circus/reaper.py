@@ -28,6 +28,7 @@ class Reaper:
     def start(self):
         if self._by_signal and not self._started:
             self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+            quiet_wakeups()
         self._started = True
 
     def close(self):
@@ -88,3 +89,15 @@ class Reaper:
         if fd is not None:
             self.loop.remove_reader(fd)
             os.close(fd)
+
+
+def quiet_wakeups():
+    """Hundreds of children exiting at once fill asyncio's signal wakeup
+    socket, and Python then prints a BlockingIOError traceback to stderr
+    (circusd's log) for every SIGCHLD that does not fit. The loop is awake
+    already and one reap() collects every exit: nothing is lost but the
+    noise. asyncio sets the wakeup fd again (loud) at each
+    add_signal_handler: call this after the last one. Main thread only."""
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)

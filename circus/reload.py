@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 
-from circus.arbiter import build_watcher
-from circus.errors import ConfigError, describe
-from circus.options import diff, load
+from circus.arbiter import build_watcher, count_error
+from circus.errors import ConfigError, LimitError, describe
+from circus.options import CIRCUS_SCHEMA, diff, load
+from circus.options.limits import check_counts
 from circus.sockets import CircusSocket, CircusSockets, SocketError
 from circus.util import DEFAULT_STATS
 
@@ -21,7 +22,11 @@ logger = logging.getLogger("circus")
 
 # [circus] options a running circusd applies on a reload (the others need a restart)
 _APPLIED = {"warmup_delay", "check_delay", "debug", "stats_endpoint", "statsd",
-            "prometheus", "prometheus_per_process", "include", "include_dir"}
+            "prometheus", "prometheus_per_process", "include", "include_dir",
+            "max_processes", "max_numprocesses"}
+# ... and those it applies before anything else: the new counts are checked
+# against the new ceilings
+_LIMITS = ("max_processes", "max_numprocesses")
 
 async def reload_config(arbiter):
     """Re-read arbiter's config file and apply what changed (see the module)."""
@@ -65,6 +70,7 @@ class Plan:
         try:
             self._plan_sockets()
             self._plan_watchers()
+            self._check_counts()
             self._plan_plugins()
             self._plan_stats()
             self._plan_metrics()
@@ -103,7 +109,7 @@ class Plan:
                 sock.bind_and_listen()
             except (SocketError, OSError) as exc:
                 sock.close()
-                raise where.error(str(exc)) from None
+                raise where.error(str(exc), "path" if sock.path else "port") from None
             self.bound.add(sock)
         self.socket_configs = new_sockets
         self.changed_sockets = changed - set(relisten)
@@ -134,6 +140,23 @@ class Plan:
         for key, options in new_watchers.items():
             if key not in arbiter._by_name:
                 self.added.append(self._build_watcher(options))
+
+    def _check_counts(self):
+        """The process counts the reload leads to, under the file's ceilings."""
+        arbiter = self.arbiter
+        before = arbiter.process_counts()
+        names = {name.lower(): name for name in before}
+        gone = {w.name for w in self.removed}
+        after = {name: count for name, count in before.items() if name not in gone}
+        for section in self.cfg["watchers"]:
+            name = names.get(section["name"].lower(), section["name"])
+            count = 1 if section.get("singleton") else section.get("numprocesses", 1)
+            after[name] = (count, section.get("max_numprocesses"))
+        limits = [self.cfg["circus"].get(key, CIRCUS_SCHEMA.default(key)) for key in _LIMITS]
+        try:
+            check_counts(before, after, *limits)
+        except LimitError as exc:
+            raise count_error(exc, self.cfg["watchers"]) from None
 
     def _build_watcher(self, options):
         try:
@@ -235,6 +258,8 @@ class Plan:
 
 async def _apply_reload(arbiter, plan):
     cfg = plan.cfg
+    for key in _LIMITS:
+        setattr(arbiter, key, cfg["circus"].get(key, CIRCUS_SCHEMA.default(key)))
     changes = {"added": [], "removed": [], "changed": [], "sockets": [],
                "plugins": {"added": [], "removed": [], "restarted": []}}
     if plan.changed_sockets:

@@ -43,6 +43,18 @@ import sys
 
 logger = logging.getLogger("circus")
 
+# a stranger can reconnect in a loop: one refusal warning per attempt would
+# let it fill the log
+_refusals = None
+
+
+def _refusal_log():
+    global _refusals
+    if _refusals is None:
+        from circus.logs import Throttle
+        _refusals = Throttle(logger)
+    return _refusals
+
 
 def load_keys(path):
     """(public, secret) of a certificate file; secret is None for a public one."""
@@ -98,8 +110,9 @@ class _KeyDirectory:
         self._refresh()
         if key in self._keys:
             return True
-        logger.warning("refused a client: its CURVE key %s is not in %s",
-                       key.decode(errors="replace"), self.directory)
+        _refusal_log().log("curve key", logging.WARNING,
+                           "refused a client: its CURVE key %s is not in %s",
+                           key.decode(errors="replace"), self.directory)
         return False
 
 
@@ -143,8 +156,10 @@ def watch_refusals(sock, label):
                 else:
                     why = "the client hung up during the handshake (%s)" % _errno_name(
                         event["value"])
-                logger.warning("refused a connection on the %s endpoint: %s (is the client "
-                               "using CURVE with this server's public key?)", label, why)
+                _refusal_log().log("handshake " + label, logging.WARNING,
+                                   "refused a connection on the %s endpoint: %s (is the "
+                                   "client using CURVE with this server's public key?)",
+                                   label, why)
         except (asyncio.CancelledError, zmq.ZMQError):
             pass
         finally:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 
 from circus.plugins.runner import CONFIG_ENV, encode_config
@@ -30,6 +31,9 @@ STATS_WATCHER = "circusd-stats"
 # ready yet, and stopped after them, so that it says so while they drain
 METRICS_PRIORITY = 1000000
 METRICS_WATCHER = "circusd-metrics"
+# what they get from the kernel when circusd dies (circus.pdeathsig): they
+# stop cleanly on it (a plugin's handle_stop runs)
+DEATH_SIGNAL = signal.SIGTERM
 
 
 def _curve_args(arbiter):
@@ -69,7 +73,7 @@ def make_plugin_watcher(conf, arbiter):
         watcher_name, shlex.quote(sys.executable), args=args,
         env={CONFIG_ENV: encode_config(conf)}, copy_env=True, copy_path=True,
         singleton=True, numprocesses=1, priority=PLUGIN_PRIORITY, respawn=True,
-        ready="notify", ready_timeout=10.0, graceful_timeout=10.0,
+        ready="notify", ready_timeout=10.0, graceful_timeout=10.0, die_with_circusd=DEATH_SIGNAL,
         stdout_stream=output, stderr_stream=dict(output))
 
 
@@ -86,7 +90,7 @@ def make_stats_watcher(arbiter):
     # circusd-stats logs to its stderr (circus.logs), which circusd reads
     return Watcher(STATS_WATCHER, cmd=shlex.quote(sys.executable), args=args,
                    singleton=True, copy_env=True, copy_path=True, priority=STATS_PRIORITY,
-                   graceful_timeout=5.0, max_retry=5,
+                   graceful_timeout=5.0, max_retry=5, die_with_circusd=DEATH_SIGNAL,
                    stderr_stream={"class": "circus.system_watchers.ChildLog",
                                   "name": STATS_WATCHER})
 

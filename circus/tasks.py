@@ -2,6 +2,8 @@
 import asyncio
 import logging
 
+from circus.errors import CommandError, MessageError
+
 logger = logging.getLogger("circus")
 
 
@@ -31,7 +33,13 @@ class BackgroundTasks:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             owner = self.owner() if callable(self.owner) else self.owner
-            logger.error("%s: background task failed", owner, exc_info=task.exception())
+            exc = task.exception()
+            if isinstance(exc, (CommandError, MessageError)):
+                # a refusal of the rest of a command already answered (a
+                # limit reached meanwhile): what it says is all there is
+                logger.error("%s: %s", owner, exc)
+                return
+            logger.error("%s: background task failed", owner, exc_info=exc)
 
     def cancel(self):
         for task in self:

@@ -1,6 +1,5 @@
 """Every command over a real ZeroMQ connection to a running circusd: the
 reply fields, and the effect on real processes."""
-import json
 import os
 import signal
 import stat
@@ -10,7 +9,7 @@ import time
 import pytest
 import zmq
 
-from support import PYTHON, free_port, pid_alive, wait_for
+from support import PYTHON, free_port, pid_alive, raw_call, wait_exec, wait_for
 from support.events import EventLog
 
 SLEEP = """
@@ -73,7 +72,7 @@ def test_list_status_numbers(circusd):
 
 def test_stats_for_all_one_watcher_one_process(circusd):
     daemon = sleeper(circusd, 2)
-    listed = pids(daemon)
+    listed = wait_exec(pids(daemon))
     every = ok(daemon.call("stats"))["infos"]
     assert set(every["sleeper"]) == {str(p) for p in listed}
     one = ok(daemon.call("stats", name="sleeper"))
@@ -93,7 +92,11 @@ def test_dstats_describes_circusd(circusd):
     daemon = sleeper(circusd)
     info = ok(daemon.call("dstats"))["info"]
     assert info["pid"] == daemon.proc.pid
-    assert set(pids(daemon)) <= set(info["children"])
+    # each child described as stats describes a process (Circus 0.19's
+    # circusctl prints them so)
+    children = {child["pid"]: child for child in info["children"]}
+    assert set(pids(daemon)) <= set(children)
+    assert all(children[pid]["cmdline"].endswith("sleep 300") for pid in pids(daemon))
     assert "circus.circusd" in info["cmdline"]
 
 
@@ -255,6 +258,7 @@ def test_add_start_and_rm(circusd):
     ok(daemon.call("add", name="later", cmd="sleep", args=["302"]))
     assert daemon.call("status", name="later")["status"] == "stopped"
     ok(daemon.call("start", name="later", waiting=True))
+    wait_exec(pids(daemon, "later"))
     assert [c.cmdline() for c in daemon.children() if c.pid in pids(daemon, "later")] == \
         [["sleep", "302"]]
 
@@ -295,7 +299,7 @@ def test_set_spawn_option_reloads_gracefully(circusd):
         ok(daemon.call("set", name="sleeper", options={"cmd": "sleep 303"}, waiting=True))
         events.topic("watcher.sleeper.updated")
         events.topic("watcher.sleeper.reload")
-    after = pids(daemon)
+    after = wait_exec(pids(daemon))
     assert len(after) == 2 and not set(after) & set(before)
     assert {" ".join(c.cmdline()) for c in daemon.children()} == {"sleep 303"}
 
@@ -564,19 +568,6 @@ def test_max_retry_give_up_is_an_event(circusd):
 
 
 # --- errors ---------------------------------------------------------------------
-
-def raw_call(daemon, payload, socket_type=zmq.DEALER, timeout=5.0):
-    sock = zmq.Context.instance().socket(socket_type)
-    sock.linger = 0
-    try:
-        sock.connect(daemon.endpoint)
-        sock.send(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
-        if not sock.poll(timeout * 1000):
-            return None
-        return json.loads(sock.recv())
-    finally:
-        sock.close()
-
 
 def test_error_replies(circusd):
     daemon = sleeper(circusd)

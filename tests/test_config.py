@@ -220,7 +220,7 @@ def test_circus_sections_of_included_files_merge_without_conflicts(tmp_path):
     assert str(tmp_path / "main.ini") in str(info.value)
 
 
-def test_include_cycle_is_read_once(tmp_path):
+def test_include_cycle_is_an_error_naming_the_chain(tmp_path):
     write(tmp_path / "a.ini", """
         [circus]
         include = b.ini
@@ -235,8 +235,21 @@ def test_include_cycle_is_read_once(tmp_path):
         [watcher:b]
         cmd = sleep 1
         """)
-    cfg = config.load(str(tmp_path / "a.ini"))
-    assert sorted(watchers_by_name(cfg)) == ["a", "b"]
+    with pytest.raises(ConfigError) as info:
+        config.load(str(tmp_path / "a.ini"))
+    a, b = str(tmp_path / "a.ini"), str(tmp_path / "b.ini")
+    assert info.value.filename == b and info.value.option == "include"
+    assert "circular include: %s -> %s -> %s" % (a, b, a) in str(info.value)
+
+
+def test_a_file_included_twice_is_read_once(tmp_path):
+    # not a loop: two files include a third
+    write(tmp_path / "main.ini", "[circus]\ninclude = a.ini b.ini\n")
+    write(tmp_path / "a.ini", "[circus]\ninclude = common.ini\n[watcher:a]\ncmd = sleep 1\n")
+    write(tmp_path / "b.ini", "[circus]\ninclude = common.ini\n[watcher:b]\ncmd = sleep 1\n")
+    write(tmp_path / "common.ini", "[watcher:common]\ncmd = sleep 1\n")
+    cfg = config.load(str(tmp_path / "main.ini"))
+    assert sorted(watchers_by_name(cfg)) == ["a", "b", "common"]
 
 
 def test_include_dir_reads_every_ini_file_of_the_directory(tmp_path, monkeypatch):

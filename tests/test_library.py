@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -180,6 +181,51 @@ def test_get_arbiter_in_the_background():
     assert not arbiter.running and arbiter.status == "stopped"
     assert not [pid for pid in pids if pid_alive(pid)]
     arbiter.stop()  # twice is harmless
+
+
+def test_the_documented_pattern_with_background_runs_and_stops():
+    """get_arbiter(..., background=True), then the documented start() and
+    stop(): start() of the arbiter get_arbiter started returns at once;
+    any other start of a running arbiter is an error that changes nothing."""
+    from circus.arbiter import ArbiterError
+    from circus.client import CircusClient
+    ep = endpoints()
+    arbiter = get_arbiter("sleep 120.5", numprocesses=2, background=True, **ep)
+    try:
+        started = time.monotonic()
+        assert arbiter.start() is None
+        assert time.monotonic() - started < 1.0 and arbiter.running
+        pids = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(
+            my_children("sleep 120.5")), message="2 processes")
+        for again in (arbiter.start, arbiter.start_background):
+            with pytest.raises(ArbiterError, match="already running .*get_arbiter"):
+                again()
+        import asyncio
+        with pytest.raises(ArbiterError, match="already running"):
+            asyncio.run(arbiter.run())
+        # nothing was corrupted: the same processes, commands answered, a
+        # killed process replaced by the arbiter's own loop
+        assert sorted(arbiter.get_watcher("sleep").pids) == pids
+        client = CircusClient(endpoint=ep["controller"], timeout=5)
+        try:
+            assert sorted(client.call({"command": "list", "properties": {"name": "sleep"}})[
+                "pids"]) == pids
+        finally:
+            client.stop()
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for(lambda: len(my_children("sleep 120.5")) == 2 and
+                 pids[0] not in my_children("sleep 120.5"), message="the replacement")
+    finally:
+        arbiter.stop()
+    assert not arbiter.running and not my_children("sleep 120.5")
+    # stopped, it may run again
+    arbiter.start_background()
+    try:
+        assert arbiter.running
+        wait_for(lambda: len(my_children("sleep 120.5")) == 2, message="2 processes again")
+    finally:
+        arbiter.stop()
+    assert not my_children("sleep 120.5")
 
 
 def test_get_arbiter_with_watcher_mappings_env_and_streams(tmp_path):

@@ -17,9 +17,14 @@ def test_snapshot_matches_psutil():
         ours = Snapshot().info(parent.pid)
         theirs = process_info(psutil.Process(parent.pid))
         assert set(ours) == set(theirs)
-        for key in ("pid", "cmdline", "username", "nice", "children"):
+        for key in ("pid", "cmdline", "username", "nice"):
             assert ours[key] == theirs[key], key
-        assert ours["children"] == [children[0].pid]
+        # children: the same mappings, of the children only
+        assert [c["pid"] for c in ours["children"]] == [c["pid"] for c in theirs["children"]] \
+            == [children[0].pid]
+        for child in ours["children"] + theirs["children"]:
+            assert set(child) == set(ours) and child["cmdline"] == "sleep 30"
+            assert child["children"] == []
         assert abs(ours["create_time"] - theirs["create_time"]) < 0.05
         assert abs(ours["rss"] - theirs["rss"]) < 1 << 20
         assert ours["cpu"] == 0.0  # no earlier look at this process

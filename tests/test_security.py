@@ -3,6 +3,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -76,6 +77,39 @@ def test_refuses_without_the_key_and_serves_with_it(secure, keys):
             refused.stop()
     # refusals leave circusd serving
     assert call(secure, keydir, "alice", command="status")["statuses"] == {"sleeper": "active"}
+
+
+def test_a_stranger_reconnecting_cannot_fill_the_log(secure, keys):
+    import zmq
+    keydir, _ = keys
+    size = len(secure.read_log())
+    context = zmq.Context.instance()
+    # 40 connection attempts without CURVE, and 40 with a key nobody authorised
+    for attempt in range(80):
+        sock = context.socket(zmq.DEALER)
+        sock.linger = 0
+        if attempt % 2:
+            from circus.security import client_keys, public_key
+            sock.curve_publickey, sock.curve_secretkey = client_keys(
+                keydir / "mallory.key_secret")
+            sock.curve_serverkey = public_key(keydir / "circusd.key")
+        sock.connect(secure.endpoint)
+        sock.send(b'{"command": "list"}')
+        sock.poll(50)
+        sock.close()
+
+    def refusals():
+        log = secure.read_log()[size:]
+        return [line for line in log.splitlines() if b"refused a c" in line]
+    # a burst of 10 per kind, then one a second, however fast it reconnects
+    wait_for(lambda: len(refusals()) >= 20, message="the first refusals")
+    time.sleep(1.5)  # a refill: one more stranger is logged, with the count
+    assert len(refusals()) < 60, len(refusals())
+    with pytest.raises(CallTimeout):
+        call(secure, keydir, "mallory", timeout=0.5)
+    wait_for(lambda: b"similar messages suppressed" in secure.read_log()[size:],
+             message="the count of what was suppressed")
+    assert call(secure, keydir, "alice")["watchers"] == ["sleeper"]
 
 
 def test_authorized_keys_are_read_again(secure, keys):

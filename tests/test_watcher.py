@@ -30,8 +30,12 @@ def read_proc_file(pid, name):
 
 
 async def cmdline(pid):
-    # a vfork parent resumes before exec has filled in the new argv: wait
-    return (await until(lambda: read_proc_file(pid, "cmdline"), message="exec")).split(b"\0")
+    # a vfork parent resumes before exec has filled in the new argv, and a
+    # child that dies with circusd runs setpriv first (circus.pdeathsig): wait
+    def own():
+        argv = read_proc_file(pid, "cmdline")
+        return argv if argv and os.path.basename(argv.split(b"\0")[0]) != b"setpriv" else None
+    return (await until(own, message="exec")).split(b"\0")
 
 
 def proc_environ(pid):

@@ -3,7 +3,7 @@ that a client which runs one command imports only that one."""
 import importlib
 import importlib.util
 
-from circus.commands.base import CommandError, errors
+from circus.commands.base import CommandError, errors, short
 
 # command name -> module under circus.commands
 NAMES = ("add", "decr", "dstats", "get", "globaloptions", "incr", "kill", "list", "listen",
@@ -28,7 +28,7 @@ def get_command(name):
     command = _cache.get(key)
     if command is None:
         if key not in NAMES:
-            raise CommandError(errors.UNKNOWN_COMMAND, "unknown command: %r" % name)
+            raise CommandError(errors.UNKNOWN_COMMAND, "unknown command: %r" % short(str(name)))
         module = importlib.import_module("circus.commands." + key)
         command = module.command
         _cache[key] = command

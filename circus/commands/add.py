@@ -1,4 +1,13 @@
-from circus.commands.base import ArgumentError, Command, MessageError, bad_data
+from circus.commands.base import (
+    ArgumentError,
+    Command,
+    MessageError,
+    bad_data,
+    boolean,
+    mapping,
+    non_empty_string,
+    text_or_list,
+)
 
 
 class Add(Command):
@@ -45,6 +54,8 @@ class Add(Command):
     """
 
     name = "add"
+    spec = {"name": non_empty_string, "cmd": non_empty_string, "args": text_or_list,
+            "options": mapping, "start": boolean}
     properties = ["name", "cmd"]
     options = [("start", False, "start the watcher immediately")]
     usage = "<name> <cmd>"
@@ -59,27 +70,8 @@ class Add(Command):
             cmd = shlex.join(args[1:])
         return self.make_message(name=args[0], cmd=cmd, start=bool(opts.get("start")))
 
-    def validate(self, props):
-        super().validate(props)
-        name = props["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise MessageError("property 'name' must be a non-empty string")
-        if not isinstance(props["cmd"], str) or not props["cmd"].strip():
-            raise MessageError("property 'cmd' must be a non-empty string")
-        if not isinstance(props.get("options", {}), dict):
-            raise MessageError("property 'options' must be a mapping")
-        args = props.get("args")
-        if args is not None and not isinstance(args, (str, list)):
-            raise MessageError("property 'args' must be a string or a list")
-        from circus.util import to_bool  # the booleans of the config file
-        try:
-            props["start"] = to_bool(props.get("start", False))
-        except ValueError:
-            raise MessageError("property 'start' must be a boolean, not %r"
-                               % (props["start"],)) from None
-
     async def execute(self, arbiter, props):
-        from circus.errors import ArbiterError, ConfigError
+        from circus.errors import ArbiterError, ConfigError, LimitError
         self.refuse_while_stopping(arbiter, "add")
         name = props["name"].strip()
         options = dict(props.get("options") or {})
@@ -94,7 +86,10 @@ class Add(Command):
         else:
             raise MessageError("watcher %s already exists" % name)
         try:
-            await arbiter.add_watcher(name, props["cmd"], start=props["start"], **options)
+            await arbiter.add_watcher(name, props["cmd"], start=props.get("start", False),
+                                      **options)
+        except LimitError:
+            raise  # errno 3, naming the limit
         except ArbiterError as exc:
             raise MessageError(str(exc)) from None
         except (ValueError, ConfigError) as exc:

@@ -12,11 +12,176 @@ def bad_data(reason):
     return CommandError(errors.BAD_DATA, reason)
 
 
+# --- the kinds of property ------------------------------------------------------
+# Each command declares its properties in `spec` (name -> kind); a kind is a
+# function (name, value) -> the value the command uses, raising MessageError
+# (errno 3) that names the property. JSON has one type of number and no
+# separate integers: 2.0 is 2; the booleans of the config file ("true",
+# "off"...) are booleans here too. null is a value like any other: a
+# property that is given must have its kind (a null name would otherwise
+# mean "every watcher").
+
+def _json_type(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _wrong(key, expected, value):
+    return MessageError("property %r must be %s, not %s" % (key, expected, _json_type(value)))
+
+
+def string(key, value):
+    if not isinstance(value, str):
+        raise _wrong(key, "a string", value)
+    return value
+
+
+def non_empty_string(key, value):
+    if not string(key, value).strip():
+        raise MessageError("property %r must be a non-empty string" % key)
+    return value
+
+
+def boolean(key, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and len(value) < 8:
+        from circus.util import to_bool
+        try:
+            return to_bool(value)
+        except ValueError:
+            pass
+    raise _wrong(key, "a boolean", value)
+
+
+def _to_int(value):
+    """The integer value is, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and 0 < len(value.strip()) <= 20:
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def integer(minimum=None):
+    def convert(key, value):
+        number = _to_int(value)
+        if number is None:
+            raise _wrong(key, "an integer", value)
+        if minimum is not None and number < minimum:
+            raise MessageError("property %r must be at least %d" % (key, minimum))
+        return number
+    return convert
+
+
+def number(key, value):
+    """A finite number of seconds, 0 or more."""
+    import math
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _wrong(key, "a number", value)
+    try:
+        result = float(value) if not isinstance(value, str) or len(value) <= 30 else None
+    except (ValueError, OverflowError):
+        result = None
+    if result is None or not math.isfinite(result):
+        raise _wrong(key, "a finite number", value)
+    if result < 0:
+        raise MessageError("property %r must be 0 or more" % key)
+    return result
+
+
+def signal_number(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _wrong(key, "a signal name or number", value)
+    if isinstance(value, str) and len(value) > 20:
+        raise MessageError("property %r: unknown signal" % key)
+    from circus.util import to_signum
+    try:
+        return to_signum(value)
+    except ValueError as exc:
+        raise MessageError("property %r: %s" % (key, exc)) from None
+
+
+def one_of(*choices):
+    def convert(key, value):
+        if not isinstance(value, str) or value not in choices:
+            raise MessageError("property %r must be one of %s" % (key, ", ".join(choices)))
+        return value
+    return convert
+
+
+def mapping(key, value):
+    if not isinstance(value, dict):
+        raise _wrong(key, "an object", value)
+    return value
+
+
+def names(key, value):
+    """One name or a list of names: always a list."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong(key, "a list of strings", value)
+    return value
+
+
+def text_or_list(key, value):
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong(key, "a string or a list of strings", value)
+    return value
+
+
+def anything(key, value):
+    return value
+
+
+MATCH = one_of("simple", "glob", "regex")
+# a watcher name pattern (match = glob or regex) is short; a long one is
+# either a mistake or an attempt to make circusd compile a huge regex
+MAX_PATTERN = 256
+# what every command takes: "waiting" asks for the reply once the operation
+# is complete (commands that answer at once ignore it)
+COMMON = {"waiting": boolean}
+
+
+def short(text, limit=40):
+    """text, cut for an error message: a property name may be a megabyte."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class Command:
-    """A command: `name`, required `properties`, `validate`, `execute`,
-    `console_msg`; its docstring is its circusctl help."""
+    """A command: `name`, its properties (`spec`, the required ones in
+    `properties`), `validate`, `execute`, `console_msg`; its docstring is its
+    circusctl help."""
 
     name = ""
+    # every property the command takes, name -> kind (above), besides COMMON;
+    # a request with any other property, or one of the wrong kind, is refused
+    # (errno 3) before anything is done: a typo must not widen what a stop acts on
+    spec = {}
+    # the properties that must be given
     properties = []
     # circusctl flags besides the positional arguments: (dest, default, help)
     # or (dest, default, help, choices); a False default makes a switch
@@ -29,9 +194,18 @@ class Command:
 
     # --- circusd side -------------------------------------------------------
     def validate(self, props):
+        """Check props against spec and convert them in place; commands add
+        what concerns several properties together."""
+        kinds = dict(COMMON, **self.spec)
+        for key in props:
+            if key not in kinds:
+                raise MessageError("unknown property %r (%s takes %s)" % (
+                    short(key), self.name, ", ".join(sorted(kinds))))
         for prop in self.properties:
             if prop not in props:
                 raise MessageError("missing property %r" % prop)
+        for key, value in props.items():
+            props[key] = kinds[key](key, value)
 
     async def run(self, arbiter, props):
         if self.waits and not props.get("waiting", False):
@@ -112,72 +286,30 @@ class Command:
         try:
             return arbiter.get_watcher(name)
         except KeyError:
-            raise MessageError("program %s not found" % name) from None
+            raise MessageError("program %s not found" % short(name, 100)) from None
 
     @classmethod
     def matching_watchers(cls, arbiter, props):
         """The watchers that props' "name" designates, by its "match" mode:
         simple (the name, the default), glob or regex (on lower-case names)."""
-        match = props.get("match", "simple") or "simple"
+        match = props.get("match", "simple")
         if match == "simple":
             return [cls.watcher(arbiter, props)]
-        pattern = props.get("name")
-        if not isinstance(pattern, str):
-            raise MessageError("property 'name' must be a pattern with match=%s" % match)
+        pattern = props["name"]
+        if len(pattern) > MAX_PATTERN:
+            raise MessageError("property 'name': a pattern of more than %d characters"
+                               % MAX_PATTERN)
         import re
-        if match == "glob":
-            import fnmatch
-            regex = re.compile(fnmatch.translate(pattern.lower()))
-        elif match == "regex":
-            try:
-                regex = re.compile(pattern.lower())
-            except re.error as exc:
-                raise MessageError("invalid regex %r: %s" % (pattern, exc)) from None
-        else:
-            raise MessageError("unknown match method %r (simple, glob or regex)" % match)
-        return [w for w in arbiter.iter_watchers() if regex.match(w.name.lower())]
-
-    @staticmethod
-    def int_prop(props, key, default=None, minimum=None):
-        value = props.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise MessageError("property %r must be an integer" % key)
         try:
-            value = int(value)
-        except ValueError:
-            raise MessageError("property %r must be an integer, not %r" % (key, value)) from None
-        if minimum is not None and value < minimum:
-            raise MessageError("property %r must be at least %d" % (key, minimum))
-        return value
-
-    @staticmethod
-    def bool_prop(props, key, default=False):
-        value = props.get(key, default)
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-        elif isinstance(value, (bool, int)) or value is None:
-            return bool(value)
-        raise MessageError("property %r must be a boolean, not %r" % (key, value))
-
-    @staticmethod
-    def signum_prop(props, *keys, required=True):
-        for key in keys:
-            if key in props:
-                from circus.util import to_signum
-                value = props[key]
-                if isinstance(value, bool) or not isinstance(value, (int, str)):
-                    raise MessageError("property %r must be a signal name or number" % key)
-                try:
-                    return to_signum(value)
-                except ValueError as exc:
-                    raise MessageError(str(exc)) from None
-        if required:
-            raise MessageError("missing property %r" % keys[0])
-        return None
+            if match == "glob":
+                import fnmatch
+                regex = re.compile(fnmatch.translate(pattern.lower()))
+            else:
+                regex = re.compile(pattern.lower())
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise MessageError("invalid %s pattern %r: %s" % (match, short(pattern),
+                                                              short(str(exc), 80))) from None
+        return [w for w in arbiter.iter_watchers() if regex.match(w.name.lower())]
 
     @staticmethod
     def process(watcher, pid):

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, MessageError
+from circus.commands.base import ArgumentError, Command, names, string
 
 
 class Get(Command):
@@ -30,6 +30,7 @@ class Get(Command):
     """
 
     name = "get"
+    spec = {"name": string, "keys": names}
     properties = ["name", "keys"]
     usage = "<name> <key> [<key> ...]"
 
@@ -37,14 +38,6 @@ class Get(Command):
         if len(args) < 2:
             raise ArgumentError("get needs a watcher name and at least one option name")
         return self.make_message(name=args[0], keys=list(args[1:]))
-
-    def validate(self, props):
-        super().validate(props)
-        keys = props["keys"]
-        if isinstance(keys, str):
-            props["keys"] = keys = [keys]
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise MessageError("property 'keys' must be a list of option names")
 
     async def execute(self, arbiter, props):
         from circus.commands.watcheroptions import get_option

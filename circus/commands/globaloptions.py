@@ -1,4 +1,4 @@
-from circus.commands.base import Command, MessageError
+from circus.commands.base import Command, MessageError, names, short
 
 
 class GlobalOptions(Command):
@@ -30,6 +30,7 @@ class GlobalOptions(Command):
 
     name = "globaloptions"
     usage = "[<key> ...]"
+    spec = {"keys": names, "option": names}
 
     def message(self, *args, **opts):
         return self.make_message(keys=list(args) if args else None)
@@ -39,13 +40,9 @@ class GlobalOptions(Command):
         keys = props.get("keys", props.get("option"))
         if keys is None:
             return {"options": options}
-        if isinstance(keys, str):
-            keys = [keys]
-        if not isinstance(keys, list):
-            raise MessageError("property 'keys' must be a list of option names")
         unknown = [k for k in keys if k not in options]
         if unknown:
-            raise MessageError("unknown option %r" % unknown[0])
+            raise MessageError("unknown option %r" % short(unknown[0]))
         return {"options": {k: options[k] for k in keys}}
 
     def console_msg(self, msg):

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, int_arg
+from circus.commands.base import ArgumentError, Command, int_arg, integer, string
 
 
 class Incr(Command):
@@ -31,6 +31,7 @@ class Incr(Command):
     """
 
     name = "incr"
+    spec = {"name": string, "nb": integer(0)}
     properties = ["name"]
     usage = "<name> [<nb>]"
     waits = True
@@ -44,7 +45,7 @@ class Incr(Command):
 
     def validate(self, props):
         super().validate(props)
-        props["nb"] = self.int_prop(props, "nb", 1, minimum=0)
+        props.setdefault("nb", 1)
 
     def accepted(self, arbiter, props):
         watcher = self.watcher(arbiter, props)
@@ -56,6 +57,10 @@ class Incr(Command):
         watcher = self.watcher(arbiter, props)
         if self.sign > 0:
             self.refuse_while_stopping(arbiter, "incr")
+            # answered (errno 3) before anything is accepted
+            arbiter.check_numprocesses(watcher.name, 1 if watcher.singleton else
+                                       watcher.numprocesses + props["nb"],
+                                       watcher.max_numprocesses)
         return {"numprocesses": await watcher.incr(props["nb"])}
 
     def console_msg(self, msg):

@@ -1,4 +1,12 @@
-from circus.commands.base import ArgumentError, Command, MessageError, int_arg
+from circus.commands.base import (
+    ArgumentError,
+    Command,
+    int_arg,
+    integer,
+    number,
+    signal_number,
+    string,
+)
 
 
 class Kill(Command):
@@ -36,6 +44,8 @@ class Kill(Command):
     """
 
     name = "kill"
+    spec = {"name": string, "pid": integer(1), "signum": signal_number,
+            "signal": signal_number, "graceful_timeout": number}
     properties = ["name"]
     usage = "<name> [<pid>] [<signum>] [<graceful_timeout>]"
     waits = True
@@ -58,14 +68,7 @@ class Kill(Command):
 
     def validate(self, props):
         super().validate(props)
-        if "pid" in props:
-            props["pid"] = self.int_prop(props, "pid")
-        props["signum"] = self.signum_prop(props, "signum", "signal", required=False)
-        if props.get("graceful_timeout") is not None:
-            try:
-                props["graceful_timeout"] = float(props["graceful_timeout"])
-            except (TypeError, ValueError):
-                raise MessageError("property 'graceful_timeout' must be a number") from None
+        props["signum"] = props.get("signum", props.get("signal"))
 
     async def execute(self, arbiter, props):
         import asyncio

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, string
 
 
 class List(Command):
@@ -27,6 +27,7 @@ class List(Command):
     """
 
     name = "list"
+    spec = {"name": string}
     usage = "[<name>]"
 
     def message(self, *args, **opts):

@@ -12,7 +12,8 @@ class ListSockets(Command):
         {"command": "listsockets"}
 
     The response has the list "sockets" of mappings with the keys name, fd,
-    host, port, path (unix sockets), family, type and backlog, sorted by fd.
+    family, type, backlog, and host and port (path for a unix socket),
+    sorted by fd.
 
     Command line
     ------------

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, string
 
 
 class NumProcesses(Command):
@@ -28,6 +28,7 @@ class NumProcesses(Command):
     """
 
     name = "numprocesses"
+    spec = {"name": string}
     usage = "[<name>]"
 
     def message(self, *args, **opts):

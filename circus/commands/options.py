@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, string
 
 
 class Options(Command):
@@ -32,6 +32,7 @@ class Options(Command):
     """
 
     name = "options"
+    spec = {"name": string}
     properties = ["name"]
     usage = "<name>"
 

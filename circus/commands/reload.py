@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, boolean, string
 
 
 class Reload(Command):
@@ -39,6 +39,7 @@ class Reload(Command):
 
     name = "reload"
     usage = "[<name>]"
+    spec = {"name": string, "graceful": boolean, "sequential": boolean}
     options = [("terminate", False, "stop the old processes at once, not gracefully"),
                ("sequential", False, "replace the processes one at a time")]
     waits = True
@@ -52,8 +53,8 @@ class Reload(Command):
 
     def validate(self, props):
         super().validate(props)
-        props["graceful"] = self.bool_prop(props, "graceful", True)
-        props["sequential"] = self.bool_prop(props, "sequential", False)
+        props.setdefault("graceful", True)
+        props.setdefault("sequential", False)
 
     async def execute(self, arbiter, props):
         self.refuse_while_stopping(arbiter, "reload")

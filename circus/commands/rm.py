@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import ArgumentError, Command, MessageError, boolean, string
 
 
 class Rm(Command):
@@ -25,6 +25,8 @@ class Rm(Command):
     """
 
     name = "rm"
+    # nostop: the original Circus could leave the processes running
+    spec = {"name": string, "nostop": boolean}
     properties = ["name"]
     usage = "<name>"
     waits = True
@@ -33,6 +35,11 @@ class Rm(Command):
         if len(args) != 1:
             raise ArgumentError("rm takes one watcher name")
         return self.make_message(name=args[0])
+
+    def validate(self, props):
+        super().validate(props)
+        if props.get("nostop"):
+            raise MessageError("nostop is not supported: rm stops the watcher's processes")
 
     async def execute(self, arbiter, props):
         watcher = self.watcher(arbiter, props)

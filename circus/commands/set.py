@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, MessageError
+from circus.commands.base import ArgumentError, Command, MessageError, anything, mapping, string
 
 
 class Set(Command):
@@ -38,6 +38,7 @@ class Set(Command):
     """
 
     name = "set"
+    spec = {"name": string, "options": mapping, "key": string, "value": anything}
     properties = ["name"]
     usage = "<name> <key> <value> [<key> <value> ...]"
     waits = True
@@ -61,7 +62,13 @@ class Set(Command):
     async def execute(self, arbiter, props):
         from circus.commands.watcheroptions import apply_options, check_options
         watcher = self.watcher(arbiter, props)
-        check_options(watcher, props["_converted"], {n.lower() for n in arbiter.sockets})
+        converted = props["_converted"]
+        check_options(watcher, converted, {n.lower() for n in arbiter.sockets})
+        if "numprocesses" in converted:
+            # answered (errno 3) before anything is accepted
+            arbiter.check_numprocesses(
+                watcher.name, 1 if watcher.singleton else converted["numprocesses"],
+                converted.get("max_numprocesses", watcher.max_numprocesses))
         await apply_options(watcher, dict(props["_converted"]))
         return {}
 

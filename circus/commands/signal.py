@@ -1,4 +1,13 @@
-from circus.commands.base import ArgumentError, Command, MessageError, int_arg
+from circus.commands.base import (
+    ArgumentError,
+    Command,
+    MessageError,
+    boolean,
+    int_arg,
+    integer,
+    signal_number,
+    string,
+)
 
 
 class Signal(Command):
@@ -42,6 +51,9 @@ class Signal(Command):
     """
 
     name = "signal"
+    spec = {"name": string, "signum": signal_number, "signal": signal_number,
+            "pid": integer(1), "process": integer(1), "child_pid": integer(1),
+            "childpid": integer(1), "children": boolean, "recursive": boolean}
     properties = ["name"]
     usage = "<name> [<pid>] [<child_pid>] <signal>"
     options = [("children", False, "signal the children of the process(es) instead"),
@@ -64,12 +76,11 @@ class Signal(Command):
 
     def validate(self, props):
         super().validate(props)
-        props["signum"] = self.signum_prop(props, "signum", "signal")
-        for key in ("pid", "child_pid", "childpid", "process"):
-            if props.get(key) is not None:
-                props[key] = self.int_prop(props, key)
-        props["children"] = self.bool_prop(props, "children")
-        props["recursive"] = self.bool_prop(props, "recursive")
+        props["signum"] = props.get("signum", props.get("signal"))
+        if props["signum"] is None:
+            raise MessageError("missing property 'signum'")
+        props.setdefault("children", False)
+        props.setdefault("recursive", False)
         child = props.get("child_pid", props.get("childpid"))
         if child is not None and props.get("pid", props.get("process")) is None:
             raise MessageError("property 'pid' is needed with 'child_pid'")

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command
+from circus.commands.base import MATCH, ArgumentError, Command, string
 
 MATCH_OPTION = ("match", None, "how <name> designates watchers: simple (default), "
                 "glob or regex", ("simple", "glob", "regex"))
@@ -30,6 +30,7 @@ class Start(Command):
 
     name = "start"
     usage = "[<name>]"
+    spec = {"name": string, "match": MATCH}
     options = [MATCH_OPTION]
     waits = True
 
@@ -41,7 +42,7 @@ class Start(Command):
         return self.make_message(name=args[0] if args else None, match=opts.get("match"))
 
     def accepted(self, arbiter, props):
-        if props.get("match", "simple") not in (None, "simple") and "name" in props:
+        if props.get("match", "simple") != "simple" and "name" in props:
             return {"watchers": [w.name for w in self.matching_watchers(arbiter, props)]}
         return {}
 
@@ -57,7 +58,7 @@ class Start(Command):
         watchers = self.matching_watchers(arbiter, props)
         for watcher in watchers:
             await self.on_watcher(watcher, props)
-        if props.get("match", "simple") not in (None, "simple"):
+        if props.get("match", "simple") != "simple":
             return {"watchers": [w.name for w in watchers]}
         return {}
 

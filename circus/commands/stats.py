@@ -1,4 +1,12 @@
-from circus.commands.base import ArgumentError, Command, int_arg, stop_report_lines
+from circus.commands.base import (
+    ArgumentError,
+    Command,
+    boolean,
+    int_arg,
+    integer,
+    stop_report_lines,
+    string,
+)
 
 
 class Stats(Command):
@@ -20,8 +28,9 @@ class Stats(Command):
 
         {"command": "stats", "properties": {"name": <name>, "process": <pid>}}
 
-    answers {"name": <name>, "process": <pid>, "info": <info>}, where an info
-    is::
+    answers {"process": <pid>, "info": <info>, "watcher": <name>} (no "name":
+    Circus 0.19's circusctl reads a reply with one as a watcher's), where an
+    info is::
 
         {
             "pid": 47864, "cpu": 0.1, "mem": 0.1, "mem_info1": "3M",
@@ -45,6 +54,8 @@ class Stats(Command):
 
     name = "stats"
     usage = "[<name>] [<pid>]"
+    # extended: the original Circus's extended_stats hook, which circus has not
+    spec = {"name": string, "process": integer(1), "pid": integer(1), "extended": boolean}
 
     def message(self, *args, **opts):
         if len(args) > 2:
@@ -64,8 +75,8 @@ class Stats(Command):
         watcher = self.watcher(arbiter, props)
         pid = props.get("process", props.get("pid"))
         if pid is not None:
-            process = self.process(watcher, self.int_prop({"pid": pid}, "pid"))
-            return {"name": watcher.name, "process": process.pid,
+            process = self.process(watcher, pid)
+            return {"watcher": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
         return dict(watcher.stop_report(), name=watcher.name, info=watcher.info(snapshot))
 
@@ -74,7 +85,8 @@ class Stats(Command):
             return "\n".join(_watcher_table(name, infos)
                              for name, infos in sorted(msg["infos"].items()))
         if "process" in msg:
-            return _watcher_table(msg.get("name", ""), {str(msg["process"]): msg["info"]})
+            return _watcher_table(msg.get("watcher", msg.get("name", "")),
+                                  {str(msg["process"]): msg["info"]})
         if "info" in msg:
             return "\n".join([_watcher_table(msg.get("name", ""), msg["info"])]
                              + ["  " + line for line in stop_report_lines(msg)])

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, stop_report_lines
+from circus.commands.base import ArgumentError, Command, stop_report_lines, string
 
 
 class Status(Command):
@@ -41,6 +41,7 @@ class Status(Command):
     """
 
     name = "status"
+    spec = {"name": string}
     usage = "[<name>]"
 
     def message(self, *args, **opts):

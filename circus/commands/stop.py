@@ -1,4 +1,4 @@
-from circus.commands.base import CommandError, MessageError, errors
+from circus.commands.base import CommandError, boolean, errors, string
 from circus.commands.start import Start
 
 
@@ -42,14 +42,12 @@ class Stop(Start):
     """
 
     name = "stop"
+    spec = dict(Start.spec, graceful=boolean, reason=string)
     starts = False
 
     def validate(self, props):
         super().validate(props)
-        props["graceful"] = self.bool_prop(props, "graceful", True)
-        reason = props.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise MessageError("property 'reason' must be a string")
+        props.setdefault("graceful", True)
 
     async def on_arbiter(self, arbiter, props):
         await arbiter.stop_watchers(reason=props.get("reason"))

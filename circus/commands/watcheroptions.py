@@ -1,7 +1,7 @@
 """A running watcher's options by their config-file names, read and changed
 through the options schema (circus.options), for the get, options and set
 commands (circusd side only)."""
-from circus.commands.base import MessageError, bad_data
+from circus.commands.base import MessageError, bad_data, short
 
 
 def _jsonable(value):
@@ -27,7 +27,7 @@ def get_option(watcher, key):
         return _jsonable(getattr(watcher, spec.name, None))
     if key in watcher.options:
         return _jsonable(watcher.options[key])
-    raise MessageError("unknown option %r" % key)
+    raise MessageError("unknown option %r" % short(key))
 
 
 def all_options(watcher):
@@ -57,11 +57,11 @@ def convert_options(options):
         spec = WATCHER_SCHEMA.spec(key)
         if isinstance(spec, Family) and not spec.live:
             raise bad_data("option %s: streams cannot be changed while circusd runs; "
-                           "change the config file and use reloadconfig" % key)
+                           "change the config file and use reloadconfig" % short(key))
         try:
             key, value = WATCHER_SCHEMA.convert(key, value)
         except ValueError as exc:
-            raise bad_data("option %s: %s" % (key, exc)) from None
+            raise bad_data("option %s: %s" % (short(key), short(str(exc), 200))) from None
         converted[key] = value
     return converted
 

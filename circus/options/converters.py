@@ -2,6 +2,8 @@
 returns the value circus uses, or raises ValueError with a message for the
 user (the same message whichever way the value came in)."""
 import importlib.util
+import math
+import os
 import re
 
 from circus.options import facts
@@ -15,12 +17,14 @@ boolean = to_bool
 
 def integer(minimum=None, maximum=None):
     def convert(value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one kind of number: 2.0 and 1e9 are integers
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("%s is not an integer" % _shown(value))
         try:
-            number = int(str(value).strip()) if not isinstance(value, int) else value
+            number = int(value.strip()) if isinstance(value, str) else value
         except ValueError:
-            raise ValueError("%r is not an integer" % (value,)) from None
-        if isinstance(number, bool):
-            raise ValueError("%r is not an integer" % (value,))
+            raise ValueError("%s is not an integer" % _shown(value)) from None
         if minimum is not None and number < minimum:
             raise ValueError("%d is below the minimum of %d" % (number, minimum))
         if maximum is not None and number > maximum:
@@ -29,12 +33,23 @@ def integer(minimum=None, maximum=None):
     return convert
 
 
+def _shown(value, limit=60):
+    """A value in an error message, cut: a client may send a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def number(minimum=0.0):
     def convert(value):
+        if isinstance(value, bool):
+            raise ValueError("%s is not a number" % _shown(value))
         try:
             result = float(value)
-        except (TypeError, ValueError):
-            raise ValueError("%r is not a number" % (value,)) from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError("%s is not a number" % _shown(value)) from None
+        if not math.isfinite(result):
+            # an infinite graceful_timeout would wait forever, a NaN compares false
+            raise ValueError("%s is not a finite number" % _shown(value))
         if minimum is not None and result < minimum:
             raise ValueError("%s is below the minimum of %s" % (result, minimum))
         return result
@@ -63,11 +78,57 @@ def listen_address(value):
     return text
 
 
+def command(value):
+    """cmd: a command line (split like a shell would, at each spawn); that
+    it is not blank, the schema checks (a required option)."""
+    _split(string(value))
+    return value
+
+
+# what libzmq binds (tcp:// and ipc:// are what circusd's clients speak)
+ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc", "pgm", "epgm", "tipc", "vmci", "ws", "wss")
+
+
+def endpoint(value):
+    """An optional ZeroMQ endpoint (empty: none): a scheme libzmq knows, and
+    for tcp:// a port (or *), so that a typo fails here, not at the bind
+    (or, on a reload, never)."""
+    text = optional_string(value)
+    if text is None:
+        return None
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ENDPOINT_SCHEMES or not rest:
+        raise ValueError("%s is not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"
+                         % _shown(text))
+    if scheme.lower() == "tcp":
+        port = rest.rpartition(":")[2]
+        if ":" not in rest or not (port.isdigit() or port == "*"):
+            raise ValueError("%s has no port (tcp://HOST:PORT)" % _shown(text))
+    return text
+
+
+def existing_directory(value):
+    """An optional directory, which must exist (checked when the option is
+    read: a missing one would fail every spawn)."""
+    path = optional_string(value)
+    if path is not None and not os.path.isdir(path):
+        raise ValueError("no such directory: %s" % _shown(path))
+    return path
+
+
 def arguments(value):
     """args: one string (split like a shell would at spawn) or a list."""
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
-    return string(value)
+    return _split(string(value)) and value
+
+
+def _split(text):
+    import shlex
+    try:
+        return shlex.split(text) or True
+    except ValueError as exc:  # No closing quotation...
+        raise ValueError("cannot split %s into words: %s" % (_shown(text), exc)) from None
 
 
 def choice(*choices):

@@ -15,7 +15,7 @@ import glob
 import os
 import re
 
-from circus.errors import ConfigError
+from circus.errors import ConfigError, describe
 from circus.options.schema import CIRCUS_SCHEMA, PLUGIN_SCHEMA, SOCKET_SCHEMA, Section, Where
 from circus.options.sections import check_variables, convert_section, warn_compat, watcher_section
 
@@ -42,20 +42,25 @@ class _Raw:
         self.name, self.items, self.filename = name, items, filename
 
 
-def _read_file(filename, seen):
+def _read_file(filename, seen, chain=()):
+    """The sections of filename and of what it includes. seen: every file
+    read so far (a file included twice is read once); chain: the files
+    whose includes led here (one of them again is a loop)."""
     filename = os.path.abspath(filename)
+    if filename in chain:
+        loop = list(chain[chain.index(filename):]) + [filename]
+        raise ConfigError("circular include: %s" % " -> ".join(loop), chain[-1], "circus",
+                          "include")
     if filename in seen:
         return []
     seen.add(filename)
+    chain = tuple(chain) + (filename,)
     parser = configparser.RawConfigParser(strict=True, delimiters=("=",),
                                           comment_prefixes=("#", ";"),
                                           inline_comment_prefixes=None)
     parser.optionxform = str  # env names keep their case
     try:
-        with open(filename) as handle:
-            parser.read_file(handle, source=filename)
-    except FileNotFoundError:
-        raise ConfigError("no such file", filename) from None
+        parser.read_string(_text_of(filename), source=filename)
     except configparser.DuplicateSectionError as exc:
         raise ConfigError("section defined twice (line %s)" % exc.lineno, filename,
                           exc.section) from None
@@ -71,6 +76,9 @@ def _read_file(filename, seen):
                           % (lineno, line.strip()), filename) from None
     except configparser.Error as exc:
         raise ConfigError(str(exc).splitlines()[0], filename) from None
+    if len(chain) == 1 and not parser.sections():
+        # an empty file would stop every watcher: almost always the wrong file
+        raise ConfigError("no section at all: is this the configuration file?", filename)
     sections = []
     base = os.path.dirname(filename)
     for name in parser.sections():
@@ -79,16 +87,41 @@ def _read_file(filename, seen):
         if name == "circus":
             for pattern in (items.get("include") or "").split():
                 pattern = os.path.join(base, os.path.expanduser(pattern))
-                for path in sorted(glob.glob(pattern)):
-                    sections.extend(_read_file(path, seen))
+                paths = sorted(glob.glob(pattern))
+                if not paths and not glob.has_magic(pattern):
+                    # a glob may match nothing (conf.d/*.ini, as in nginx); a
+                    # plain path names one file, which must be there
+                    raise ConfigError("no such file: %s" % pattern, filename, "circus",
+                                      "include")
+                for path in paths:
+                    if glob.has_magic(pattern) and os.path.abspath(path) == filename:
+                        continue  # include = *.ini next to this file matches itself
+                    sections.extend(_read_file(path, seen, chain))
             for directory in (items.get("include_dir") or "").split():
                 directory = os.path.join(base, os.path.expanduser(directory))
                 if not os.path.isdir(directory):
                     raise ConfigError("%s is not a directory" % directory, filename,
                                       "circus", "include_dir")
                 for path in sorted(glob.glob(os.path.join(directory, "*.ini"))):
-                    sections.extend(_read_file(path, seen))
+                    sections.extend(_read_file(path, seen, chain))
     return sections
+
+
+def _text_of(filename):
+    """The file's text: UTF-8, or a ConfigError naming the line that is not."""
+    try:
+        with open(filename, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ConfigError("no such file", filename) from None
+    except OSError as exc:
+        raise ConfigError(describe(exc), filename) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("line %d: not UTF-8 text (byte 0x%02x)" % (line, data[exc.start]),
+                          filename) from None
 
 
 def load(filename):

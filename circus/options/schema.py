@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from circus.errors import ConfigError
 from circus.options import converters as c
+from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSES
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB
 
 logger = logging.getLogger("circus")
@@ -78,6 +79,10 @@ class Option:
 
     def __repr__(self):
         return "<Option [%s] %s>" % (self.scope, self.name)
+
+
+def missing(spec):
+    return "missing option %r (%s)" % (spec.name, spec.required)
 
 
 class Family:
@@ -157,6 +162,10 @@ class Schema:
         """(normalised key, converted value); ValueError naming the problem."""
         spec = self.spec(key)
         if isinstance(spec, Option):
+            if spec.required and not str(value or "").strip():
+                # the same words whether it is left out or given blank, in a
+                # file or by `set` (cmd "" would fail at the next spawn)
+                raise ValueError(missing(spec))
             return spec.name, spec.convert(value)
         if isinstance(spec, Family):
             return spec.convert_item(key, value)
@@ -184,12 +193,13 @@ class Schema:
 _READERS = "circusd's event loop reads the pipes"
 
 WATCHER_SCHEMA = Schema(WATCHER, [
-    Option(WATCHER, "cmd", c.string, None, "the command to run (with its arguments)",
+    Option(WATCHER, "cmd", c.command, None, "the command to run (with its arguments)",
            required="the command to run", spawn=True),
     Option(WATCHER, "args", c.arguments, None, "more arguments: a string or a list",
            spawn=True),
     Option(WATCHER, "shell", c.boolean, False, "run the command through /bin/sh", spawn=True),
-    Option(WATCHER, "working_dir", c.optional_string, None, "the processes' working directory",
+    Option(WATCHER, "working_dir", c.existing_directory, None, "the processes' working "
+           "directory (it must exist)",
            spawn=True),
     Option(WATCHER, "uid", c.user, None, "user name or id to run as", spawn=True),
     Option(WATCHER, "gid", c.group, None, "group name or id to run as", spawn=True),
@@ -200,6 +210,8 @@ WATCHER_SCHEMA = Schema(WATCHER, [
            "PYTHONPATH", spawn=True),
     Option(WATCHER, "warmup_delay", c.number(), 0.0, "seconds between two spawns"),
     Option(WATCHER, "numprocesses", c.integer(0), 1, "how many processes to run"),
+    Option(WATCHER, "max_numprocesses", c.integer(0), None, "the highest numprocesses "
+           "this watcher may be given (default: [circus] max_numprocesses)"),
     Option(WATCHER, "send_hup", c.boolean, False, "reload by sending SIGHUP"),
     Option(WATCHER, "max_retry", c.integer(-1), 5, "failed starts before giving up "
            "(-1: never)"),
@@ -222,6 +234,9 @@ WATCHER_SCHEMA = Schema(WATCHER, [
            "process too"),
     Option(WATCHER, "autostart", c.boolean, True, "start with circusd"),
     Option(WATCHER, "respawn", c.boolean, True, "replace a process that exits"),
+    Option(WATCHER, "die_with_circusd", c.boolean, True, "the kernel kills the processes "
+           "when circusd dies, even by kill -9 (false: they outlive a crash of circusd; "
+           "circus.pdeathsig)", spawn=True),
     Option(WATCHER, "ready", c.choice("spawn", "notify"), "spawn", "when a process is "
            "ready: once spawned, or on its READY=1"),
     Option(WATCHER, "ready_delay", c.number(), 0.0, "seconds after a spawn before "
@@ -261,11 +276,11 @@ SOCKET_SCHEMA = Schema(SOCKET, [
 ])
 
 CIRCUS_SCHEMA = Schema(CIRCUS, [
-    Option(CIRCUS, "endpoint", c.optional_string, DEFAULT_ENDPOINT, "the command endpoint "
+    Option(CIRCUS, "endpoint", c.endpoint, DEFAULT_ENDPOINT, "the command endpoint "
            "(empty: none)", attribute="endpoint"),
-    Option(CIRCUS, "pubsub_endpoint", c.optional_string, DEFAULT_PUBSUB, "the event "
+    Option(CIRCUS, "pubsub_endpoint", c.endpoint, DEFAULT_PUBSUB, "the event "
            "endpoint (empty: none)", attribute="pubsub_endpoint"),
-    Option(CIRCUS, "stats_endpoint", c.optional_string, None, "where circusd-stats "
+    Option(CIRCUS, "stats_endpoint", c.endpoint, None, "where circusd-stats "
            "publishes (unset: it does not run)", attribute="stats_endpoint"),
     Option(CIRCUS, "check_delay", c.number(), 1.0, "seconds between the plugins' checks",
            attribute="check_delay"),
@@ -317,6 +332,12 @@ CIRCUS_SCHEMA = Schema(CIRCUS, [
            attribute="prometheus"),
     Option(CIRCUS, "prometheus_per_process", c.boolean, False, "also CPU and memory per "
            "process (a series per pid)", attribute="prometheus_per_process"),
+    Option(CIRCUS, "max_processes", c.integer(0), DEFAULT_MAX_PROCESSES, "the most "
+           "processes all the watchers together may be set to run (circus.options.limits)",
+           attribute="max_processes"),
+    Option(CIRCUS, "max_numprocesses", c.integer(0), DEFAULT_MAX_NUMPROCESSES, "the "
+           "highest numprocesses of a watcher without a max_numprocesses of its own",
+           attribute="max_numprocesses"),
 ])
 
 PLUGIN_SCHEMA = Schema(PLUGIN, [

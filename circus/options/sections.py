@@ -9,7 +9,15 @@ import logging
 import os
 import re
 
-from circus.options.schema import CIRCUS_SCHEMA, WATCHER_SCHEMA, Family, Option, Section, Where
+from circus.options.schema import (
+    CIRCUS_SCHEMA,
+    WATCHER_SCHEMA,
+    Family,
+    Option,
+    Section,
+    Where,
+    missing,
+)
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, find_references
 
 logger = logging.getLogger("circus")
@@ -29,7 +37,7 @@ def convert_section(schema, where, items, first=()):
         section[key] = value
     for spec in schema:
         if spec.required and not str(section.get(spec.name) or "").strip():
-            raise where.error("missing option %r (%s)" % (spec.name, spec.required), spec.name)
+            raise where.error(missing(spec), spec.name)
     return section
 
 

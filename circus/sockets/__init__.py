@@ -57,8 +57,10 @@ class CircusSocket:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             if exc.errno == errno.EADDRINUSE:
                 reason = "address already in use"
-            raise SocketError("socket %r: cannot bind %s: %s"
-                              % (self.name, self.location, reason.lower())) from exc
+            error = SocketError("socket %r: cannot bind %s: %s"
+                                % (self.name, self.location, reason.lower()))
+            error.socket = self
+            raise error from exc
         return self.sock
 
     def _bind(self):
@@ -163,9 +165,16 @@ class CircusSocket:
                 pass
 
     def info(self):
-        return {"name": self.name, "fd": self.fileno(), "host": self.host, "port": self.port,
-                "path": self.path, "family": self.family.name, "type": self.type.name,
-                "backlog": self.backlog}
+        """What listsockets answers: path for a unix socket, host and port
+        otherwise, never a null one (Circus 0.19's circusctl prints a socket
+        with a "path" key as "at PATH": "at None")."""
+        info = {"name": self.name, "fd": self.fileno(), "family": self.family.name,
+                "type": self.type.name, "backlog": self.backlog}
+        if self.family == socket.AF_UNIX:
+            info["path"] = self.path
+        else:
+            info.update(host=self.host, port=self.port)
+        return info
 
     def __repr__(self):
         return "<CircusSocket %s %s fd=%s>" % (self.name, self.location, self.fileno())

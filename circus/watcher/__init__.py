@@ -31,7 +31,13 @@ from circus.tasks import BackgroundTasks
 from circus.util import to_bool, to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
 from circus.watcher.output import OutputKeeping
-from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
+from circus.watcher.spawning import (
+    MAX_BACKOFF,
+    MIN_UPTIME,
+    ProcessKeeping,
+    retry_delay,
+    spawn_pause,
+)
 from circus.watcher.stopping import ProcessStopping
 
 if TYPE_CHECKING:
@@ -54,7 +60,6 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
     # arbiter.build_watcher); None for a watcher a program or a command added
     config: Mapping[str, Any] | None = None
 
-
     def __init__(self, name: str, cmd: str, args: str | Sequence[object] | None = None,
                  numprocesses: int = 1, warmup_delay: float = 0.0,
                  working_dir: str | None = None, shell: bool = False,
@@ -72,12 +77,15 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
                  stop_signal: int | str = signal.SIGTERM, stop_children: bool = False,
                  autostart: bool = True, respawn: bool = True, ready: str = "spawn",
                  ready_delay: float = 0.0, ready_timeout: float = 30.0,
+                 max_numprocesses: int | None = None, die_with_circusd: bool | int = True,
                  loop: asyncio.AbstractEventLoop | None = None, **options: Any) -> None:
         self.name = name
         self.cmd = cmd
         self.args = args
         self.singleton = to_bool(singleton)
         self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+        # None: the arbiter's max_numprocesses (circus.options.limits)
+        self.max_numprocesses = None if max_numprocesses is None else int(max_numprocesses)
         self.warmup_delay = float(warmup_delay)
         self.working_dir = working_dir
         self.shell = to_bool(shell)
@@ -103,6 +111,11 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
         self.stop_children = to_bool(stop_children)
         self.autostart = to_bool(autostart)
         self.respawn = to_bool(respawn)
+        # false: its processes survive a crash (or kill -9) of circusd; a
+        # signal number: the one they get then (circusd's own processes)
+        self.die_with_circusd: bool | int = (
+            die_with_circusd if isinstance(die_with_circusd, int)
+            and not isinstance(die_with_circusd, bool) else to_bool(die_with_circusd))
         if ready not in READY_MODES:
             raise ValueError("ready must be one of %s, not %r" % (", ".join(READY_MODES), ready))
         self.ready = ready
@@ -132,6 +145,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
         self._init_output()
         # the last spawn had to go without pipes: out of file descriptors
         self._uncaptured = False
+        # the replacement of dead processes put off to the loop's next turn
+        self._replace_later: asyncio.Handle | None = None
         self._publish: Callable[[str, dict[str, Any]], object] | None = None
         self._tasks = BackgroundTasks(lambda: "watcher %s" % self.name)
         # close() has begun: the stops on the way ignore hook vetoes
@@ -369,6 +384,8 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
                     new.append(spawned)
                 if self.warmup_delay > 0:
                     await asyncio.sleep(self.warmup_delay)
+                else:
+                    await spawn_pause(self._loop)
             ready = await self._wait_ready(new)
             kept = await self._kill_all(old[:ready], graceful)
             if kept:
@@ -424,16 +441,26 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
             # a hook kept the old one: the replacement goes instead
             await self.kill_process(successor, force=True)
 
+    def _set_count(self, numprocesses: int) -> None:
+        """The one writer of numprocesses once the watcher runs: a count that
+        grows passes the arbiter's check first (LimitError), with no await
+        between the check and the change."""
+        count = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+        check = getattr(self.arbiter, "check_numprocesses", None)
+        if count > self.numprocesses and check is not None:
+            check(self.name, count, self.max_numprocesses)
+        self.numprocesses = count
+
     async def incr(self, nb: int = 1) -> int:
         async with self._operation_lock():
-            self.numprocesses = 1 if self.singleton else self.numprocesses + int(nb)
+            self._set_count(self.numprocesses + int(nb))
             if self.is_active():
                 await self._wait_ready(await self._spawn_missing())
             return self.numprocesses
 
     async def decr(self, nb: int = 1) -> int:
         async with self._operation_lock():
-            self.numprocesses = max(0, self.numprocesses - int(nb))
+            self._set_count(max(0, self.numprocesses - int(nb)))
             if self.is_active():
                 await self._reduce()
             return self.numprocesses
@@ -447,7 +474,7 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
 
     async def set_numprocesses(self, numprocesses: int) -> int:
         async with self._operation_lock():
-            self.numprocesses = 1 if self.singleton and numprocesses > 1 else int(numprocesses)
+            self._set_count(numprocesses)
             if self.is_active():
                 await self._reduce()
                 await self._wait_ready(await self._spawn_missing())

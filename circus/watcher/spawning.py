@@ -7,6 +7,8 @@ import errno
 import logging
 import random
 import subprocess
+import time
+import weakref
 
 from circus.errors import describe
 from circus.process import Process
@@ -20,6 +22,40 @@ logger = logging.getLogger("circus")
 MIN_UPTIME = 1.0
 # the longest pause between two attempts when starts keep failing
 MAX_BACKOFF = 5.0
+
+
+# circusd answers commands while it spawns many processes: spawning takes
+# at most SPAWN_SLICE seconds of the loop (a spawn takes about a
+# millisecond), then lets the loop turn SPAWN_YIELDS times without spawning:
+# a request takes three turns (its frame is read, the controller's task
+# wakes, the command's task runs), so one that arrives during a spawn is
+# answered before the next. An idle turn costs some 20 microseconds.
+SPAWN_SLICE = 0.001
+SPAWN_YIELDS = 3
+
+
+class _Slice:
+    """The time spent spawning since a loop last had a turn, shared by every
+    watcher of that loop (a start of several, respawns after a mass exit)."""
+    started = weakref.WeakKeyDictionary()  # loop -> when this turn's spawns began
+
+    @classmethod
+    def spent(cls, loop):
+        """True when this turn of the loop has spawned long enough."""
+        now = time.monotonic()
+        started = cls.started.get(loop)
+        if started is None:
+            cls.started[loop] = started = now
+            # runs first at the loop's next turn, before anything put off now
+            loop.call_soon(cls.started.pop, loop, None)
+        return now - started > SPAWN_SLICE
+
+
+async def spawn_pause(loop):
+    """Await between two spawns: yields to the loop once the slice is spent."""
+    if _Slice.spent(loop):
+        for _ in range(SPAWN_YIELDS):
+            await asyncio.sleep(0)
 
 
 def retry_delay(failures: int) -> float:
@@ -96,7 +132,8 @@ class ProcessKeeping:
             rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
             watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
             variables=self.variables(), stdout=target(self.stdout_stream),
-            stderr=target(self.stderr_stream), loop=self._loop)
+            stderr=target(self.stderr_stream), die_with_parent=self.die_with_circusd,
+            loop=self._loop)
 
     # --- readiness --------------------------------------------------------
     def _arm_ready(self, process):
@@ -191,6 +228,8 @@ class ProcessKeeping:
             spawned.append(process)
             if self.warmup_delay > 0 and len(self.live_processes()) < self.numprocesses:
                 await asyncio.sleep(self.warmup_delay)
+            else:
+                await spawn_pause(self._loop)
         return spawned
 
     def _on_exit(self, pid, wait_status):
@@ -235,6 +274,8 @@ class ProcessKeeping:
         if not self.respawn:
             return
         delay = retry_delay(self._failures)
+        if getattr(self, "_replace_later", None) is not None:
+            return  # a replacement of the dead is scheduled already
         if delay:
             self._loop.call_later(delay, self._replace_dead)
         else:
@@ -243,6 +284,7 @@ class ProcessKeeping:
     def _replace_dead(self):
         """Respawn after an unexpected death; each replacement is published
         as respawn (after its spawn)."""
+        self._replace_later = None
         if not self.is_running() or (self._lock and self._lock.locked()):
             # the operation holding the lock spawns what it needs itself;
             # check again once it is done
@@ -250,6 +292,10 @@ class ProcessKeeping:
                 self._spawn_task(self._locked(self._respawn_missing))
             return
         while self.is_running() and len(self.live_processes()) < self.numprocesses:
+            if _Slice.spent(self._loop):
+                # many died at once: the rest at the loop's next turn
+                self._replace_later = self._loop.call_soon(self._replace_dead)
+                return
             process = self.spawn_process()
             if process is None:
                 if self.is_running():

@@ -90,6 +90,20 @@ class LogRecords(logging.Handler):
         logger = logging.getLogger("circus")
         logger.removeHandler(self)
         logger.setLevel(self._level)
+def wait_exec(pids, timeout=10.0):
+    """Wait until each of pids runs its own command. A child that dies with
+    circusd is started through setpriv (circus.pdeathsig), whose command line
+    it shows until setpriv has executed the command, a moment later."""
+    def started(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            return True  # gone: nothing to wait for
+        return bool(argv[0]) and os.path.basename(argv[0]) != b"setpriv"
+    wait_for(lambda: all(started(pid) for pid in pids), timeout=timeout,
+             message="the commands' own exec")
+    return pids
 
 
 class Circusd:
@@ -180,3 +194,21 @@ def http_get(port, path="/", host="127.0.0.1", timeout=5.0):
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def raw_call(daemon, payload, socket_type=None, timeout=5.0):
+    """Send one frame (bytes, or a mapping as JSON) to daemon's ROUTER with a
+    plain pyzmq socket and return the decoded reply (None if none came)."""
+    import json
+
+    import zmq
+    sock = zmq.Context.instance().socket(socket_type or zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(daemon.endpoint)
+        sock.send(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+        if not sock.poll(timeout * 1000):
+            return None
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
