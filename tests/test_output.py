@@ -585,6 +585,7 @@ def test_output_command_checks_its_properties(circusd, tmp_path):
         assert needle in reply["reason"], (props, reply)
 
     refused("missing property 'name'")
+    refused("unknown property 'nmae'", name="quiet", nmae="quiet")
     refused("'name'", name=5)
     refused("program nope not found", name="nope")
     for pid in ("x", 1.5, True, 0):

@@ -1,4 +1,4 @@
-from circus.commands.base import ArgumentError, Command, MessageError, int_arg
+from circus.commands.base import ArgumentError, Command, MessageError, int_arg, integer, string
 
 STREAMS = ("stdout", "stderr")
 # at most, per ring and per reply: circusd answers with what its rings hold
@@ -7,6 +7,39 @@ STREAMS = ("stdout", "stderr")
 MAX_LINES = 200
 DEFAULT_LINES = 20
 REPLY_BYTES = 64 * 1024
+
+
+# the kinds of its properties (see circus.commands.base)
+def _streams(key, value):
+    """stdout and/or stderr: a list of them, or one alone."""
+    chosen = [value] if isinstance(value, str) else value
+    if not isinstance(chosen, list) or not chosen or \
+            not all(isinstance(s, str) and s in STREAMS for s in chosen):
+        raise MessageError("property %r must be a list of stdout and/or stderr" % key)
+    return tuple(s for s in STREAMS if s in chosen)
+
+
+def _lines(key, value):
+    lines = integer(0)(key, value)
+    if lines > MAX_LINES:
+        raise MessageError("property %r must be at most %d" % (key, MAX_LINES))
+    return lines
+
+
+def _cursor(key, value):
+    """The cursor of an earlier reply: pid -> stream -> offset."""
+    refused = MessageError("property %r must be the cursor of an earlier reply "
+                           "(pid -> stream -> offset)" % key)
+    if not isinstance(value, dict):
+        raise refused
+    for pid, offsets in value.items():
+        if not (pid.isascii() and pid.isdigit()) or not isinstance(offsets, dict):
+            raise refused
+        for stream, offset in offsets.items():
+            if stream not in STREAMS or isinstance(offset, bool) or \
+                    not isinstance(offset, int) or offset < 0:
+                raise refused
+    return value
 
 
 class Output(Command):
@@ -66,6 +99,8 @@ class Output(Command):
     """
 
     name = "output"
+    spec = {"name": string, "pid": integer(1), "streams": _streams, "lines": _lines,
+            "cursor": _cursor}
     properties = ["name"]
     usage = "<name> [<pid>]"
     options = [("lines", None, "lines per stream (default %d, at most %d)"
@@ -90,23 +125,9 @@ class Output(Command):
 
     def validate(self, props):
         super().validate(props)
-        if props.get("pid") is not None:
-            props["pid"] = self.int_prop(props, "pid", minimum=1)
-        streams = props.get("streams", list(STREAMS))
-        if isinstance(streams, str):
-            streams = [streams]
-        if not isinstance(streams, list) or not streams or \
-                not all(isinstance(s, str) and s in STREAMS for s in streams):
-            raise MessageError("property 'streams' must be a list of stdout and/or stderr")
-        props["streams"] = tuple(s for s in STREAMS if s in streams)
-        cursor = props.get("cursor")
-        if cursor is not None and not _is_cursor(cursor):
-            raise MessageError("property 'cursor' must be the cursor of an earlier reply "
-                               "(pid -> stream -> offset)")
-        default = MAX_LINES if cursor is not None else DEFAULT_LINES
-        props["lines"] = self.int_prop(props, "lines", default, minimum=0)
-        if props["lines"] > MAX_LINES:
-            raise MessageError("property 'lines' must be at most %d" % MAX_LINES)
+        props["streams"] = props.get("streams", STREAMS)
+        if "lines" not in props:
+            props["lines"] = MAX_LINES if "cursor" in props else DEFAULT_LINES
 
     async def execute(self, arbiter, props):
         watcher = self.watcher(arbiter, props)
@@ -138,19 +159,6 @@ class Output(Command):
                 lines.append("%s ... %d bytes skipped" % (head, entry["skipped"]))
             lines.extend("%s %s" % (head, printable(line)) for line in entry.get("lines", ()))
         return "\n".join(lines)
-
-
-def _is_cursor(cursor):
-    if not isinstance(cursor, dict):
-        return False
-    for pid, offsets in cursor.items():
-        if not pid.isdigit() or not isinstance(offsets, dict):
-            return False
-        for stream, offset in offsets.items():
-            if stream not in STREAMS or isinstance(offset, bool) or \
-                    not isinstance(offset, int) or offset < 0:
-                return False
-    return True
 
 
 command = Output()
