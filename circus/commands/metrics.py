@@ -1,4 +1,4 @@
-from circus.commands.base import Command, MessageError
+from circus.commands.base import Command, boolean, mapping
 
 
 class Metrics(Command):
@@ -34,12 +34,10 @@ class Metrics(Command):
     """
 
     name = "metrics"
+    spec = {"known": mapping, "pids": boolean}
 
     async def execute(self, arbiter, props):
-        known = props.get("known") or {}
-        if not isinstance(known, dict):
-            raise MessageError("property 'known' must map watcher names to pids_version")
-        return arbiter.metrics(known, self.bool_prop(props, "pids", True))
+        return arbiter.metrics(props.get("known") or {}, props.get("pids", True))
 
     def console_msg(self, msg):
         if "watchers" not in msg:
