@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/console_load.py [--watchers 50] [--processes 1000]
                                                 [--clients 20] [--duration 20]
-                                                [--requests 50] [--json FILE]
+                                                [--requests 50] [--flood-mb 50]
+                                                [--json FILE]
 
 circusd runs --watchers watchers of `sleep 3600` (--processes in all) with
 stats_endpoint set (so circusd-stats publishes every process every second,
@@ -16,9 +17,16 @@ every process:
   over --duration seconds with no browser, then again with --clients event
   streams open on the overview (each a thread reading like a browser,
   counting the events it gets): the difference is what the live pages cost.
+- then a watcher that was not started (`flood`, one process writing
+  --flood-mb MB/s of 100-byte lines on stdout) starts, a browser opens its
+  page's stream (the log tail), and circusd's and the console's memory are
+  sampled every half second for --duration seconds: their growth from
+  before the flood started, the rate the writer kept (from circusd's
+  `output` cursor: every byte it wrote) and what the page received.
 
-Only public tools: the console's own HTTP interface, http.client, psutil.
-Every process started here is stopped at the end.
+Only public tools: the console's own HTTP interface, circus.client (the
+protocol), http.client, psutil. Every process started here is stopped at
+the end.
 """
 import argparse
 import http.client
@@ -38,6 +46,19 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WARMUP = 3.0
+# --flood-mb MB/s of 100-byte lines, in 64 kB writes
+FLOODER = """
+import os, sys, time
+chunk = (b"flood " + b"x" * 93 + b"\\n") * 640
+rate = float(sys.argv[1]) * 1000 * 1000
+started, sent = time.monotonic(), 0
+while True:
+    os.write(1, chunk)
+    sent += len(chunk)
+    ahead = sent / rate - (time.monotonic() - started)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
 
 
 def log(message, *args):
@@ -62,7 +83,7 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.2)
 
 
-def write_config(directory, watchers, processes):
+def write_config(directory, watchers, processes, flood_mb):
     endpoint, pubsub, stats = ("tcp://127.0.0.1:%d" % free_port() for _ in range(3))
     per_watcher, extra = divmod(processes, watchers)
     lines = ["[circus]", "endpoint = %s" % endpoint, "pubsub_endpoint = %s" % pubsub,
@@ -70,6 +91,12 @@ def write_config(directory, watchers, processes):
     for index in range(watchers):
         lines += ["[watcher:app%02d]" % index, "cmd = sleep 3600",
                   "numprocesses = %d" % (per_watcher + (1 if index < extra else 0)), ""]
+    flooder = os.path.join(directory, "flooder.py")
+    with open(flooder, "w") as handle:
+        handle.write(FLOODER)
+    # started only for the last measure (the others are of an idle circusd)
+    lines += ["[watcher:flood]", "cmd = %s %s %s" % (sys.executable, flooder, flood_mb),
+              "autostart = false", ""]
     path = os.path.join(directory, "circus.ini")
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
@@ -95,12 +122,14 @@ def cpu(proc):
 
 
 class StreamReader(threading.Thread):
-    """One browser's event stream: reads and counts events until stopped."""
+    """One browser's event stream: reads and counts events (and bytes)
+    until stopped."""
 
     def __init__(self, port, path):
         super().__init__(daemon=True)
         self.port, self.path = port, path
         self.events = {}
+        self.bytes = 0
         self.status = None
         self.stopping = False
         self.conn = None
@@ -117,6 +146,7 @@ class StreamReader(threading.Thread):
                 return
             if not line:
                 return
+            self.bytes += len(line)
             if line.startswith(b"event: "):
                 name = line[7:].strip().decode()
                 self.events[name] = self.events.get(name, 0) + 1
@@ -136,8 +166,61 @@ def summary(values):
             "max": round(values[-1] * 1000, 2)}
 
 
+def measure_flood(args, port, eid, endpoint, daemon, console):
+    """A writer of --flood-mb MB/s with its tail open: what it costs in memory."""
+    from circus.client import CircusClient
+    client = CircusClient(endpoint=endpoint, timeout=30)
+
+    def call(command, **props):
+        reply = client.call({"command": command, "properties": props})
+        if reply.get("status") != "ok":
+            raise RuntimeError("%s: %s" % (command, reply))
+        return reply
+
+    def written():
+        cursor = call("output", name="flood", lines=0)["cursor"]
+        return sum(sum(streams.values()) for streams in cursor.values())
+    rss = [daemon.memory_info().rss, console.memory_info().rss]
+    peak = list(rss)
+    reader = StreamReader(port, "/e/%s/stream?view=watcher&name=flood" % eid)
+    try:
+        call("start", name="flood", waiting=True)
+        reader.start()
+        wait_for(lambda: reader.events.get("output"), 60, "the tail's first lines")
+        time.sleep(WARMUP)
+        before = written(), cpu(daemon), cpu(console), reader.events.get("output", 0), \
+            reader.bytes
+        begin = time.monotonic()
+        while time.monotonic() - begin < args.duration:
+            time.sleep(0.5)
+            peak = [max(peak[0], daemon.memory_info().rss),
+                    max(peak[1], console.memory_info().rss)]
+        elapsed = time.monotonic() - begin
+        result = {
+            "target_mb_s": args.flood_mb,
+            "rate_mb_s": round((written() - before[0]) / elapsed / 1e6, 2),
+            "seconds": round(elapsed, 1),
+            "circusd_rss_mb": round(rss[0] / 2 ** 20, 1),
+            "circusd_rss_growth_mb": round((peak[0] - rss[0]) / 2 ** 20, 2),
+            "console_rss_growth_mb": round((peak[1] - rss[1]) / 2 ** 20, 2),
+            "circusd_cpu_percent": round((cpu(daemon) - before[1]) / elapsed * 100, 2),
+            "console_cpu_percent": round((cpu(console) - before[2]) / elapsed * 100, 2),
+            "output_events_per_s": round((reader.events.get("output", 0) - before[3])
+                                         / elapsed, 2),
+            "page_kb_per_s": round((reader.bytes - before[4]) / elapsed / 1000, 1),
+        }
+        log("flood: %s", result)
+        return result
+    finally:
+        reader.stop()
+        try:
+            call("stop", name="flood", waiting=True)
+        finally:
+            client.stop()
+
+
 def measure(args, directory):
-    config, endpoint = write_config(directory, args.watchers, args.processes)
+    config, endpoint = write_config(directory, args.watchers, args.processes, args.flood_mb)
     env = dict(os.environ, PYTHONPATH=ROOT)
     port = free_port()
     daemon_log = open(os.path.join(directory, "circusd.log"), "wb")
@@ -211,6 +294,8 @@ def measure(args, directory):
         log("%d streams: %s", args.clients, streaming)
         for reader in readers:
             reader.stop()
+        flood = measure_flood(args, port, eid, endpoint, daemon, console) \
+            if args.flood_mb > 0 else None
         return {
             "watchers": args.watchers, "processes": args.processes, "clients": args.clients,
             "pages": pages, "idle": idle, "streaming": streaming,
@@ -222,6 +307,7 @@ def measure(args, directory):
             "circusd_cost_percent": round(streaming["circusd_cpu_percent"]
                                           - idle["circusd_cpu_percent"], 2),
             "console_rss_mb": round(console.memory_info().rss / 2 ** 20, 1),
+            "flood": flood,
         }
     finally:
         for proc in (console_proc, daemon_proc):
@@ -248,6 +334,9 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--flood-mb", dest="flood_mb", type=float, default=50.0,
+                        help="MB/s the writer of the log tail measure writes (0: no such "
+                             "measure)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="console-load-") as directory:

@@ -169,6 +169,8 @@ class Runner:
             msg = command.build_message(parsed.args, opts)
         except ArgumentError as exc:
             return self.fail("%s\nusage: %s" % (exc, parser.usage), EXIT_USAGE)
+        if opts.get("follow") and getattr(command, "follows", False):
+            return self.follow(command, msg, options)
         reply = self.call(msg, options)
         if isinstance(reply, int):
             return reply
@@ -198,6 +200,27 @@ class Runner:
         finally:
             if client is not None and client is not self._client:
                 client.stop()
+
+    def follow(self, command, msg, options):
+        """Ask again and again, each time from the last reply (tail -f),
+        until interrupted or an error."""
+        import time
+        try:
+            while True:
+                reply = self.call(msg, options)
+                if isinstance(reply, int):
+                    return reply
+                if reply.get("status") == "error":
+                    print(command.console_error(reply), file=self.err)
+                    return EXIT_ERROR
+                text = json.dumps(reply, sort_keys=True) if options.json \
+                    else command.console_msg(reply)
+                if text:
+                    self.print(text)
+                msg = command.follow_message(msg, reply)
+                time.sleep(command.follow_interval)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
     def help(self, args):
         from circus.commands import get_command

@@ -126,7 +126,8 @@ def make_httpd_watcher(arbiter):
         if options.get(key):
             args.append(flag)
     for key, flag in (("httpd_url_prefix", "--url-prefix"),
-                      ("httpd_trust_forwarded", "--trust-forwarded")):
+                      ("httpd_trust_forwarded", "--trust-forwarded"),
+                      ("httpd_logs_role", "--logs-role")):
         if options.get(key):
             args += [flag, options[key]]
     args += _curve_args(arbiter)

@@ -177,6 +177,25 @@ def env_variables(env):
     return {"env." + k.lower(): v for k, v in env.items()}
 
 
+# terminal control sequences: CSI (colours, cursor moves), OSC (titles,
+# links), the string controls (DCS, SOS, PM, APC), other escapes, 8-bit CSI
+_ESCAPES = re.compile(r"""
+    \x1b\[[0-?]*[ -/]*[@-~]?
+  | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?
+  | \x1b[PX^_][^\x1b]*(?:\x1b\\)?
+  | \x1b[ -/]*[0-~]?
+  | \x9b[0-?]*[ -/]*[@-~]?
+""", re.VERBOSE)
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """text without terminal control sequences or control characters (tabs
+    are kept): what a process wrote, made safe to show in a terminal and
+    plain in a page (colour codes would show as garbage there)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
 def bytes2human(n):
     for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
         if n >= size:

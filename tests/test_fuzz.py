@@ -54,7 +54,7 @@ autostart = false
 
 # commands that only read: any properties at all may be sent to them
 READING = {"dstats", "get", "globaloptions", "list", "listen", "listsockets", "numprocesses",
-           "numwatchers", "options", "stats", "status", "reloadconfig"}
+           "numwatchers", "options", "output", "stats", "status", "reloadconfig"}
 
 
 class Cgroup:

@@ -24,6 +24,7 @@ OUTSIDE = {
     "stats": ("circus.stats",),
     "metrics": ("circus.metrics",),
     "worker": ("circus.worker",),
+    "web": ("circus.web",),
 }
 # leaves: shared by every process, importing nothing of circus but other leaves
 LEAVES = ("circus.errors", "circus.util", "circus.states", "circus.logs", "circus.sdnotify",

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 import textwrap
 
@@ -89,6 +90,38 @@ def test_ring_decodes_and_strips_carriage_returns():
     ring = Ring()
     ring.write("café\r\n".encode() + b"\xff\n")
     assert ring.tail()[0] == ["café", "\ufffd"]
+
+
+def test_ring_bounded_reads_keep_the_newest_lines_and_count_the_rest():
+    ring = Ring(size=4096)
+    ring.write(b"".join(b"line %03d\n" % n for n in range(100)))  # 9 bytes a line
+    begin, end, lost = ring.span_tail()
+    assert (begin, end, lost) == (0, 900, 0)
+    first = ring.last_lines(begin, end, 3)
+    assert ring.read(first, end) == (["line 097", "line 098", "line 099"], 0)
+    assert ring.last_lines(begin, end, 0) == end
+    assert ring.last_lines(begin, end, 1000) == begin
+    # within 40 bytes: 4 whole lines, the other 860 bytes counted
+    assert ring.read(begin, end, 40) == (["line %03d" % n for n in range(96, 100)], 864)
+    assert ring.read(begin, end, 0) == ([], 900)
+    # a line longer than the bound: its beginning, the rest counted
+    ring.write(b"head" + b"x" * 200 + b"\n")
+    begin, end, _ = ring.span_since(900)
+    assert ring.read(begin, end, 10) == (["headxxxxxx"], 195)
+    # since a cursor the ring has turned past: what it lost, then the span
+    ring = Ring(size=32)
+    ring.write(b"".join(b"n%02d\n" % n for n in range(20)))  # 80 bytes, 4 a line
+    begin, end, lost = ring.span_since(0)
+    assert lost == 48 and ring.read(begin, end)[0] == ["n%02d" % n for n in range(12, 20)]
+
+
+def test_shares_meet_small_needs_and_split_the_rest():
+    from circus.watcher.output import _shares
+    assert _shares([10, 20], None) == [None, None]
+    assert _shares([10, 20], 100) == [10, 20]
+    assert _shares([10, 1000, 500], 300) == [10, 145, 145]
+    assert _shares([0, 0, 5000], 64) == [0, 0, 64]
+    assert sum(_shares([7] * 1000, 100)) <= 100
 
 
 # --- in a watcher -----------------------------------------------------------------
@@ -196,6 +229,37 @@ def test_a_chatty_process_without_a_stream_is_read_in_batches(tmp_path, monkeypa
 
     count = asyncio.run(main())
     assert count < 100, count
+
+
+def test_a_fast_writer_without_a_stream_is_not_held_back(tmp_path):
+    # 20 MB of lines as fast as it can: the pauses that gather a slow
+    # writer's lines must not make a fast one wait on a full pipe (a fixed
+    # 50 ms pause held it to 64 KiB per pause: 16 s for this)
+    script = tmp_path / "fast.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time
+        chunk = b"x" * 99 + b"\\n"
+        started = time.monotonic()
+        for _ in range(200000):
+            os.write(1, chunk)
+        print("%.3f" % (time.monotonic() - started), file=sys.stderr, flush=True)
+        time.sleep(300)
+    """))
+
+    async def main():
+        watcher = Watcher("fast", "%s %s" % (PY, script))
+        async with aio.running([watcher]):
+            (process,) = await aio.until(lambda: list(watcher.processes.values()))
+
+            def done():  # two pipes: either may be read first
+                rings = process.output
+                return rings and rings.stdout and rings.stdout.end == 200000 * 100 and \
+                    rings.stderr and rings.stderr.tail()[0]
+            await aio.until(done, timeout=60, message="the writer to finish")
+            return float(process.output.stderr.tail()[0][0])
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 5, elapsed
 
 
 def test_the_end_of_a_flood_written_just_before_exit_is_kept(tmp_path):
@@ -404,6 +468,191 @@ def test_circusd_raises_its_open_files_soft_limit(circusd):
     (child,) = wait_for(daemon.children, message="the child")
     # children inherit it (see circusd.raise_open_files_limit)
     assert resource.prlimit(child.pid, resource.RLIMIT_NOFILE) == (4096, 4096)
+
+
+# --- the output command ------------------------------------------------------------
+SIGNALLED = textwrap.dedent("""
+    import signal, sys, time
+    said = 0
+    def more(signum, frame):
+        global said
+        said += 1
+        print("more %d" % said, flush=True)
+    def flood(signum, frame):
+        sys.stdout.write("".join("flood %04d\\n" % n for n in range(1000)))
+        sys.stdout.flush()
+    signal.signal(signal.SIGUSR1, more)
+    signal.signal(signal.SIGUSR2, flood)
+    print("\\x1b[31mred\\x1b[0m <b>", flush=True)
+    for n in range(30):
+        print("out %d" % n, flush=True)
+        print("err %d" % n, file=sys.stderr, flush=True)
+    while True:
+        time.sleep(1)
+""")
+# 300 lines of 30 bytes on each stream: more than a ring holds
+FULL = ("import sys, time\n"
+        "for n in range(300):\n"
+        "    print('out %05d ' % n + 'o' * 19, flush=True)\n"
+        "    print('err %05d ' % n + 'e' * 19, file=sys.stderr, flush=True)\n"
+        "time.sleep(300)\n")
+
+
+def output_config(tmp_path):
+    (tmp_path / "signalled.py").write_text(SIGNALLED)
+    (tmp_path / "full.py").write_text(FULL)
+    return ("[watcher:talk]\ncmd = %s %s\nnumprocesses = 2\n\n"
+            "[watcher:full]\ncmd = %s %s\nnumprocesses = 9\n\n"
+            "[watcher:quiet]\ncmd = sleep 300\n"
+            % (PY, tmp_path / "signalled.py", PY, tmp_path / "full.py"))
+
+
+def written(daemon, name, count, out, err):
+    """Wait until count processes of name wrote these last lines on stdout
+    and stderr (two pipes, read each in its turn); their pids."""
+    def done():
+        reply = daemon.call("output", name=name, lines=1)
+        ended = [o["pid"] for o in reply.get("output", [])
+                 if o["lines"] == [out if o["stream"] == "stdout" else err]]
+        return len(ended) == 2 * count and sorted(set(ended))
+    return wait_for(done, timeout=30, message="%d processes of %s to write %r and %r"
+                    % (count, name, out, err))
+
+
+def test_output_command_tail_follow_and_bounds(circusd, tmp_path):
+    daemon = circusd(output_config(tmp_path))
+    pids = written(daemon, "talk", 2, "out 29", "err 29")
+    tail = daemon.call("output", name="talk")
+    assert tail["status"] == "ok" and tail["name"] == "talk"
+    assert sorted((o["pid"], o["stream"]) for o in tail["output"]) == \
+        [(pid, stream) for pid in pids for stream in ("stderr", "stdout")]
+    for entry in tail["output"]:  # 20 lines by default, the newest
+        assert len(entry["lines"]) == 20, entry
+        assert entry["lines"][-1] == entry["stream"][3:] + " 29"
+    assert set(tail["cursor"]) == {str(pid) for pid in pids}
+    one = daemon.call("output", name="talk", pid=pids[0], streams=["stdout"], lines=2)
+    assert one["output"] == [{"pid": pids[0], "wid": one["output"][0]["wid"],
+                              "stream": "stdout", "lines": ["out 28", "out 29"]}]
+    assert one["cursor"] == {str(pids[0]): {"stdout": tail["cursor"][str(pids[0])]["stdout"]}}
+    assert daemon.call("output", name="talk", lines=0)["output"] == []
+    quiet = daemon.call("output", name="quiet")
+    assert quiet["output"] == [] and list(quiet["cursor"].values()) == [
+        {"stdout": 0, "stderr": 0}]
+
+    # follow: nothing new, then exactly what was written since
+    cursor = tail["cursor"]
+    assert daemon.call("output", name="talk", cursor=cursor)["output"] == []
+    assert daemon.call("signal", name="talk", signum="USR1")["status"] == "ok"
+    reply = wait_for(lambda: (lambda r: len(r["output"]) == 2 and r)(
+        daemon.call("output", name="talk", cursor=cursor)), message="the new lines")
+    assert sorted((o["pid"], o["stream"], o["lines"], o["skipped"]) for o in reply["output"]) \
+        == [(pid, "stdout", ["more 1"], 0) for pid in pids]
+    cursor = reply["cursor"]
+    assert daemon.call("output", name="talk", cursor=cursor)["output"] == []
+
+    # a flood between two reads: the newest 200 lines, the rest counted
+    assert daemon.call("signal", name="talk", pid=pids[0], signum="USR2")["status"] == "ok"
+    flooded = str(pids[0])
+    wait_for(lambda: daemon.call("output", name="talk", pid=pids[0], cursor=cursor)["cursor"]
+             [flooded]["stdout"] == cursor[flooded]["stdout"] + 11000, message="the flood")
+    reply = daemon.call("output", name="talk", pid=pids[0], cursor=cursor)
+    (entry,) = reply["output"]
+    assert entry["lines"] == ["flood %04d" % n for n in range(800, 1000)]
+    assert entry["skipped"] == 11000 - 200 * 11
+    # ...or fewer, when asked
+    reply = daemon.call("output", name="talk", pid=pids[0], cursor=cursor, lines=5)
+    assert reply["output"][0]["lines"] == ["flood %04d" % n for n in range(995, 1000)]
+    assert reply["output"][0]["skipped"] == 11000 - 5 * 11
+
+    # a reply carries at most 64 KiB of lines, shared by all the rings read
+    written(daemon, "full", 9, "out 00299 " + "o" * 19, "err 00299 " + "e" * 19)
+    full = daemon.call("output", name="full", lines=200)["output"]
+    assert len(full) == 18 and all(entry["lines"] for entry in full)
+    sizes = [sum(len(line) + 1 for line in entry["lines"]) for entry in full]
+    assert sum(sizes) <= 64 * 1024 and max(sizes) - min(sizes) <= 30, sizes
+    every = daemon.call("output", name="full", cursor={}, lines=200)["output"]
+    assert sum(sum(len(line) + 1 for line in e["lines"]) for e in every) <= 64 * 1024
+    assert all(e["skipped"] > 0 for e in every)
+
+
+def test_output_command_checks_its_properties(circusd, tmp_path):
+    daemon = circusd("[watcher:quiet]\ncmd = sleep 300\n")
+    wait_for(lambda: daemon.call("list", name="quiet")["pids"], message="the process")
+
+    def refused(needle, **props):
+        reply = daemon.call("output", **props)
+        assert reply["status"] == "error" and reply["errno"] == 3, (props, reply)
+        assert needle in reply["reason"], (props, reply)
+
+    refused("missing property 'name'")
+    refused("unknown property 'nmae'", name="quiet", nmae="quiet")
+    refused("'name'", name=5)
+    refused("program nope not found", name="nope")
+    for pid in ("x", 1.5, True, 0):
+        refused("'pid'", name="quiet", pid=pid)
+    refused("process 99999999 not found", name="quiet", pid=99999999)
+    for streams in ("both", [], ["stdout", "stdin"], [1], {"stdout": 1}):
+        refused("'streams'", name="quiet", streams=streams)
+    for lines in (-1, 201, "lots", True, 2.5, [1]):
+        refused("'lines'", name="quiet", lines=lines)
+    for cursor in ([], "abc", 5, {"x": {}}, {"1": {"stdin": 1}}, {"1": {"stdout": -1}},
+                   {"1": {"stdout": "3"}}, {"1": {"stdout": True}}, {"1": []}):
+        refused("'cursor'", name="quiet", cursor=cursor)
+    # a stream given alone is taken for the list of it
+    assert daemon.call("output", name="quiet", streams="stderr")["status"] == "ok"
+
+
+def test_circusctl_output_prints_and_follows(circusd, tmp_path):
+    import queue
+    import subprocess
+    import threading
+    daemon = circusd(output_config(tmp_path))
+    pids = written(daemon, "talk", 2, "out 29", "err 29")
+    result = ctl(daemon, "output", "talk", str(pids[0]), "--lines", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "talk[%d] stdout | out 28" % pids[0], "talk[%d] stdout | out 29" % pids[0],
+        "talk[%d] stderr | err 28" % pids[0], "talk[%d] stderr | err 29" % pids[0]]
+    # control sequences never reach the terminal
+    result = ctl(daemon, "output", "talk", str(pids[0]), "--lines", "31", "--stream", "stdout")
+    assert result.stdout.splitlines()[0] == "talk[%d] stdout | red <b>" % pids[0]
+    assert "\x1b" not in result.stdout
+    result = ctl(daemon, "output", "nope")
+    assert result.returncode == 1 and "program nope not found" in result.stderr
+    result = ctl(daemon, "output", "talk", "--lines", "500")
+    assert result.returncode == 1 and "at most 200" in result.stderr
+
+    env = dict(os.environ, PYTHONPATH=ROOT, HOME=str(tmp_path))
+    follower = subprocess.Popen([CIRCUSCTL, "--endpoint", daemon.endpoint, "output", "talk",
+                                 "--lines", "1", "--follow"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+    lines = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout],
+                              daemon=True)
+    reader.start()
+    seen = []
+
+    def saw(text):
+        def found():
+            try:
+                seen.append(lines.get(timeout=0.2).rstrip("\n"))
+            except queue.Empty:
+                pass
+            return any(text in line for line in seen)
+        return wait_for(found, timeout=20, message=lambda: "%r in %r" % (text, seen))
+    try:
+        saw("err 29")
+        assert daemon.call("signal", name="talk", signum="USR1")["status"] == "ok"
+        saw("talk[%d] stdout | more 1" % pids[1])
+        saw("talk[%d] stdout | more 1" % pids[0])
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+        reader.join(5)
+    assert seen.count("talk[%d] stdout | more 1" % pids[0]) == 1  # once: the cursor moved
 
 
 # --- the cost --------------------------------------------------------------------

@@ -486,7 +486,7 @@ def test_httpd_option_runs_the_console_as_circusd_watcher(circusd, tmp_path):
     from circus.web.users import hash_password
     port = free_port()
     daemon = circusd(SLEEPERS.format(extra=(
-        "httpd = true\nhttpd_port = %d\n"
+        "httpd = true\nhttpd_port = %d\nhttpd_logs_role = operator\n"
         "httpd_users = alice:%s:admin\n    victor:%s\n"
         % (port, hash_password("alice-pw", 4), hash_password("victor-pw", 4)))))
     client = Browserish(port)
@@ -511,6 +511,10 @@ def test_httpd_option_runs_the_console_as_circusd_watcher(circusd, tmp_path):
     assert daemon.call("reloadconfig", waiting=True)["status"] == "ok"
     assert daemon.call("list", name="circushttpd")["pids"] == console_pid
     assert client.get("/api/whoami", auth=("victor", "victor-pw")).json()["role"] == "viewer"
+    # httpd_logs_role reached it too: the viewer may not read the output, the admin may
+    output = "/api/e/%s/output?name=sleepers" % eid
+    assert client.get(output, auth=("victor", "victor-pw")).status == 403
+    assert client.get(output, auth=("alice", "alice-pw")).status == 200
 
 
 def test_sockets_page_lists_circus_sockets_with_their_figures(circusd, web_console):
@@ -536,3 +540,228 @@ port = %d
     row = wait_for(figures, timeout=20, message="circusd-stats' figures of the socket")
     assert row["name"] == "front" and row["fd"] == fd
     assert row["connections"] == 0 and row["queued"] == 0 and row["drops"] == 0
+
+
+# --- the log tail -------------------------------------------------------------
+
+TALKER = r"""
+import signal, sys, time
+said = 0
+def more(signum, frame):
+    global said
+    said += 1
+    print("more %d" % said, flush=True)
+signal.signal(signal.SIGUSR1, more)
+print("<b>hello</b> \x1b[32mgreen\x1b[0m", flush=True)
+print("oops", file=sys.stderr, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def talker_config(tmp_path):
+    (tmp_path / "talker.py").write_text(TALKER)
+    return SLEEPERS.format(extra="") + "\n[watcher:talker]\ncmd = %s %s\n" % (
+        PYTHON, tmp_path / "talker.py")
+
+
+def output_requests(daemon):
+    """How many `output` requests circusd has answered (its own counters)."""
+    commands = daemon.call("metrics", pids=False)["commands"]
+    return sum(sum(c["duration"]["counts"]) for c in commands if c["command"] == "output")
+
+
+def said_hello(daemon):
+    return wait_for(lambda: any(o["lines"] for o in daemon.call("output", name="talker")["output"]
+                                if o["stream"] == "stderr"), message="the talker's first lines")
+
+
+def test_log_tail_on_the_page_and_its_stream_only_while_shown(circusd, web_console, tmp_path):
+    from circus.web.tail import POLL_INTERVAL
+    daemon = circusd(talker_config(tmp_path))
+    console = web_console(daemon, args=["--auth-file", users_file(tmp_path / "users")])
+    eid = connected(Browserish(console.port), auth=("victor", "victor-pw"))
+    said_hello(daemon)
+    before = output_requests(daemon)
+    viewer = logged_in(console, "victor")
+    # without JavaScript: the last lines, escaped, without control sequences
+    page = viewer.get("/e/%s/watcher?name=talker" % eid)
+    assert page.status == 200 and 'id="log"' in page.text
+    assert '<span class="text">&lt;b&gt;hello&lt;/b&gt; green</span>' in page.text
+    assert '<span class="stream">stderr</span> <span class="text">oops</span>' in page.text
+    assert "\x1b" not in page.text and "[32m" not in page.text
+    assert output_requests(daemon) == before + 1  # the page's one read
+    # nobody follows it while no page is open
+    time.sleep(POLL_INTERVAL * 4)  # what is measured is an absence
+    assert output_requests(daemon) == before + 1
+
+    cookie = "; ".join("%s=%s" % kv for kv in viewer.cookies.items())
+    path = "/e/%s/stream?view=watcher&name=talker" % eid
+    stream = Stream(console.port, path, {"Cookie": cookie})
+    try:
+        name, _, snapshot = stream.events(1)[0]
+        assert name == "snapshot" and "output" in snapshot
+        _, event_id, first = stream.until(lambda n, i, d: n == "output")
+        assert event_id is None  # not replayed: a resumed page gets the lines anew
+        assert first["reset"] and {"pid": first["lines"][0]["pid"], "stream": "stdout",
+                                   "text": "<b>hello</b> green"} in first["lines"]
+        assert daemon.call("signal", name="talker", signum="USR1")["status"] == "ok"
+        _, _, more = stream.until(lambda n, i, d: n == "output" and d["lines"])
+        assert [line["text"] for line in more["lines"]] == ["more 1"] and not more["reset"]
+        # a page that comes back gets the tail's lines so far
+        resumed = Stream(console.port, path, {"Cookie": cookie,
+                                              "Last-Event-ID": snapshot["id"]})
+        try:
+            _, _, again = resumed.until(lambda n, i, d: n == "output")
+            assert again["reset"] and again["lines"][-1]["text"] == "more 1"
+        finally:
+            resumed.close()
+    finally:
+        stream.close()
+    # the last page gone, the console stops asking
+    def steady():
+        count = output_requests(daemon)
+        time.sleep(POLL_INTERVAL * 4)  # what is measured is an absence
+        return output_requests(daemon) == count and count
+    assert wait_for(steady, timeout=20, message="the tail to stop") > before + 2
+
+
+def test_log_tail_api_follows_with_a_cursor(setup_talker):
+    daemon, console, eid = setup_talker
+    client = Browserish(console.port)
+    auth = ("victor", "victor-pw")
+    first = client.get("/api/e/%s/output?name=talker&stream=stdout&lines=1" % eid, auth=auth)
+    assert first.status == 200, first.text
+    body = first.json()
+    assert body["watcher"] == "talker"
+    assert [line["text"] for line in body["lines"]] == ["<b>hello</b> green"]
+    assert daemon.call("signal", name="talker", signum="USR1")["status"] == "ok"
+
+    def more():
+        reply = client.get("/api/e/%s/output?name=talker&stream=stdout&cursor=%s"
+                           % (eid, body["cursor"]), auth=auth).json()
+        return reply["lines"] and reply
+    follow = wait_for(more, message="the new line")
+    assert [(line["stream"], line["text"]) for line in follow["lines"]] == [("stdout", "more 1")]
+    nothing = client.get("/api/e/%s/output?name=talker&stream=stdout&cursor=%s"
+                         % (eid, follow["cursor"]), auth=auth).json()
+    assert nothing["lines"] == []
+    # a stream the cursor does not know is read from its start
+    both = client.get("/api/e/%s/output?name=talker&cursor=%s" % (eid, follow["cursor"]),
+                      auth=auth).json()
+    assert [(line["stream"], line["text"]) for line in both["lines"]] == [("stderr", "oops")]
+    for query, status, needle in (("name=talker&cursor=%%%%", 400, "cursor"),
+                                  ("name=talker&cursor=W10", 400, "cursor"),
+                                  ("name=talker&lines=500", 400, "at most 200"),
+                                  ("name=talker&lines=x", 400, "whole number"),
+                                  ("name=talker&stream=stdin", 400, "streams"),
+                                  ("name=nobody", 400, "not found"), ("", 400, "name")):
+        reply = client.get("/api/e/%s/output?%s" % (eid, query), auth=auth)
+        assert reply.status == status and needle in reply.json()["error"], (query, reply.text)
+    assert client.get("/api/e/%s/output?name=talker" % eid).status == 401
+
+
+@pytest.fixture
+def setup_talker(circusd, web_console, tmp_path):
+    daemon = circusd(talker_config(tmp_path))
+    console = web_console(daemon, args=["--auth-file", users_file(tmp_path / "users")])
+    eid = connected(Browserish(console.port), auth=("victor", "victor-pw"))
+    said_hello(daemon)
+    return daemon, console, eid
+
+
+def test_who_sees_the_logs(circusd, web_console, tmp_path):
+    from circus.web.tail import POLL_INTERVAL
+    daemon = circusd(talker_config(tmp_path))
+    users = users_file(tmp_path / "users")
+    console = web_console(daemon, args=["--auth-file", users, "--logs-role", "operator",
+                                        "--read-only"])
+    eid = connected(Browserish(console.port), auth=("victor", "victor-pw"))
+    said_hello(daemon)
+    before = output_requests(daemon)
+    api = "/api/e/%s/output?name=talker" % eid
+    client = Browserish(console.port)
+    # a viewer: no tail on the page, none in its stream, the API refuses
+    viewer = logged_in(console, "victor")
+    page = viewer.get("/e/%s/watcher?name=talker" % eid)
+    assert page.status == 200 and 'id="log"' not in page.text and "hello" not in page.text
+    assert client.get(api, auth=("victor", "victor-pw")).status == 403
+    cookie = "; ".join("%s=%s" % kv for kv in viewer.cookies.items())
+    stream = Stream(console.port, "/e/%s/stream?view=watcher&name=talker" % eid,
+                    {"Cookie": cookie})
+    try:
+        name, _, snapshot = stream.events(1)[0]
+        assert name == "snapshot" and "output" not in snapshot
+        time.sleep(POLL_INTERVAL * 4)  # what is measured is an absence
+        assert output_requests(daemon) == before
+    finally:
+        stream.close()
+    assert b"does not show logs to the viewer role" in console.read_log()
+    # an operator reads them, in a read-only console too (where it acts as a viewer)
+    operator = logged_in(console, "olga")
+    assert operator.get("/api/whoami").json()["role"] == "viewer"
+    assert "&lt;b&gt;hello" in operator.get("/e/%s/watcher?name=talker" % eid).text
+    assert client.get(api, auth=("olga", "olga-pw")).status == 200
+    # --logs-role none: nobody
+    closed = web_console(daemon, args=["--auth-file", users, "--logs-role", "none"])
+    eid = connected(Browserish(closed.port), auth=("alice", "alice-pw"))
+    assert Browserish(closed.port).get(api, auth=("alice", "alice-pw")).status == 403
+    admin = logged_in(closed, "alice")
+    assert 'id="log"' not in admin.get("/e/%s/watcher?name=talker" % eid).text
+
+
+# 50 MB/s of 100-byte lines, in 64 KB writes
+FLOODER = r"""
+import os, time
+chunk = (b"flood " + b"x" * 93 + b"\n") * 640
+rate = 50 * 1000 * 1000
+started, sent = time.monotonic(), 0
+while True:
+    os.write(1, chunk)
+    sent += len(chunk)
+    ahead = sent / rate - (time.monotonic() - started)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def written_bytes(daemon, name):
+    """What the processes of name wrote so far, from circusd's cursor."""
+    cursor = daemon.call("output", name=name, lines=0)["cursor"]
+    return sum(sum(streams.values()) for streams in cursor.values())
+
+
+@pytest.mark.slow
+def test_a_50_mb_s_writer_with_the_tail_open_leaves_memory_bounded(circusd, web_console,
+                                                                   tmp_path):
+    import psutil
+    (tmp_path / "flooder.py").write_text(FLOODER)
+    daemon = circusd(SLEEPERS.format(extra="") + "\n[watcher:flood]\ncmd = %s %s\n"
+                     % (PYTHON, tmp_path / "flooder.py"))
+    console = web_console(daemon)
+    eid = connected(Browserish(console.port))
+    stream = Stream(console.port, "/e/%s/stream?view=watcher&name=flood" % eid)
+    try:
+        # the tail runs and the flood is on: gaps in what the page gets
+        stream.until(lambda n, i, d: n == "output" and any("skipped" in line
+                                                           for line in d["lines"]))
+        processes = psutil.Process(daemon.proc.pid), psutil.Process(console.proc.pid)
+        rss_before = [p.memory_info().rss for p in processes]
+        wrote_before, started = written_bytes(daemon, "flood"), time.monotonic()
+        lines = gaps = 0
+        while time.monotonic() - started < 8:
+            for name, _, data in stream.events(1, timeout=10):
+                if name == "output":
+                    lines += sum("text" in line for line in data["lines"])
+                    gaps += sum("skipped" in line for line in data["lines"])
+        rate = (written_bytes(daemon, "flood") - wrote_before) / (time.monotonic() - started)
+        growth = [p.memory_info().rss - before for p, before in zip(processes, rss_before)]
+    finally:
+        stream.close()
+    # a real flood (the machine is shared: at least a fifth of the 50 MB/s)...
+    assert rate > 10e6, rate
+    # ...followed live, in bounded batches with the rest counted as skipped...
+    assert lines > 0 and gaps > 0
+    # ...costs circusd and the console no memory that grows with it
+    assert growth[0] < 16 * 2 ** 20, growth
+    assert growth[1] < 32 * 2 ** 20, growth

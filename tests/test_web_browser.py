@@ -222,13 +222,30 @@ def test_add_a_watcher_and_see_it_run(circusd, web_console, tmp_path, context):
     expect()(page.locator("#w-status")).to_have_text("active")
 
 
+# busy: all the CPU it gets, and a request log line now and then
+BUSY = r"""
+import random, sys, time
+paths = ["/", "/api/items", "/api/items/42", "/login", "/static/app.css"]
+next_line = 0
+while True:
+    if time.monotonic() >= next_line:
+        ms = random.uniform(0.8, 40)
+        print('127.0.0.1 "GET %s HTTP/1.1" 200 %d %.1fms' % (random.choice(paths),
+              random.randint(200, 9000), ms), flush=True)
+        if random.random() < 0.1:
+            print("WARNING slow query: %.0f ms" % (ms * 20), file=sys.stderr, flush=True)
+        next_line = time.monotonic() + 0.3
+"""
+
+
 def test_a_chart_receives_points(circusd, web_console, tmp_path, context):
     stats = "stats_endpoint = tcp://127.0.0.1:%d" % free_port()
+    (tmp_path / "busy.py").write_text(BUSY)
     config = SLEEPERS.format(extra=stats) + """
 [watcher:busy]
-cmd = python3 -c "while True: pass"
+cmd = python3 %s
 numprocesses = 1
-"""
+""" % (tmp_path / "busy.py")
     daemon, console, url, eid = start(circusd, web_console, tmp_path, config)
     page = context.new_page()
     login(page, url, "olga")
@@ -250,7 +267,12 @@ numprocesses = 1
     expect()(box).to_have_attribute("data-points", re.compile(r"^[3-9]|\d\d"))
     expect()(page.locator('#processes [data-field="cpu"]')).not_to_have_text("-")
     if os.environ.get("CIRCUS_SCREENSHOTS") == "1":
-        page.screenshot(path=os.path.join(ROOT, "docs", "console-watcher.png"))
+        expect()(page.locator("#log li.line").nth(5)).to_be_visible()  # a log worth showing
+        # from the top to the end of the log tail
+        bottom = page.locator("section.log").bounding_box()
+        page.screenshot(path=os.path.join(ROOT, "docs", "console-watcher.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1280,
+                              "height": bottom["y"] + bottom["height"] + 16})
 
 
 def test_posts_without_token_or_from_another_site_are_refused(circusd, web_console, tmp_path,
@@ -306,6 +328,85 @@ def test_markup_in_names_and_commands_is_shown_as_text(circusd, web_console, tmp
     expect()(page.locator("#timeline")).to_contain_text(XSS)
     assert page.locator("img").count() == 0
     assert context.dialogs == []
+
+
+TALKER = r"""
+import signal, sys, time
+said = 0
+def more(signum, frame):
+    global said
+    said += 1
+    print("more %d \x1b[1;31m<img src=x onerror=alert(1)>\x1b[0m" % said, flush=True)
+signal.signal(signal.SIGUSR1, more)
+print("started \x1b[32m<img src=x onerror=alert(1)>\x1b[0m", flush=True)
+print("\x1b]0;a title\x07warned on stderr", file=sys.stderr, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def start_talker(circusd, web_console, tmp_path):
+    (tmp_path / "talker.py").write_text(TALKER)
+    config = SLEEPERS.format(extra="") + "\n[watcher:talker]\ncmd = python3 %s\n" % (
+        tmp_path / "talker.py")
+    daemon, console, url, eid = start(circusd, web_console, tmp_path, config)
+    wait_for(lambda: any(o["stream"] == "stderr" for o in
+                         daemon.call("output", name="talker")["output"]),
+             message="the talker's first lines")
+    return daemon, console, url, eid
+
+
+def test_the_log_tail_shows_a_line_the_process_just_printed(circusd, web_console, tmp_path,
+                                                           context):
+    daemon, console, url, eid = start_talker(circusd, web_console, tmp_path)
+    page = context.new_page()
+    login(page, url, "victor")  # a viewer reads the logs (unless --logs-role says not)
+    page.goto(url + "/e/%s/watcher?name=talker" % eid)
+    live(page)
+    page.evaluate("window.__sameDocument = true")
+    log = page.locator("#log")
+    expect()(log).to_contain_text("started " + XSS)
+    expect()(page.locator("#log-mode")).to_contain_text("Following live")
+    expect()(log.locator("li.line")).to_have_count(2)
+    assert daemon.call("signal", name="talker", signum="USR1")["status"] == "ok"
+    last = log.locator("li.line").last
+    expect()(last.locator(".text")).to_have_text("more 1 " + XSS)
+    expect()(last.locator(".stream")).to_have_text("stdout")
+    assert daemon.call("signal", name="talker", signum="USR1")["status"] == "ok"
+    expect()(log.locator("li.line").last.locator(".text")).to_have_text("more 2 " + XSS)
+    expect()(log.locator("li.line")).to_have_count(4)  # each line once
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+
+
+def test_markup_and_escape_codes_in_output_are_shown_as_text(circusd, web_console, tmp_path,
+                                                             context, browser):
+    daemon, console, url, eid = start_talker(circusd, web_console, tmp_path)
+    page = context.new_page()
+    login(page, url, "alice")
+    page.goto(url + "/e/%s/watcher?name=talker" % eid)
+    live(page)
+    assert daemon.call("signal", name="talker", signum="USR1")["status"] == "ok"
+    texts = page.locator("#log li.line .text")
+    expect()(texts).to_have_text(["started " + XSS, "warned on stderr", "more 1 " + XSS])
+    content = page.locator("#log").inner_html()
+    assert "\x1b" not in content and "[1;31m" not in content and "a title" not in content
+    assert "&lt;img" in content
+    assert page.locator("img").count() == 0
+    assert context.dialogs == []
+    # without JavaScript: the same lines, in the page as served (from the
+    # tail the first page keeps running)
+    plain = browser.new_context(java_script_enabled=False)
+    try:
+        cookies = context.cookies()
+        plain.add_cookies(cookies)
+        static = plain.new_page()
+        static.goto(url + "/e/%s/watcher?name=talker" % eid)
+        expect()(static.locator("#log li.line .text")).to_have_text(
+            ["started " + XSS, "warned on stderr", "more 1 " + XSS])
+        expect()(static.locator("#log-mode")).to_contain_text("reload the page")
+        assert static.locator("img").count() == 0
+    finally:
+        plain.close()
 
 
 # --- helpers ------------------------------------------------------------------

@@ -259,3 +259,138 @@ def test_model_statistics_history_and_snapshots():
     assert snap["stats"]["processes"][10]["cpu"] == 12.5
     model.on_stat("web", None, {"cpu": 0, "mem": 0, "pid": []})
     assert model.snapshot("watcher", "web")["stats"]["processes"] == {}
+
+
+# --- the log tail ---------------------------------------------------------------
+
+def output_item(lines, reset=False, note=None):
+    return {"kind": "output", "watcher": "web",
+            "data": {"watcher": "web", "reset": reset, "lines": lines, "note": note}}
+
+
+def text_lines(first, count):
+    return [{"pid": 1, "stream": "stdout", "text": "l%d" % n} for n in range(first, first + count)]
+
+
+def test_tail_lines_are_cleaned_cut_and_gaps_kept():
+    from circus.web.tail import LINE_CHARS, lines_of
+    output = [{"pid": 7, "stream": "stderr", "skipped": 900,
+               "lines": ["\x1b[1;31mred\x1b[0m <img src=x onerror=alert(1)>",
+                         "\x1b]0;title\x07bell\x07 tab\there", "y" * (LINE_CHARS + 50)]},
+              {"pid": 8, "stream": "stdout", "lines": ["fine"], "skipped": 0},
+              "junk", {"pid": 9, "stream": "stdout", "lines": "not a list"}]
+    lines = lines_of(output)
+    assert lines[0] == {"pid": 7, "stream": "stderr", "skipped": 900}
+    assert [line.get("text") for line in lines[1:]] == [
+        "red <img src=x onerror=alert(1)>", "bell tab\there", "y" * LINE_CHARS + "\u2026",
+        "fine"]
+    assert lines_of(None) == [] and lines_of({"not": "a list"}) == []
+
+
+def test_waiting_output_merges_into_one_bounded_item():
+    from circus.web.tail import KEEP_LINES, trim
+    sub = Subscriber("watcher", "web", logs=True)
+    sub.offer(output_item(text_lines(0, 3), reset=True))
+    sub.offer({"kind": "process", "watcher": "web", "data": {}})
+    for n in range(10):
+        sub.offer(output_item(text_lines(3 + n * 100, 100), note="n%d" % n))
+    need, items = sub.take(0)
+    assert not need and [i["kind"] for i in items] == ["process", "output"]
+    merged = items[1]["data"]
+    assert merged["reset"] and merged["note"] == "n9" and len(merged["lines"]) == KEEP_LINES
+    assert merged["lines"][0] == {"dropped": 1003 - KEEP_LINES + 1}
+    assert merged["lines"][-1]["text"] == "l1002"
+    # a reset replaces whatever waited
+    sub.offer(output_item(text_lines(0, 5)))
+    sub.offer(output_item(text_lines(50, 1), reset=True))
+    assert sub.take(0)[1][0]["data"]["lines"] == text_lines(50, 1)
+    # gaps already counted add up
+    assert trim([{"dropped": 5}] + text_lines(0, 4), keep=3) == \
+        [{"dropped": 7}] + text_lines(2, 2)
+    # the items were not changed for the other pages they went to
+    shared = output_item(text_lines(0, 2))
+    sub.offer(output_item(text_lines(0, 1)))
+    sub.offer(shared)
+    assert shared["data"]["lines"] == text_lines(0, 2)
+
+
+def test_output_goes_only_to_pages_that_may_read_logs_and_is_not_replayed():
+    broadcaster = make_broadcaster()
+    reader, other = Subscriber("watcher", "web", logs=True), Subscriber("watcher", "web")
+    broadcaster.subscribe(reader)
+    broadcaster.subscribe(other)
+    mark = broadcaster.event_id()
+    broadcaster.publish("output", output_item(text_lines(0, 1))["data"], "web")
+    assert [i["kind"] for i in reader.take(0)[1]] == ["output"]
+    assert other.take(0) == (False, [])
+    assert broadcaster.replay_since(mark) == []
+    assert not Subscriber("overview", logs=True).wants(output_item([]))
+
+
+def test_settings_logs_role():
+    assert Settings.from_mapping({}).logs_role == "viewer"
+    assert Settings.from_environ({"CIRCUSHTTPD_LOGS_ROLE": "Operator"}).logs_role == "operator"
+    assert Settings.from_mapping({"logs_role": "none"}).logs_role == "none"
+    with pytest.raises(SettingsError, match="logs_role"):
+        Settings.from_mapping({"logs_role": "everyone"})
+
+
+class FakeConnection:
+    """What a Tail uses of a hub Connection: call() and the model; circusd's
+    `output` answers from a list of scripted replies."""
+
+    def __init__(self, replies):
+        import queue
+        self.model = Model("tcp://127.0.0.1:5555")
+        self.asked = queue.Queue()
+        self.replies = list(replies)
+
+    def call(self, command, **props):
+        self.asked.put((command, props))
+        if self.replies:
+            return self.replies.pop(0)
+        return {"status": "ok", "output": [], "cursor": props.get("cursor", {})}
+
+
+def test_one_tail_per_watcher_while_pages_show_it():
+    from circus.web.tail import FIRST_LINES, Tails
+    first = {"status": "ok", "output": [{"pid": 4, "stream": "stdout", "lines": ["hi"]}],
+             "cursor": {"4": {"stdout": 3}}}
+    connection = FakeConnection([first])
+    sub = Subscriber("watcher", "web", logs=True)
+    connection.model.broadcaster.subscribe(sub)
+    tails = Tails(connection)
+    tails.watch("web")
+    tails.watch("web")  # a second page: the same Tail
+    assert connection.asked.get(timeout=5) == ("output", {"name": "web", "lines": FIRST_LINES})
+    assert connection.asked.get(timeout=5) == ("output", {"name": "web",
+                                                          "cursor": {"4": {"stdout": 3}}})
+    need, items = sub.take(1)
+    assert items[0]["data"] == {"watcher": "web", "reset": True, "note": None,
+                                "lines": [{"pid": 4, "stream": "stdout", "text": "hi"}]}
+    with connection.model.lock:
+        assert tails.view("web")["ready"] and len(tails._tails) == 1
+    tail = tails._tails["web"]
+    tails.unwatch("web")
+    assert tail.is_alive() and not tail.stopping.is_set()
+    tails.unwatch("web")  # the last page went: the Tail stops, its lines go
+    tail.join(5)
+    assert not tail.is_alive()
+    with connection.model.lock:
+        assert tails.view("web") is None
+
+
+def test_a_tail_says_why_it_has_nothing():
+    from circus.web.tail import UNSUPPORTED, Tails
+    connection = FakeConnection([{"status": "error", "errno": 2, "reason": "unknown command"}])
+    sub = Subscriber("watcher", "web", logs=True)
+    connection.model.broadcaster.subscribe(sub)
+    tails = Tails(connection)
+    tails.watch("web")
+    try:
+        need, items = sub.take(5)
+        assert items[0]["data"]["note"] == UNSUPPORTED and not items[0]["data"]["reset"]
+        with connection.model.lock:
+            assert tails.view("web") == {"ready": False, "lines": [], "note": UNSUPPORTED}
+    finally:
+        tails.stop()

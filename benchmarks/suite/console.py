@@ -4,12 +4,17 @@ and its section of the result file."""
 from suite.daemon_costs import _run
 from suite.report import num, table
 
+# the log tail's measure: circusd's memory while a process writes this fast
+FLOOD_MB = 50
+FLOOD_RSS_MB = 16
+
 
 def run(plan, workdir):
     return _run("console_load.py", ["--watchers", plan["watchers"], "--processes",
                                     plan["processes"], "--clients", plan["clients"],
                                     "--duration", plan["duration"], "--requests",
-                                    plan["requests"]], workdir, "console", timeout=900)
+                                    plan["requests"], "--flood-mb", plan.get("flood_mb", 0)],
+                workdir, "console", timeout=900)
 
 
 def _verdict(ok):
@@ -46,6 +51,19 @@ def targets(console):
                      num(streaming["circusd_cpu_percent"], 2, " %"),
                      num(console["idle"]["circusd_cpu_percent"], 2, " %")),
                  _verdict(console["circusd_cost_percent"] < 0.5 if many else None)))
+    flood = console.get("flood")
+    if flood:
+        full = flood["target_mb_s"] >= FLOOD_MB and flood["seconds"] >= 5
+        rows.append(("web console: circusd's RSS grows under %d MB with a %d MB/s writer and "
+                     "its log tail open" % (FLOOD_RSS_MB, FLOOD_MB),
+                     "%s (the writer kept %s for %s s; the console %s)" % (
+                         num(flood["circusd_rss_growth_mb"], 2, " MB"),
+                         num(flood["rate_mb_s"], 1, " MB/s"), num(flood["seconds"], 1),
+                         num(flood["console_rss_growth_mb"], 2, " MB")),
+                     # the writer must have kept its pace: a circusd holding it back
+                     # would have been spared the test
+                     _verdict(flood["circusd_rss_growth_mb"] < FLOOD_RSS_MB
+                              and flood["rate_mb_s"] >= 0.9 * FLOOD_MB if full else None)))
     return rows
 
 
@@ -73,10 +91,30 @@ def section(console):
         ["streams open", str(console["streams_open"])],
         ["console RSS MiB", num(console["console_rss_mb"], 1)],
     ]
+    flood = console.get("flood")
+    if flood:
+        rows += [
+            ["log tail: the writer's rate, MB/s (asked: %s)" % num(flood["target_mb_s"], 0),
+             num(flood["rate_mb_s"], 2)],
+            ["log tail: circusd RSS MiB before the flood / growth",
+             "%s / %s" % (num(flood["circusd_rss_mb"], 1),
+                          num(flood["circusd_rss_growth_mb"], 2))],
+            ["log tail: console RSS growth MiB", num(flood["console_rss_growth_mb"], 2)],
+            ["log tail: circusd / console CPU % of one core",
+             "%s / %s" % (num(flood["circusd_cpu_percent"], 1),
+                          num(flood["console_cpu_percent"], 1))],
+            ["log tail: output events per second, kB/s to the page",
+             "%s, %s" % (num(flood["output_events_per_s"], 2), num(flood["page_kb_per_s"], 1))],
+        ]
     intro = ("benchmarks/console_load.py: circusd runs %d watchers of `sleep 3600` (%d "
              "processes) with circusd-stats; circushttpd follows it. Pages are fetched on a "
              "new connection each; CPU is measured over %s s without a browser, then with %d "
              "event streams open on the overview (each read like a browser)."
              % (console["watchers"], console["processes"], console["idle"]["seconds"],
                 console["clients"]))
+    if flood:
+        intro += (" Then a process writing %s MB/s of 100-byte lines starts and one page "
+                  "shows its log tail for %s s; memory is sampled every half second, its "
+                  "growth counted from before the flood started."
+                  % (num(flood["target_mb_s"], 0), num(flood["seconds"], 1)))
     return intro + "\n\n" + table(headers, rows)

@@ -31,7 +31,7 @@ PLANS = {
         "stats": {"processes": 500, "duration": 20, "old_circus": True},
         "latency": {"repeat": 1000, "processes": 500},
         "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 20,
-                    "requests": 100},
+                    "requests": 100, "flood_mb": 50},
         "metrics": {"processes": 1000, "watchers": 50, "scrapes": 30, "duration": 20},
     },
     "quick": {
@@ -48,7 +48,7 @@ PLANS = {
         "stats": {"processes": 500, "duration": 5, "old_circus": False},
         "latency": {"repeat": 200, "processes": 500},
         "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 5,
-                    "requests": 30},
+                    "requests": 30, "flood_mb": 50},
         "metrics": {"processes": 1000, "watchers": 50, "scrapes": 10, "duration": 6},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
@@ -62,7 +62,7 @@ PLANS = {
         "stats": {"processes": 10, "duration": 2, "old_circus": False},
         "latency": {"repeat": 20, "processes": 10},
         "console": {"watchers": 3, "processes": 6, "clients": 2, "duration": 1,
-                    "requests": 3},
+                    "requests": 3, "flood_mb": 50},
         "metrics": {"processes": 10, "watchers": 2, "scrapes": 3, "duration": 1},
     },
 }

@@ -7,8 +7,9 @@ from circus.commands.base import CommandError, errors, short
 
 # command name -> module under circus.commands
 NAMES = ("add", "decr", "dstats", "get", "globaloptions", "incr", "kill", "list", "listen",
-         "listsockets", "metrics", "numprocesses", "numwatchers", "options", "quit", "reload",
-         "reloadconfig", "restart", "rm", "set", "signal", "start", "stats", "status", "stop")
+         "listsockets", "metrics", "numprocesses", "numwatchers", "options", "output", "quit",
+         "reload", "reloadconfig", "restart", "rm", "set", "signal", "start", "stats", "status",
+         "stop")
 
 _cache = {}
 

@@ -313,6 +313,9 @@ CIRCUS_SCHEMA = Schema(CIRCUS, [
            "prefix behind a proxy, e.g. /console"),
     Option(CIRCUS, "httpd_trust_forwarded", c.optional_string, None, "proxy addresses "
            "whose X-Forwarded-* the console believes"),
+    Option(CIRCUS, "httpd_logs_role", c.choice("viewer", "operator", "admin", "none"), None,
+           "the least role that sees the processes' output in the console (default: "
+           "viewer; none: nobody)"),
     Option(CIRCUS, "debug", c.boolean, False, "children's output to circusd's",
            attribute="debug"),
     Option(CIRCUS, "pidfile", c.optional_string, None, "write circusd's pid there"),

@@ -14,6 +14,10 @@ Reading: a ring is a window on a stream whose every byte has an offset
 to get what came after it. What is read is cut at line boundaries: a line
 the ring has lost the start of is left out, and so is a last line not
 finished yet (except in the record of an exit: nothing more will come).
+A read costs what it returns: it finds its line boundaries in the rings it
+reads, and nothing is done for a ring nobody reads. A read bounded in bytes
+shares them over the rings it reads, so one flooding process cannot crowd
+the others out, and says how many bytes each ring's reader did not get.
 """
 import time
 from collections import deque
@@ -91,19 +95,56 @@ class Ring:
         """(lines, cursor, skipped): the whole lines written after cursor,
         the offset after them, and how many bytes after cursor the ring had
         already lost."""
+        begin, end, lost = self.span_since(cursor)
+        lines, _ = self.read(begin, end)
+        return lines, self.start + end, lost
+
+    # --- bounded reads: a span of data, then its newest lines ----------------
+    def span_tail(self):
+        """(begin, end, 0): the whole lines kept, as indexes into data."""
+        begin = self._first_line()
+        return begin, max(begin, self.data.rfind(b"\n") + 1), 0
+
+    def span_since(self, cursor):
+        """(begin, end, lost): the whole lines written after cursor, as
+        indexes into data, and how many bytes after cursor the ring had
+        already lost."""
         start = self.start
         cursor = min(max(0, int(cursor)), self.end)
-        skipped = 0
+        lost = 0
         if cursor < start:
-            first = self._first_line()
-            skipped = start + first - cursor
-            begin = first
+            begin = self._first_line()
+            lost = start + begin - cursor
         else:
             begin = cursor - start
-        end = self.data.rfind(b"\n", begin) + 1
-        if end <= begin:
-            return [], start + begin, skipped
-        return _decode(bytes(self.data[begin:end])), start + end, skipped
+        return begin, max(begin, self.data.rfind(b"\n", begin) + 1), lost
+
+    def last_lines(self, begin, end, count):
+        """Where the last count lines of data[begin:end] start."""
+        if count is None or end <= begin:
+            return begin
+        position = end - 1  # the newline ending the last line
+        for _ in range(count):
+            position = self.data.rfind(b"\n", begin, position)
+            if position < 0:
+                return begin
+        return position + 1
+
+    def read(self, begin, end, max_bytes=None):
+        """(lines, dropped): the newest whole lines of data[begin:end] within
+        max_bytes (all by default), and how many bytes of the span they
+        leave out. When not even the last line fits: its first max_bytes."""
+        data = self.data
+        first, stop = begin, end
+        if max_bytes is not None and end - begin > max_bytes:
+            cut = data.find(b"\n", end - max_bytes - 1, end - 1) + 1
+            if cut > begin:
+                first = cut
+            else:
+                first = data.rfind(b"\n", begin, end - 1) + 1 or begin
+                stop = first + max_bytes
+        lines = _decode(bytes(data[first:stop])) if stop > first else []
+        return lines, (end - begin) - (stop - first)
 
 
 class ProcessOutput:
@@ -175,42 +216,64 @@ class OutputKeeping:
         process = self.processes.get(int(pid))
         return [process] if process is not None else []
 
-    def output_tail(self, lines=10, pid=None, streams=STREAMS):
+    def output_tail(self, lines=10, pid=None, streams=STREAMS, max_bytes=None):
         """The last lines of every live process (or of pid), per stream:
         {"output": [{"pid", "wid", "stream", "lines"}...], "cursor": C}.
-        C, given to output_since, follows from there."""
-        output, cursor = [], {}
+        C, given to output_since, follows from there. With max_bytes, the
+        lines of all the rings read fit in it (see _shares)."""
+        return self._read_output(None, lines, pid, streams, max_bytes)
+
+    def output_since(self, cursor, pid=None, streams=STREAMS, lines=None, max_bytes=None):
+        """The whole lines written since cursor (from output_tail or an
+        earlier output_since) by every live process or by pid, at most
+        `lines` per ring and max_bytes in all (the newest are kept); a
+        process the cursor does not know is read from its start. Each
+        entry also says how many bytes written since the cursor it leaves
+        out ("skipped"): lost by the ring in between, or over the bounds."""
+        return self._read_output(cursor or {}, lines, pid, streams, max_bytes)
+
+    def _read_output(self, cursor, lines, pid, streams, max_bytes):
+        follow = cursor is not None
+        reads, after = [], {}
         for process in self._selected(pid):
             rings = process.output
+            key = str(process.pid)
+            known = cursor.get(key, {}) if follow else {}
+            offsets = after.setdefault(key, {})
             for name in streams:
                 ring = rings.ring(name) if rings is not None else None
                 if ring is None:
-                    offset = 0
-                else:
-                    kept, offset = ring.tail(lines)
-                    if kept:
-                        output.append({"pid": process.pid, "wid": process.wid,
-                                       "stream": name, "lines": kept})
-                cursor.setdefault(str(process.pid), {})[name] = offset
-        return {"output": output, "cursor": cursor}
-
-    def output_since(self, cursor, pid=None, streams=STREAMS):
-        """The whole lines written since cursor (from output_tail or an
-        earlier output_since) by every live process or by pid; a process
-        the cursor does not know is read from its start. Each entry also
-        says how many bytes the ring lost in between ("skipped")."""
-        cursor = cursor or {}
-        output, after = [], {}
-        for process in self._selected(pid):
-            rings = process.output
-            known = cursor.get(str(process.pid), {})
-            for name in streams:
-                ring = rings.ring(name) if rings is not None else None
-                offset = int(known.get(name, 0))
-                if ring is not None:
-                    kept, offset, skipped = ring.since(offset)
-                    if kept or skipped:
-                        output.append({"pid": process.pid, "wid": process.wid,
-                                       "stream": name, "lines": kept, "skipped": skipped})
-                after.setdefault(str(process.pid), {})[name] = offset
+                    offsets[name] = int(known.get(name, 0))
+                    continue
+                begin, end, lost = ring.span_since(known.get(name, 0)) if follow \
+                    else ring.span_tail()
+                first = ring.last_lines(begin, end, lines)
+                reads.append((process, name, ring, first, end, lost + first - begin))
+                offsets[name] = ring.start + end
+        shares = _shares([end - first for _, _, _, first, end, _ in reads], max_bytes)
+        output = []
+        for (process, name, ring, first, end, skipped), share in zip(reads, shares):
+            kept, dropped = ring.read(first, end, share)
+            entry = {"pid": process.pid, "wid": process.wid, "stream": name, "lines": kept}
+            if follow:
+                if not (kept or skipped or dropped):
+                    continue
+                entry["skipped"] = skipped + dropped
+            elif not kept:
+                continue
+            output.append(entry)
         return {"output": output, "cursor": after}
+
+
+def _shares(needs, budget):
+    """budget split over readers needing needs bytes: the smaller needs are
+    met in full, the others share what is left equally (None: no bound)."""
+    if budget is None:
+        return [None] * len(needs)
+    shares = [0] * len(needs)
+    left, count = budget, len(needs)
+    for index in sorted(range(len(needs)), key=needs.__getitem__):
+        shares[index] = min(needs[index], left // count)
+        left -= shares[index]
+        count -= 1
+    return shares

@@ -9,9 +9,15 @@ pages.
     curl -u alice:secret http://127.0.0.1:8080/api/endpoints
     curl -u alice:secret -H 'Content-Type: application/json' \\
          -d '{"action": "incr", "name": "web"}' http://127.0.0.1:8080/api/e/ID/action
+    curl -u alice:secret 'http://127.0.0.1:8080/api/e/ID/output?name=web'
 """
+import base64
+import binascii
+import json
+
 from circus.web.actions import ACTIONS, ActionError, run_action
 from circus.web.settings import SettingsError
+from circus.web.tail import TailError, ask, lines_of
 from circus.web.wsgi import HTTPError, json_response
 
 
@@ -80,6 +86,54 @@ def events(console, request, identity, eid):
     connection = _connection(console, eid)
     with connection.model.lock:
         return json_response({"events": list(connection.model.timeline)})
+
+
+def output(console, request, identity, eid):
+    """The watcher's last lines (``lines`` per stream, 20 by default), or
+    with the ``cursor`` of an earlier answer what was written since; the
+    page's lines: {"pid", "stream", "text"}, or a gap {"skipped": bytes}.
+    Optional ``pid`` and ``stream`` (stdout or stderr)."""
+    connection = _connection(console, eid)
+    if not identity.logs:
+        console.refuse(request, identity, "this console does not show logs to the %s role"
+                       % identity.role)
+    name = request.arg("name")
+    if not name:
+        raise HTTPError(400, "name (the watcher) is required")
+    props = {}
+    for key in ("lines", "pid"):
+        value = request.arg(key)
+        if value is not None:
+            if not value.isdigit():
+                raise HTTPError(400, "%s must be a whole number" % key)
+            props[key] = int(value)
+    if request.arg("stream"):
+        props["streams"] = [request.arg("stream")]
+    if request.arg("cursor"):
+        props["cursor"] = _decode_cursor(request.arg("cursor"))
+    try:
+        reply = ask(connection, name, **props)
+    except TailError as exc:
+        raise HTTPError(exc.status, exc.message) from None
+    return json_response({"watcher": name, "lines": lines_of(reply.get("output")),
+                          "cursor": _encode_cursor(reply.get("cursor") or {})})
+
+
+def _encode_cursor(cursor):
+    """circusd's cursor as one URL-safe token: scripts give it back as is."""
+    text = json.dumps(cursor, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token):
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        cursor = json.loads(text)
+    except (ValueError, binascii.Error):
+        cursor = None
+    if not isinstance(cursor, dict):
+        raise HTTPError(400, "cursor must be the cursor of an earlier answer")
+    return cursor
 
 
 def action(console, request, identity, eid):

@@ -64,21 +64,24 @@ ROUTES = [
     ("GET", r"/api/e/(?P<eid>\w+)/watcher", api.watcher, VIEWER),
     ("GET", r"/api/e/(?P<eid>\w+)/sockets", api.sockets, VIEWER),
     ("GET", r"/api/e/(?P<eid>\w+)/events", api.events, VIEWER),
+    ("GET", r"/api/e/(?P<eid>\w+)/output", api.output, VIEWER),
     ("POST", r"/api/e/(?P<eid>\w+)/action", api.action, VIEWER),
 ]
 _COMPILED = [(m, re.compile(p + "$"), h, r) for m, p, h, r in ROUTES]
 
 
 class Identity:
-    __slots__ = ("user", "role", "addr", "session", "csrf", "via_basic")
+    __slots__ = ("user", "role", "addr", "session", "csrf", "via_basic", "logs")
 
-    def __init__(self, user, role, addr, session=None, csrf=None, via_basic=False):
+    def __init__(self, user, role, addr, session=None, csrf=None, via_basic=False,
+                 logs=False):
         self.user = user
         self.role = role
         self.addr = addr
         self.session = session
         self.csrf = csrf
         self.via_basic = via_basic
+        self.logs = logs  # sees what the processes write (--logs-role)
 
     def can(self, role):
         return role_allows(self.role, role)
@@ -225,10 +228,13 @@ class Console:
         return None
 
     def _identity(self, request, name, role, session):
+        # by the user's own role: a read-only console still shows an
+        # operator the logs an operator may read
+        logs = self.settings.logs_role != "none" and role_allows(role, self.settings.logs_role)
         if self.settings.read_only:
             role = VIEWER
         return Identity(name, role, request.client, session,
-                        session.csrf if session is not None else None)
+                        session.csrf if session is not None else None, logs=logs)
 
     def basic_auth(self, request):
         scheme, _, value = request.header("Authorization").partition(" ")

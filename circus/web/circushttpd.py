@@ -3,7 +3,7 @@
     circushttpd --endpoint tcp://127.0.0.1:5555 [--pubsub P] [--stats-endpoint S]
                 [--host 127.0.0.1] [--port 8080] [--fd N] [--url-prefix /console]
                 [--auth-file users.htpasswd] [--curve-key K --server-key K]
-                [--insecure] [--read-only] [--trust-forwarded [ADDRS]]
+                [--insecure] [--read-only] [--logs-role ROLE] [--trust-forwarded [ADDRS]]
                 [--threads 32] [--max-streams 24]
 
 Every setting can also come from a CIRCUSHTTPD_* environment variable
@@ -67,6 +67,10 @@ def build_parser():
                    help="allow anonymous access from anywhere (nobody logs in!)")
     p.add_argument("--read-only", dest="read_only", action="store_true", default=None,
                    help="nobody can change anything through this console")
+    p.add_argument("--logs-role", dest="logs_role",
+                   choices=("viewer", "operator", "admin", "none"),
+                   help="the least role that sees what the processes write (default: viewer; "
+                        "none: nobody)")
     p.add_argument("--trust-forwarded", dest="trust_forwarded", nargs="?",
                    const="127.0.0.1,::1", metavar="ADDRS",
                    help="believe X-Forwarded-For/-Proto/-Host from these proxy addresses "

@@ -10,31 +10,39 @@ tick brings fresh ones).
 Each page has a Subscriber: a bounded queue of its own. Publishing only
 appends to those queues, under the endpoint's lock, and never waits for a
 browser. A page that does not keep up loses its own updates only: a newer
-statistics item replaces the one still waiting, and past `limit` waiting
-items the queue is dropped and the page is sent a fresh snapshot instead.
+statistics item replaces the one still waiting, a batch of output lines is
+merged into the one waiting (keeping the newest lines: circus.web.tail),
+and past `limit` waiting items the queue is dropped and the page is sent a
+fresh snapshot instead. Output is not replayed either: a page that resumes
+gets the tail's current lines (circus.web.sse).
 """
 import collections
 import secrets
 import threading
 
+from circus.web.tail import merge
+
 # kinds where only the latest matters: a newer one replaces a waiting one
 COALESCED = ("stats", "pstats", "sockets", "endpoint")
+# kinds whose waiting items are merged into one
+MERGED = ("output",)
 
 # which kinds each view is sent (the watcher view: only its own watcher's)
 VIEWS = {
     "overview": ("watcher", "stats", "endpoint", "event"),
-    "watcher": ("watcher", "process", "pstats", "endpoint", "event"),
+    "watcher": ("watcher", "process", "pstats", "endpoint", "event", "output"),
     "sockets": ("sockets", "endpoint"),
     "events": ("event", "endpoint"),
 }
 
 
 class Subscriber:
-    def __init__(self, view, watcher=None, limit=256):
+    def __init__(self, view, watcher=None, limit=256, logs=False):
         if view not in VIEWS:
             raise ValueError("unknown view %r" % view)
         self.view = view
         self.watcher = watcher
+        self.logs = logs  # may see the output of the watcher's processes
         self.limit = limit
         self.kinds = VIEWS[view]
         self.need_snapshot = False
@@ -45,6 +53,8 @@ class Subscriber:
     def wants(self, item):
         if item["kind"] not in self.kinds:
             return False
+        if item["kind"] == "output" and not self.logs:
+            return False
         if self.view == "watcher" and item["kind"] != "endpoint":
             return item.get("watcher") == self.watcher
         return True
@@ -53,10 +63,12 @@ class Subscriber:
         with self._cond:
             if self.need_snapshot:
                 return  # a snapshot is coming anyway
-            if item["kind"] in COALESCED:
+            if item["kind"] in COALESCED or item["kind"] in MERGED:
                 for index, waiting in enumerate(self._items):
                     if waiting["kind"] == item["kind"]:
                         del self._items[index]
+                        if item["kind"] in MERGED:
+                            item = merge(waiting, item)
                         break
             if len(self._items) >= self.limit:
                 self._items.clear()
@@ -96,7 +108,7 @@ class Broadcaster:
 
     def publish(self, kind, data, watcher=None):
         item = {"kind": kind, "watcher": watcher, "data": data}
-        if kind not in COALESCED:
+        if kind not in COALESCED and kind not in MERGED:
             self.seq += 1
             item["seq"] = self.seq
             item["id"] = self.event_id()

@@ -18,6 +18,7 @@ from circus.client import CallError, CircusClient
 from circus.consumer import CircusConsumer
 from circus.transport.endpoints import format_tcp, split_tcp
 from circus.web.model import Model
+from circus.web.tail import Tails
 
 logger = logging.getLogger("circus.web")
 
@@ -93,6 +94,7 @@ class Connection:
         self._threads = []
         self._pending = {}  # watcher -> when its refresh is due
         self._pending_lock = threading.Lock()
+        self.tails = Tails(self)  # the log tails pages show
 
     # --- commands ---------------------------------------------------------
     def call(self, command, timeout=None, **props):
@@ -144,6 +146,7 @@ class Connection:
 
     def stop(self):
         self._stop.set()
+        self.tails.stop()
         for thread in self._threads:
             thread.join(5)
         self.pool.close()

@@ -12,6 +12,7 @@ import jinja2
 from circus import __version__
 from circus.web.actions import ACTIONS, SIGNALS, ActionError, run_action
 from circus.web.settings import SettingsError, check_endpoint_syntax
+from circus.web.tail import KEEP_LINES, first_view
 from circus.web.users import ADMIN, OPERATOR
 from circus.web.wsgi import HTTPError, Response, redirect
 
@@ -210,8 +211,10 @@ def watcher_page(console, request, identity, eid):
             if name in connection.model.watchers else None
     if snapshot["watcher"] is None:
         raise HTTPError(404, "no watcher of that name")
+    output = first_view(connection, name) if identity.logs else None
     return render(console, request, identity, "watcher.html", connection=connection,
-                  view="watcher", name=name, snap=snapshot, options=options)
+                  view="watcher", name=name, snap=snapshot, options=options, output=output,
+                  keep_lines=KEEP_LINES)
 
 
 def confirm_page(console, request, identity, eid):

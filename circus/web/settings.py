@@ -12,6 +12,7 @@ import os
 import secrets
 
 from circus.util import to_bool
+from circus.web.users import ROLES
 
 ENV_PREFIX = "CIRCUSHTTPD_"
 DEFAULT_MAX_STREAMS = 24
@@ -34,6 +35,7 @@ FIELDS = {
     "secret_file": ("SECRET_FILE", "str"),
     "insecure": ("INSECURE", "bool"),
     "read_only": ("READ_ONLY", "bool"),
+    "logs_role": ("LOGS_ROLE", "str"),
     "trust_forwarded": ("TRUST_FORWARDED", "list"),
     "allowed_endpoints": ("ALLOW_ENDPOINTS", "list"),
     "allowed_hosts": ("ALLOWED_HOSTS", "list"),
@@ -61,6 +63,8 @@ class Settings:
         self.secret_file = None
         self.insecure = False
         self.read_only = False
+        # the least role that sees what the processes write ("none": nobody)
+        self.logs_role = "viewer"
         self.trust_forwarded = []  # proxy addresses whose X-Forwarded-* are believed
         self.allowed_endpoints = list(DEFAULT_ALLOWED_ENDPOINTS)
         self.allowed_hosts = []
@@ -102,6 +106,10 @@ class Settings:
         elif not prefix.startswith("/") or "//" in prefix or any(c in prefix for c in "?#%"):
             raise SettingsError("url_prefix must be a path such as /console, not %r" % prefix)
         self.url_prefix = prefix.rstrip("/")
+        self.logs_role = str(self.logs_role).strip().lower()
+        if self.logs_role not in ROLES + ("none",):
+            raise SettingsError("logs_role must be one of %s or none, not %r"
+                                % (", ".join(ROLES), self.logs_role))
         if self.max_streams < 1:
             raise SettingsError("max_streams must be at least 1")
         if bool(self.curve_key) != bool(self.server_key):

@@ -6,9 +6,12 @@ with the id of the last change it includes), then one named event per
 change: ``watcher``, ``process``, ``event`` (those carry an ``id:`` and are
 replayed to a browser that reconnects with Last-Event-ID, as long as the
 ring still holds them; otherwise it gets a fresh snapshot), and ``stats``,
-``pstats``, ``sockets``, ``endpoint`` (latest value only). A comment line
-every HEARTBEAT seconds keeps proxies from closing an idle stream and
-tells the server when the browser has gone.
+``pstats``, ``sockets``, ``endpoint`` (latest value only); on a watcher's
+page, for a user who may read logs, ``output`` (batches of the lines its
+processes write: circus.web.tail; the snapshot has the tail's lines so far,
+and a resumed stream starts with them). A comment line every HEARTBEAT
+seconds keeps proxies from closing an idle stream and tells the server
+when the browser has gone.
 
 Each stream holds a server thread, so their number is bounded
 (--max-streams): past it, 503 and the page falls back to reloading.
@@ -47,9 +50,8 @@ class Stream:
         return self._run()
 
     def _snapshot(self):
-        model = self.connection.model
-        with model.lock:
-            data = model.snapshot(self.subscriber.view, self.subscriber.watcher)
+        with self.connection.model.lock:
+            data = _snapshot_data(self.connection, self.subscriber)
             return _event("snapshot", data, data["id"])
 
     def _run(self):
@@ -79,7 +81,17 @@ class Stream:
         self._closed = True
         with self.connection.model.lock:
             self.connection.model.broadcaster.unsubscribe(self.subscriber)
+            if self.subscriber.logs:
+                self.connection.tails.unwatch(self.subscriber.watcher)
         self.console.streams.release()
+
+
+def _snapshot_data(connection, subscriber):
+    """The subscriber's view now (model lock held)."""
+    data = connection.model.snapshot(subscriber.view, subscriber.watcher)
+    if subscriber.logs:
+        data["output"] = connection.tails.view(subscriber.watcher)
+    return data
 
 
 def stream(console, request, identity, eid):
@@ -93,23 +105,30 @@ def stream(console, request, identity, eid):
     if not console.streams.acquire():
         raise HTTPError(503, "too many live streams open on this console (%d)"
                         % console.streams.limit, [("Retry-After", "10")])
-    subscriber = Subscriber(view, name)
+    subscriber = Subscriber(view, name, logs=view == "watcher" and identity.logs)
     last_id = request.header("Last-Event-ID") or request.arg("last_event_id")
     model = connection.model
     with model.lock:
         try:
             replay = model.broadcaster.replay_since(last_id) if last_id else None
             if replay is None:
-                data = model.snapshot(view, name)
+                data = _snapshot_data(connection, subscriber)
                 first = _event("snapshot", data, data["id"])
             else:
                 first = b"".join(_event(i["kind"], i["data"], i["id"])
                                  for i in replay if subscriber.wants(i))
+                tail = connection.tails.view(name) if subscriber.logs else None
+                if tail is not None and tail["ready"]:
+                    # output is not replayed: the lines so far replace the page's
+                    first += _event("output", {"watcher": name, "reset": True,
+                                               "lines": tail["lines"], "note": tail["note"]})
         except BaseException:
             console.streams.release()
             raise
         # under the same lock as the snapshot: no change falls between them
         model.broadcaster.subscribe(subscriber)
+        if subscriber.logs:
+            connection.tails.watch(name)
     body = Stream(console, connection, subscriber, b"retry: %d\n\n" % RETRY_MS + first,
                   request.environ)
     return Response(body, 200, "text/event-stream; charset=utf-8",

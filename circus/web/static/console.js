@@ -280,6 +280,57 @@
     }
   }
 
+  // --- the log tail ----------------------------------------------------------
+  // lines arrive in batches (circus.web.tail): appended at the bottom, the
+  // oldest removed past MAX_LOG, the view kept at the bottom unless scrolled up
+  var logList = $("log");
+  var logView = $("log-view");
+  var MAX_LOG = logView ? Number(logView.dataset.keep) || 500 : 500;
+  function span(cls, text) {
+    var el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return el;
+  }
+  function logItem(line) {
+    var item = document.createElement("li");
+    if (typeof line.text === "string") {
+      item.className = "line stream-" + (line.stream === "stderr" ? "stderr" : "stdout");
+      item.append(span("pid", fmt(line.pid)), " ", span("stream", fmt(line.stream)), " ",
+                  span("text", line.text));
+    } else {
+      item.className = "gap";
+      item.textContent = line.skipped !== undefined
+        ? "\u2026 " + line.skipped + " bytes of " + fmt(line.pid) + "'s " + fmt(line.stream) + " skipped"
+        : "\u2026 " + fmt(line.dropped) + " older lines dropped";
+    }
+    return item;
+  }
+  function showOutput(data) {
+    if (!logList) return;
+    var atBottom = logView.scrollHeight - logView.scrollTop - logView.clientHeight < 30;
+    if (data.reset) logList.replaceChildren();
+    var lines = data.lines || [];
+    if (lines.length) {
+      var empty = logList.querySelector("li.empty");
+      if (empty) empty.remove();
+      var batch = document.createDocumentFragment();
+      lines.slice(-MAX_LOG).forEach(function (line) { batch.append(logItem(line)); });
+      logList.append(batch);
+      while (logList.children.length > MAX_LOG) logList.firstElementChild.remove();
+    }
+    if (!logList.children.length) {
+      var none = document.createElement("li");
+      none.className = "empty";
+      none.textContent = "No output.";
+      logList.append(none);
+    }
+    setText($("log-note"), data.note || "");
+    if (atBottom || data.reset) logView.scrollTop = logView.scrollHeight;
+    logList.dataset.batches = String(Number(logList.dataset.batches || 0) + 1);
+  }
+  if (logView) logView.scrollTop = logView.scrollHeight;
+
   // --- timeline, sockets, connection state -----------------------------------
   function addEvent(entry, atEnd) {
     var list = $("timeline");
@@ -347,6 +398,8 @@
       plot(watcherName, data.history[watcherName] || [], true);
       updateProcessStats({processes: data.stats.processes, watcher: watcherName});
       setTimeline(data.timeline);
+      // a tail already running for this watcher: its lines replace the page's
+      if (data.output && data.output.ready) showOutput({reset: true, lines: data.output.lines, note: data.output.note});
     } else if (view === "sockets") {
       updateSockets(data.sockets);
     } else if (view === "events") {
@@ -362,7 +415,8 @@
     stats: function (d) { if (view === "overview") updateOverviewStats(d); },
     pstats: function (d) { if (view === "watcher") updateProcessStats(d); },
     sockets: updateSockets,
-    event: function (d) { addEvent(d, false); }
+    event: function (d) { addEvent(d, false); },
+    output: function (d) { if (view === "watcher") showOutput(d); }
   };
 
   if (body.dataset.stream && window.EventSource) {
@@ -373,7 +427,10 @@
         if (kind === "snapshot") body.dataset.snapshots = String(Number(body.dataset.snapshots || 0) + 1);
       });
     });
-    source.onopen = function () { body.dataset.live = "open"; };
+    source.onopen = function () {
+      body.dataset.live = "open";
+      setText($("log-mode"), "Following live: what the processes write appears at the bottom.");
+    };
     source.onerror = function () { body.dataset.live = "retrying"; };
   }
 
