@@ -28,7 +28,7 @@ PLANS = {
                     "stats_repeat": 5, "stats_budget": 8, "respawns": 10,
                     "start_repeat": 3, "scale_by": 100, "scale_repeat": 3,
                     "circusctl_runs": 30, "old_circus": True},
-        "stats": {"processes": 500, "duration": 20, "old_circus": True},
+        "stats": {"processes": [500, 1000], "duration": 20, "old_circus": True},
         "latency": {"repeat": 1000, "processes": 500},
     },
     "quick": {
@@ -42,7 +42,7 @@ PLANS = {
                     "stats_repeat": 2, "stats_max_size": 500, "respawns": 3, "scale_by": 100,
                     "scale_repeat": 1,
                     "circusctl_runs": 10, "old_circus": True},
-        "stats": {"processes": 500, "duration": 5, "old_circus": False},
+        "stats": {"processes": [500], "duration": 5, "old_circus": False},
         "latency": {"repeat": 200, "processes": 500},
     },
     # the CI smoke test: the project's venv and wrk only, a few seconds
@@ -53,7 +53,7 @@ PLANS = {
         "control": {"sizes": [10], "idle_seconds": 1, "list_repeat": 20, "stats_repeat": 2,
                     "respawns": 2, "scale_by": 5, "scale_repeat": 1, "circusctl_runs": 0,
                     "old_circus": False},
-        "stats": {"processes": 10, "duration": 2, "old_circus": False},
+        "stats": {"processes": [10], "duration": 2, "old_circus": False},
         "latency": {"repeat": 20, "processes": 10},
     },
 }

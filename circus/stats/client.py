@@ -6,8 +6,16 @@
             print(watcher, subtopic, stat["cpu"])
 
 `subtopic` is the pid (an int) for ``stat.<watcher>.<pid>``, the fd for
-``stat.sockets.<fd>``, and None for a watcher's aggregate. On an asyncio
-loop, AsyncStatsClient does the same with ``async for``.
+``stat.sockets.<fd>``, and None for a watcher's aggregate, which comes after
+the watcher's processes of the same tick. On an asyncio loop,
+AsyncStatsClient does the same with ``async for``.
+
+The client subscribes to the batches (``batch.stat.``, one message per
+watcher per tick, see circus.stats.wire) and hands them out one process at
+a time, exactly as the per-process messages would have been. An original
+circusd-stats (Circus 0.19) publishes no batches: when none has come
+FALLBACK_AFTER seconds after the connection, the client reads ``stat.``
+instead, and goes back to the batches as soon as one arrives.
 
 Whether the endpoint can be reached at all is known from ZeroMQ's socket
 monitor, not guessed from silence: `client.state` is "connecting",
@@ -18,12 +26,14 @@ StatsSnapshot keeps the latest figures per watcher and process, the way a
 display needs them: a process leaves as soon as its watcher's aggregate no
 longer lists it, and anything not refreshed for `expiry` seconds leaves too.
 """
+import collections
 import json
 import time
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from circus.stats.wire import BATCH, STAT, expand_batch
 from circus.transport.subscriber import Subscriber
 from circus.util import DEFAULT_STATS
 
@@ -31,6 +41,11 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 UNREACHABLE = "unreachable"
 
+# seconds without a batch, once connected, before reading stat.* instead
+FALLBACK_AFTER = 3.0
+
+_BATCH = BATCH.encode()
+_STAT = STAT.encode()
 _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
               | zmq.EVENT_CLOSED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
               | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
@@ -40,15 +55,36 @@ _FAILED = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0))
 
 
-def parse_message(frames):
-    """(watcher, subtopic, stat) from the two frames of a stats message."""
-    topic = frames[0].decode(errors="replace")
+def _body(frames):
     try:
         stat = json.loads(frames[-1]) if len(frames) > 1 else {}
     except ValueError:
         stat = {}
     if not isinstance(stat, dict):
         stat = {"value": stat}
+    return stat
+
+
+def parse_messages(frames):
+    """[(watcher, subtopic, stat), ...] of one message: one tuple for a
+    stat.* message; for a batch, one per process then the aggregate."""
+    if not frames[0].startswith(_BATCH):
+        return [parse_message(frames)]
+    watcher = frames[0][len(_BATCH):].decode(errors="replace")
+    try:
+        return [(watcher, sub, stat) for sub, stat in expand_batch(_body(frames))]
+    except (TypeError, KeyError, ValueError):
+        return []  # not a batch of ours
+
+
+def parse_message(frames):
+    """(watcher, subtopic, stat) from the two frames of a stats message (of
+    a batch: its aggregate only; parse_messages gives all of it)."""
+    if frames[0].startswith(_BATCH):
+        watcher = frames[0][len(_BATCH):].decode(errors="replace")
+        return watcher, None, _body(frames).get("total") or {}
+    topic = frames[0].decode(errors="replace")
+    stat = _body(frames)
     rest = topic[len("stat."):] if topic.startswith("stat.") else topic
     watcher = stat.get("watcher")
     if isinstance(watcher, str) and (rest == watcher or rest.startswith(watcher + ".")):
@@ -68,7 +104,11 @@ class _Base:
     def __init__(self, endpoint, context, ssh_server, ssh_keyfile, reconnect_max):
         self.state = CONNECTING
         self.last_message = None
-        self._subscriber = Subscriber(context, endpoint, [b"stat."], ssh_server=ssh_server,
+        self._pending = collections.deque()  # the rest of a batch
+        self._fallback_due = None  # when to read stat.* if no batch came
+        self._batches_seen = False
+        self._reading_singles = False
+        self._subscriber = Subscriber(context, endpoint, [_BATCH], ssh_server=ssh_server,
                                       ssh_keyfile=ssh_keyfile, monitor_events=_MONITORED,
                                       reconnect_max=reconnect_max)
         self.endpoint = self._subscriber.endpoint
@@ -80,8 +120,42 @@ class _Base:
         event = parse_monitor_message(frames)["event"]
         if event & (zmq.EVENT_CONNECTED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)):
             self.state = CONNECTED
+            if not self._batches_seen and self._fallback_due is None:
+                self._fallback_due = time.monotonic() + FALLBACK_AFTER
+                self._on_fallback_armed()
         elif event & _FAILED:
             self.state = UNREACHABLE
+
+    def _on_fallback_armed(self):
+        pass
+
+    def _check_fallback(self, now=None):
+        """No batch since the connection: an original circusd-stats, read stat.*."""
+        now = time.monotonic() if now is None else now
+        if (self._fallback_due is not None and now >= self._fallback_due
+                and self.socket is not None):
+            self._fallback_due = None
+            if not self._batches_seen and not self._reading_singles:
+                self.socket.setsockopt(zmq.SUBSCRIBE, _STAT)
+                self._reading_singles = True
+
+    def _take(self, frames):
+        """The first (watcher, subtopic, stat) of a message; the rest waits
+        in _pending. None when it holds nothing."""
+        self.state = CONNECTED
+        self.last_message = time.monotonic()
+        if frames[0].startswith(_BATCH):
+            self._batches_seen = True
+            self._fallback_due = None
+            if self._reading_singles:
+                # batches after all (circusd-stats was slow to speak): back to them
+                self.socket.setsockopt(zmq.UNSUBSCRIBE, _STAT)
+                self._reading_singles = False
+        messages = parse_messages(frames)
+        if not messages:
+            return None
+        self._pending.extend(messages[1:])
+        return messages[0]
 
     def silence(self, now=None):
         """Seconds since the last message (or since the client started)."""
@@ -91,6 +165,7 @@ class _Base:
     def close(self):
         self._subscriber.close()
         self.socket = self.monitor = self.tunnel = None
+        self._pending.clear()
 
     stop = close
 
@@ -110,20 +185,25 @@ class StatsClient(_Base):
 
     def recv(self, timeout=None):
         """The next (watcher, subtopic, stat) within timeout seconds, or None."""
+        if self._pending:
+            return self._pending.popleft()
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while self.socket is not None:
-            remaining = max(0.0, deadline - time.monotonic())
-            events = dict(self._poller.poll(remaining * 1000))
+            now = time.monotonic()
+            self._check_fallback(now)
+            wait = max(0.0, deadline - now)
+            if self._fallback_due is not None:
+                wait = min(wait, max(0.0, self._fallback_due - now))
+            events = dict(self._poller.poll(wait * 1000))
             if self.monitor in events:
                 while self.monitor.poll(0):
                     self._on_monitor(self.monitor.recv_multipart())
             if self.socket in events:
-                frames = self.socket.recv_multipart()
-                self.state = CONNECTED
-                self.last_message = time.monotonic()
-                return parse_message(frames)
-            if remaining <= 0:
+                message = self._take(self.socket.recv_multipart())
+                if message is not None:
+                    return message
+            if time.monotonic() >= deadline:
                 return None
         return None
 
@@ -152,6 +232,7 @@ class AsyncStatsClient(_Base):
         super().__init__(endpoint, context or zmq.asyncio.Context.instance(), ssh_server,
                          ssh_keyfile, reconnect_max)
         self._monitor_task = None
+        self._fallback_timer = None
 
     def _ensure_monitor(self):
         import asyncio
@@ -162,21 +243,30 @@ class AsyncStatsClient(_Base):
         while self.socket is not None:
             self._on_monitor(await self.monitor.recv_multipart())
 
+    def _on_fallback_armed(self):
+        import asyncio
+        # recv() may be waiting on the socket alone: a timer checks instead
+        self._fallback_timer = asyncio.get_running_loop().call_at(
+            asyncio.get_running_loop().time() + FALLBACK_AFTER, self._check_fallback,
+            self._fallback_due)
+
     async def recv(self, timeout=None):
         """The next (watcher, subtopic, stat); None after timeout seconds."""
         import asyncio
+        if self._pending:
+            return self._pending.popleft()
         self._ensure_monitor()
-        if timeout is None:
-            frames = await self.socket.recv_multipart()
-        else:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     frames = await self.socket.recv_multipart()
             except TimeoutError:
                 return None
-        self.state = CONNECTED
-        self.last_message = time.monotonic()
-        return parse_message(frames)
+            message = self._take(frames)
+            if message is not None:
+                return message
 
     def __aiter__(self):
         return self
@@ -190,6 +280,9 @@ class AsyncStatsClient(_Base):
         if self._monitor_task is not None:
             self._monitor_task.cancel()
             self._monitor_task = None
+        if self._fallback_timer is not None:
+            self._fallback_timer.cancel()
+            self._fallback_timer = None
         super().close()
 
     stop = close
