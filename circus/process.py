@@ -47,9 +47,10 @@ class Process:
 
     wid is the worker id ($(circus.wid)); cmd and args may reference
     $(circus.wid), $(circus.env.X), $(circus.sockets.NAME) and whatever else
-    `variables` holds. With a loop, the process has ready_future (True once
-    ready, False if it never got ready) and exit_future (its returncode),
-    and timers (add_timer) that end with it.
+    `variables` holds (a mapping, or a callable that returns one, called
+    only if there is a $ to replace). With a loop, the process has
+    ready_future (True once ready, False if it never got ready) and
+    exit_future (its returncode), and timers (add_timer) that end with it.
     """
 
     def __init__(self, wid, cmd, args=None, working_dir=None, shell=False, uid=None,
@@ -91,12 +92,23 @@ class Process:
 
     # --- command line -----------------------------------------------------
     def _all_variables(self):
+        if callable(self.variables):
+            self.variables = self.variables()
         variables = env_variables(os.environ)
         if self.env:
             variables.update(env_variables(self.env))
         variables.update(self.variables)
         variables["wid"] = self.wid
         return variables
+
+    def _has_variables(self):
+        """Something to substitute: most commands have nothing, and then the
+        mapping of every variable is not worth building at each spawn."""
+        texts = [self.cmd]
+        texts += [self.args] if isinstance(self.args, str) else list(self.args or ())
+        if self.env:
+            texts += self.env.values()
+        return any("$" in str(text) for text in texts)
 
     def format_args(self, variables=None):
         """The argv (or shell string) with every variable substituted."""
@@ -112,7 +124,7 @@ class Process:
         return shlex.split(cmd) + extra
 
     def spawn(self):
-        variables = self._all_variables()
+        variables = self._all_variables() if self._has_variables() else {}
         argv = self.format_args(variables)
         env = None
         if self.env is not None:

@@ -24,7 +24,7 @@ from circus.stream import get_stream
 from circus.tasks import BackgroundTasks
 from circus.util import to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
-from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
+from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, Pacer, ProcessKeeping, retry_delay
 from circus.watcher.stopping import ProcessStopping
 
 __all__ = ["Watcher", "WatcherState", "HOOK_NAMES", "HookError", "MIN_UPTIME", "MAX_BACKOFF",
@@ -96,6 +96,11 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         self.notify_socket = None  # address given to children when ready = notify
         self._loop = loop
         self._lock = None
+        # wids free below the highest given (see ProcessKeeping._next_wid)
+        self._free_wids = []
+        self._wid_top = 0
+        # a replacement of dead processes is scheduled
+        self._replacing = False
         # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
         self._gave_up = None
@@ -315,12 +320,15 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping):
         else:
             # new processes first; an old one goes only once a new one is ready
             new = []
+            pacer = Pacer()
             for _ in range(self.numprocesses):
                 process = self.spawn_process()
                 if process is not None:
                     new.append(process)
                 if self.warmup_delay > 0:
                     await asyncio.sleep(self.warmup_delay)
+                else:
+                    await pacer.step()
             ready = await self._wait_ready(new)
             kept = await self._kill_all(old[:ready], graceful)
             if kept:

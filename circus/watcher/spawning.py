@@ -1,9 +1,11 @@
 """Keeping a watcher's processes: spawn, readiness, reaping, replacing the
 dead, and giving up after max_retry failed starts."""
 import asyncio
+import heapq
 import logging
 import random
 import subprocess
+import time
 
 from circus.errors import describe
 from circus.process import Process
@@ -16,6 +18,16 @@ logger = logging.getLogger("circus")
 MIN_UPTIME = 1.0
 # the longest pause between two attempts when starts keep failing
 MAX_BACKOFF = 5.0
+# the longest stretch of spawning (a spawn takes about half a millisecond)
+# before circusd's loop gets its turn: a command that arrives meanwhile
+# waits no longer than that
+SPAWN_SLICE = 0.002
+# turns of the loop given at each pause: answering a command takes three
+# (its socket's reader, the serving task, the command's own task)
+PAUSE_TURNS = 3
+# a crash replaced straight from the reap callback; more missing processes
+# than this (a crash storm) are spawned by a task that pauses
+INLINE_REPLACEMENTS = 4
 
 
 def retry_delay(failures):
@@ -26,17 +38,36 @@ def retry_delay(failures):
     return min(0.05 * 2 ** (failures - 2), MAX_BACKOFF)
 
 
+class Pacer:
+    """Spawning in a loop, `await pacer.step()` after each spawn gives
+    circusd's loop its turn once SPAWN_SLICE has passed since the last one."""
+
+    def __init__(self):
+        self._until = time.monotonic() + SPAWN_SLICE
+
+    async def step(self):
+        if time.monotonic() < self._until:
+            return
+        for _ in range(PAUSE_TURNS):
+            await asyncio.sleep(0)
+        self._until = time.monotonic() + SPAWN_SLICE
+
+
 class ProcessKeeping:
     """Watcher's side of its processes' lives. Expects the Watcher's
     options, processes, state and _set_state, reaper, _loop, _lock,
     _failures, _gave_up, call_hook, notify_event, kill_process and _stop."""
 
     def _next_wid(self):
-        used = {p.wid for p in self.processes.values()}
-        wid = 1
-        while wid in used:
-            wid += 1
-        return wid
+        """The smallest wid no process of the watcher holds: every wid up to
+        _wid_top is held or free (in the _free_wids heap)."""
+        if self._free_wids:
+            return heapq.heappop(self._free_wids)
+        self._wid_top += 1
+        return self._wid_top
+
+    def _release_wid(self, wid):
+        heapq.heappush(self._free_wids, wid)
 
     def spawn_process(self):
         """Start one process now; None when it could not be started."""
@@ -45,17 +76,19 @@ class ProcessKeeping:
             return None
         # debug: children write where circusd writes; otherwise nowhere
         default_out = None if self.debug else subprocess.DEVNULL
+        wid = self._next_wid()
         try:
             process = Process(
-                self._next_wid(), self.cmd, args=self.args, working_dir=self.working_dir,
+                wid, self.cmd, args=self.args, working_dir=self.working_dir,
                 shell=self.shell, uid=self.uid, gid=self.gid, env=self.process_env(),
                 rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
                 watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
-                variables=self.variables(),
+                variables=self.variables,
                 stdout=subprocess.PIPE if self.stdout_stream else default_out,
                 stderr=subprocess.PIPE if self.stderr_stream else default_out,
                 loop=self._loop)
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+            self._release_wid(wid)
             self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)))
             return None
         pid = process.pid
@@ -142,19 +175,35 @@ class ProcessKeeping:
             return await func(*args, **kwargs)
 
     # --- keeping numprocesses ---------------------------------------------
+    def _missing(self):
+        """How many processes to spawn to have numprocesses (counting them
+        walks every process: once per batch of spawns, never per spawn)."""
+        return self.numprocesses - len(self.live_processes())
+
     async def _spawn_missing(self):
-        """Spawn until numprocesses are live, honouring warmup_delay."""
+        """Spawn until numprocesses are live, honouring warmup_delay; the
+        loop gets its turn every SPAWN_SLICE. Called with the lock held, so
+        nothing else spawns meanwhile; deaths during a pause are counted
+        again at the end of the batch."""
         spawned = []
-        while self.is_running() and len(self.live_processes()) < self.numprocesses:
-            process = self.spawn_process()
-            if process is None:
+        while self.is_running():
+            missing = self._missing()
+            if missing <= 0:
+                break
+            pacer = Pacer()
+            for left in range(missing - 1, -1, -1):
+                process = self.spawn_process()
+                if process is None:
+                    if self.is_running():
+                        await asyncio.sleep(retry_delay(self._failures))
+                    break
+                spawned.append(process)
                 if not self.is_running():
                     break
-                await asyncio.sleep(retry_delay(self._failures))
-                continue
-            spawned.append(process)
-            if self.warmup_delay > 0 and len(self.live_processes()) < self.numprocesses:
-                await asyncio.sleep(self.warmup_delay)
+                if self.warmup_delay > 0 and left:
+                    await asyncio.sleep(self.warmup_delay)
+                else:
+                    await pacer.step()
         return spawned
 
     def _on_exit(self, pid, wait_status):
@@ -163,6 +212,7 @@ class ProcessKeeping:
             return
         self.call_hook("before_reap", pid=pid)
         del self.processes[pid]
+        self._release_wid(process.wid)
         expected = process.stopping
         process.reaped(wait_status)
         logger.debug("watcher %s: pid %d exited with %s", self.name, pid, process.returncode)
@@ -182,17 +232,28 @@ class ProcessKeeping:
         delay = retry_delay(self._failures)
         if delay:
             self._loop.call_later(delay, self._replace_dead)
-        else:
-            self._replace_dead()
+        elif not self._replacing:
+            # the reaper hands over every exited child in one go: the deaths
+            # of one turn of the loop are counted and replaced together
+            self._replacing = True
+            self._loop.call_soon(self._replace_dead)
 
     def _replace_dead(self):
-        if not self.is_running() or (self._lock and self._lock.locked()):
-            # the operation holding the lock spawns what it needs itself;
-            # check again once it is done
-            if self.is_running():
-                self._spawn_task(self._locked(self._spawn_missing))
+        self._replacing = False
+        if not self.is_running():
             return
-        while self.is_running() and len(self.live_processes()) < self.numprocesses:
+        missing = self._missing()
+        if missing <= 0:
+            return
+        if (self._lock and self._lock.locked()) or missing > INLINE_REPLACEMENTS:
+            # the operation holding the lock spawns what it needs itself and
+            # this task checks again once it is done; a crash storm is
+            # replaced by the task too, which pauses for the loop
+            self._spawn_task(self._locked(self._spawn_missing))
+            return
+        for _ in range(missing):
+            if not self.is_running():
+                return
             if self.spawn_process() is None:
                 if self.is_running():
                     self._loop.call_later(retry_delay(self._failures), self._replace_dead)
