@@ -1,18 +1,25 @@
 """What circusd-stats costs: our circusd against the original Circus 0.19.
 
-    .venv/bin/python benchmarks/stats_overhead.py [--processes 500] [--duration 20]
-                                                   [--only ours|circus019] [--json FILE]
+    .venv/bin/python benchmarks/stats_overhead.py [--processes 500 [1000 ...]]
+                               [--duration 20] [--only ours|circus019] [--json FILE]
 
-For each daemon, one after the other: circusd runs one watcher of
-`sleep 3600` with --processes processes and stats_endpoint set, so it
-starts its circusd-stats. Once every process runs and the stream covers
-them all, a subscriber stays connected (someone watching, as circus-top or
-the web console would) and circusd-stats' CPU time (utime + stime, from
-psutil) is measured over --duration seconds, after a warm-up. Reported:
-circusd-stats' CPU as a percentage of one core, circusd's own over the
-same window, the stats messages received per second and the distinct pids
-seen per tick (both sides must do the same work for the figures to
-compare).
+For each size, and for each daemon one after the other: circusd runs one
+watcher of `sleep 3600` with that many processes and stats_endpoint set,
+so it starts its circusd-stats. Once every process runs and the stream
+covers them all, a subscriber stays connected (someone watching, as
+circus-top or the web console would) and circusd-stats' CPU time (utime +
+stime of all its threads, from psutil) is measured over --duration
+seconds, after a warm-up.
+
+The subscriber subscribes to what that daemon's own clients read: for our
+circusd-stats, the batches (``batch.stat.``, what circus.stats.client,
+circus-top and the console read), then, on the same daemon, ``stat.`` (what
+Circus 0.19's circus-top and clients written against it read: one message
+per process); for Circus 0.19's, ``stat.``. Reported: circusd-stats' CPU as
+a percentage of one core, circusd's own over the same window, the messages
+and KiB received per second and the distinct pids seen per tick (every
+pid, each tick: both sides must carry the same information for the
+figures to compare).
 
 The original Circus 0.19.0 is installed from PyPI into its own venv,
 benchmarks/.work/circus019 (its package is also called `circus`, so it
@@ -97,9 +104,82 @@ def _cpu(proc):
     return times.user + times.system
 
 
-def measure(name, argv, directory, processes, duration):
+# what each kind of client subscribes to: circus's own clients read the
+# batches (circus.stats.client), Circus 0.19's and every client written
+# against it read stat.*
+OWN_TOPIC = b"batch.stat."
+ORIGINAL_TOPIC = b"stat."
+
+
+class Coverage:
+    """Which pids of the watcher the messages carry, second by second."""
+
+    def __init__(self, watcher="sleepers"):
+        self.watcher = watcher
+        self.messages = 0
+        self.bytes = 0
+        self.per_second = {}
+
+    def add(self, frames, second=None):
+        self.messages += 1
+        self.bytes += sum(len(f) for f in frames)
+        topic = frames[0].decode()
+        if topic == "batch.stat." + self.watcher:
+            pids = {row[0] for row in json.loads(frames[1])["rows"]}
+        elif topic.startswith("stat.%s." % self.watcher) and topic.count(".") == 2:
+            pids = {int(topic.rsplit(".", 1)[1])}
+        else:
+            return set()
+        if second is not None:
+            self.per_second.setdefault(second, set()).update(pids)
+        return pids
+
+
+def measure_client(sub, topic, stats, daemon, processes, duration):
+    """circusd-stats' CPU while one client subscribed to topic reads it."""
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    try:
+        # the stream covers every process before anything is measured
+        seen = set()
+        coverage = Coverage()
+
+        def covered():
+            while sub.poll(100):
+                seen.update(coverage.add(sub.recv_multipart()))
+            return len(seen) >= processes
+        wait_for(covered, 60, "stats about all %d processes" % processes)
+        end = time.monotonic() + WARMUP
+        while time.monotonic() < end:
+            if sub.poll(100):
+                sub.recv_multipart()
+        cpu_stats, cpu_daemon = _cpu(stats), _cpu(daemon)
+        begin = time.monotonic()
+        coverage = Coverage()
+        while time.monotonic() - begin < duration:
+            if sub.poll(100):
+                coverage.add(sub.recv_multipart(), int(time.monotonic() - begin))
+        elapsed = time.monotonic() - begin
+        cpu_stats, cpu_daemon = _cpu(stats) - cpu_stats, _cpu(daemon) - cpu_daemon
+    finally:
+        sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+    ticks = [len(p) for s, p in coverage.per_second.items() if 0 < s < int(elapsed) - 1]
+    return {
+        "duration_s": round(elapsed, 1),
+        "circusd_stats_cpu_percent": round(cpu_stats / elapsed * 100, 2),
+        "circusd_stats_cpu_ms_per_s": round(cpu_stats / elapsed * 1000, 1),
+        "circusd_cpu_percent": round(cpu_daemon / elapsed * 100, 2),
+        "circusd_stats_rss_mb": round(stats.memory_info().rss / 2 ** 20, 1),
+        "messages_per_s": round(coverage.messages / elapsed, 1),
+        "kbytes_per_s": round(coverage.bytes / elapsed / 1024, 1),
+        "pids_per_tick_min": min(ticks) if ticks else None,
+        "pids_per_tick_max": max(ticks) if ticks else None,
+    }
+
+
+def measure(name, argv, directory, processes, duration, clients):
+    """clients: [(label, topic)], measured one after the other on one circusd."""
     config, stats_endpoint = write_config(directory, processes)
-    log_path = os.path.join(directory, "circusd-%s.log" % name)
+    log_path = os.path.join(directory, "circusd-%s-%d.log" % (name, processes))
     log("%s: starting circusd with %d processes", name, processes)
     with open(log_path, "wb") as output:
         proc = subprocess.Popen(argv + [config], stdout=output, stderr=subprocess.STDOUT,
@@ -110,7 +190,7 @@ def measure(name, argv, directory, processes, duration):
     sub = context.socket(zmq.SUB)
     sub.linger = 0
     sub.rcvhwm = 0
-    sub.setsockopt(zmq.SUBSCRIBE, b"stat.")
+    results = []
     try:
         started = time.monotonic()
         wait_for(lambda: sum(1 for c in _children(daemon) if "sleep" in _cmdline(c))
@@ -120,51 +200,13 @@ def measure(name, argv, directory, processes, duration):
                                        if "--statspoint" in _cmdline(c)), None),
                          30, "circusd-stats")
         sub.connect(stats_endpoint)
-        # the stream covers every process before anything is measured
-        seen = set()
-
-        def covered():
-            while sub.poll(100):
-                topic = sub.recv_multipart()[0].decode()
-                parts = topic.split(".")
-                if parts[1] == "sleepers" and len(parts) == 3:
-                    seen.add(parts[2])
-            return len(seen) >= processes
-        wait_for(covered, 60, "stats about all %d processes" % processes)
-        end = time.monotonic() + WARMUP
-        while time.monotonic() < end:
-            if sub.poll(100):
-                sub.recv_multipart()
-        cpu_stats, cpu_daemon = _cpu(stats), _cpu(daemon)
-        begin = time.monotonic()
-        messages = 0
-        per_tick = {}
-        while time.monotonic() - begin < duration:
-            if sub.poll(100):
-                topic = sub.recv_multipart()[0].decode()
-                messages += 1
-                parts = topic.split(".")
-                if parts[1] == "sleepers" and len(parts) == 3:
-                    second = int(time.monotonic() - begin)
-                    per_tick.setdefault(second, set()).add(parts[2])
-        elapsed = time.monotonic() - begin
-        cpu_stats, cpu_daemon = _cpu(stats) - cpu_stats, _cpu(daemon) - cpu_daemon
-        ticks = [len(p) for s, p in per_tick.items() if 0 < s < int(elapsed) - 1]
-        result = {
-            "name": name,
-            "processes": processes,
-            "duration_s": round(elapsed, 1),
-            "spawn_s": round(spawn_time, 2),
-            "circusd_stats_cpu_percent": round(cpu_stats / elapsed * 100, 2),
-            "circusd_stats_cpu_ms_per_s": round(cpu_stats / elapsed * 1000, 1),
-            "circusd_cpu_percent": round(cpu_daemon / elapsed * 100, 2),
-            "circusd_stats_rss_mb": round(stats.memory_info().rss / 2 ** 20, 1),
-            "messages_per_s": round(messages / elapsed, 1),
-            "pids_per_tick_min": min(ticks) if ticks else None,
-            "pids_per_tick_max": max(ticks) if ticks else None,
-        }
-        log("%s: %s", name, result)
-        return result
+        for client, topic in clients:
+            result = {"name": name, "client": client, "topic": topic.decode(),
+                      "processes": processes, "spawn_s": round(spawn_time, 2)}
+            result.update(measure_client(sub, topic, stats, daemon, processes, duration))
+            log("%s: %s", name, result)
+            results.append(result)
+        return results
     finally:
         sub.close(0)
         context.term()
@@ -193,36 +235,39 @@ def stop(proc, daemon):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--processes", type=int, default=500)
+    parser.add_argument("--processes", type=int, nargs="+", default=[500])
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--only", choices=["ours", "circus019"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     runs = []
     if args.only in (None, "ours"):
-        runs.append(("ours", [sys.executable, "-m", "circus.circusd"]))
+        runs.append(("ours", [sys.executable, "-m", "circus.circusd"],
+                     [("own", OWN_TOPIC), ("original", ORIGINAL_TOPIC)]))
     if args.only in (None, "circus019"):
         python = circus019_python()
-        runs.append(("circus019", [os.path.join(os.path.dirname(python), "circusd")]))
+        runs.append(("circus019", [os.path.join(os.path.dirname(python), "circusd")],
+                     [("own", ORIGINAL_TOPIC)]))
     results = []
     with tempfile.TemporaryDirectory(prefix="stats-overhead-") as directory:
-        for name, command in runs:
-            results.append(measure(name, command, directory, args.processes, args.duration))
+        for processes in args.processes:
+            for name, command, clients in runs:
+                results += measure(name, command, directory, processes, args.duration,
+                                   clients)
     machine = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpus": os.cpu_count(),
                "python": platform.python_version(), "psutil": psutil.__version__,
                "kernel": platform.release(), "load_average": "%.2f %.2f %.2f" % os.getloadavg()}
-    print("circusd-stats overhead, %d processes, %.0f s, %s (%d CPUs, load %s)"
-          % (args.processes, args.duration, machine["date"], machine["cpus"],
-             machine["load_average"]))
-    print("| daemon | circusd-stats CPU (% of one core) | circusd CPU (%) | "
-          "circusd-stats RSS (MB) | messages/s | pids per tick |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("circusd-stats overhead, %.0f s, %s (%d CPUs, load %s)"
+          % (args.duration, machine["date"], machine["cpus"], machine["load_average"]))
+    print("| daemon | client | processes | circusd-stats CPU (% of one core) | circusd CPU (%) "
+          "| circusd-stats RSS (MB) | messages/s | KiB/s | pids per tick |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print("| %s | %.2f | %.2f | %.1f | %.0f | %s-%s |" % (
-            "circus (this repo)" if r["name"] == "ours" else "Circus 0.19.0",
-            r["circusd_stats_cpu_percent"], r["circusd_cpu_percent"],
-            r["circusd_stats_rss_mb"], r["messages_per_s"], r["pids_per_tick_min"],
-            r["pids_per_tick_max"]))
+        print("| %s | %s (%s) | %d | %.2f | %.2f | %.1f | %.0f | %.0f | %s-%s |" % (
+            "circus (this repo)" if r["name"] == "ours" else "Circus 0.19.0", r["client"],
+            r["topic"], r["processes"], r["circusd_stats_cpu_percent"],
+            r["circusd_cpu_percent"], r["circusd_stats_rss_mb"], r["messages_per_s"],
+            r["kbytes_per_s"], r["pids_per_tick_min"], r["pids_per_tick_max"]))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"machine": machine, "results": results}, handle, indent=2)

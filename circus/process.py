@@ -45,9 +45,10 @@ class Process:
 
     wid is the worker id ($(circus.wid)); cmd and args may reference
     $(circus.wid), $(circus.env.X), $(circus.sockets.NAME) and whatever else
-    `variables` holds. With a loop, the process has ready_future (True once
-    ready, False if it never got ready) and exit_future (its returncode),
-    and timers (add_timer) that end with it.
+    `variables` holds (a mapping, or a callable that returns one, called
+    only if there is a $ to replace). With a loop, the process has
+    ready_future (True once ready, False if it never got ready) and
+    exit_future (its returncode), and timers (add_timer) that end with it.
     """
 
     def __init__(self, wid: int, cmd: str, args: str | Sequence[object] | None = None,
@@ -55,7 +56,8 @@ class Process:
                  gid: int | None = None, env: Mapping[str, object] | None = None,
                  rlimits: Mapping[str, int | str] | None = None, executable: str | None = None,
                  use_fds: bool = False, watcher: Any = None, spawn: bool = True,
-                 pass_fds: Iterable[int] = (), variables: Mapping[str, object] | None = None,
+                 pass_fds: Iterable[int] = (),
+                 variables: Mapping[str, object] | Callable[[], Mapping[str, object]] | None = None,
                  stdout: int | IO[Any] | None = subprocess.DEVNULL,
                  stderr: int | IO[Any] | None = subprocess.DEVNULL,
                  new_process_group: bool = True, die_with_parent: bool | int = False,
@@ -103,12 +105,23 @@ class Process:
 
     # --- command line -----------------------------------------------------
     def _all_variables(self) -> dict[str, object]:
+        if callable(self.variables):
+            self.variables = self.variables()
         variables = env_variables(os.environ)
         if self.env:
             variables.update(env_variables(self.env))
         variables.update(self.variables)
         variables["wid"] = self.wid
         return variables
+
+    def _has_variables(self) -> bool:
+        """Something to substitute: most commands have nothing, and then the
+        mapping of every variable is not worth building at each spawn."""
+        texts: list[object] = [self.cmd]
+        texts += [self.args] if isinstance(self.args, str) else list(self.args or ())
+        if self.env:
+            texts += self.env.values()
+        return any("$" in str(text) for text in texts)
 
     def format_args(self, variables: Mapping[str, object] | None = None) -> list[str] | str:
         """The argv (or shell string) with every variable substituted."""
@@ -124,7 +137,7 @@ class Process:
         return shlex.split(cmd) + extra
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        variables = self._all_variables()
+        variables = self._all_variables() if self._has_variables() else {}
         argv = self.format_args(variables)
         if not argv:
             raise ValueError("the command %r is empty" % self.cmd)

@@ -5,9 +5,11 @@ process at a time, and its children() scans every process of the system
 for each call: O(N^2) for N workers, seconds for 500. A Snapshot reads each
 /proc/<pid>/stat of the system once, which gives the parent map (children)
 and the figures of our own processes in the same pass; then one more read
-per process for its command line. The mapping is the one process_info()
-builds with psutil (same keys, same units, cpu% computed the way psutil's
-cpu_percent(interval=None) does: since the previous look at that process).
+per process for its command line and user, kept for a minute (a process
+may rename itself; circusd-stats does the same). The mapping is the one
+process_info() builds with psutil (same keys, same units, cpu% computed
+the way psutil's cpu_percent(interval=None) does: since the previous look
+at that process).
 Where /proc does not look like Linux's, it falls back to psutil.
 """
 import os
@@ -20,6 +22,9 @@ NO_SUCH_PROCESS = "No such process (stopped?)"
 
 # (pid, start ticks) -> (cpu ticks, monotonic time) of the previous look
 _cpu_samples = {}
+# (pid, start ticks) -> (command line, uid, monotonic time it was read)
+_identities = {}
+IDENTITY_REFRESH = 60.0
 _users = {}
 _static = {}
 
@@ -89,8 +94,9 @@ class Snapshot:
             stats[pid] = fields
             children.setdefault(int(fields[1]), []).append(pid)
         live = set(stats)
-        for key in [k for k in _cpu_samples if k[0] not in live]:
-            del _cpu_samples[key]
+        for cache in (_cpu_samples, _identities):
+            for key in [k for k in cache if k[0] not in live]:
+                del cache[key]
         self._stats, self._children = stats, children
 
     def children(self, pid):
@@ -109,13 +115,12 @@ class Snapshot:
         fields = self._stats.get(pid)
         if fields is None or fields[0] in (b"Z", b"X"):
             return NO_SUCH_PROCESS
-        try:
-            cmdline = _read("/proc/%d/cmdline" % pid, 1 << 16)
-            uid = os.stat("/proc/%d" % pid).st_uid
-        except OSError:
-            return NO_SUCH_PROCESS
         utime, stime = int(fields[11]), int(fields[12])
         start_ticks = int(fields[19])
+        identity = self._identity(pid, start_ticks)
+        if identity is None:
+            return NO_SUCH_PROCESS
+        cmdline, uid = identity
         vms, rss = int(fields[20]), int(fields[21]) * _PAGESIZE
         ctime = (utime + stime) / _CLK_TCK
         create_time = _boot_time() + start_ticks / _CLK_TCK
@@ -130,7 +135,7 @@ class Snapshot:
             "ctime": "%d:%05.2f" % divmod(ctime, 60),
             "nice": int(fields[16]),
             "username": _username(uid),
-            "cmdline": cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace"),
+            "cmdline": cmdline,
             "create_time": create_time,
             "children": [info for info in (self.info(child, children=False)
                                            for child in self.children(pid))
@@ -138,6 +143,29 @@ class Snapshot:
         }
         info["age"] = time.time() - (started or create_time)
         return info
+
+    @staticmethod
+    def _identity(pid, start_ticks):
+        """(command line, uid) of the process; None once it is gone."""
+        key = (pid, start_ticks)
+        now = time.monotonic()
+        known = _identities.get(key)
+        if known is not None and now - known[2] < IDENTITY_REFRESH:
+            return known[:2]
+        try:
+            fd = os.open("/proc/%d/cmdline" % pid, os.O_RDONLY)
+            try:
+                raw = os.read(fd, 1 << 16)
+                # the owner of a /proc/PID file is the process's user
+                uid = os.fstat(fd).st_uid
+            finally:
+                os.close(fd)
+        except OSError:
+            return None
+        cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        if cmdline:  # none yet between fork and exec: read again next time
+            _identities[key] = (cmdline, uid, now)
+        return cmdline, uid
 
     @staticmethod
     def _cpu_percent(pid, start_ticks, ticks):

@@ -36,3 +36,25 @@ def test_snapshot_matches_psutil():
         parent.kill()
         parent.wait()
     assert Snapshot().info(parent.pid) == NO_SUCH_PROCESS
+
+
+def test_snapshot_reads_a_command_line_again_once_a_minute(monkeypatch):
+    from circus import procstats
+    # exec keeps the pid and its start time: the same process, a new argv
+    proc = subprocess.Popen(["sh", "-c", "read line; exec sleep 30"], stdin=subprocess.PIPE)
+    try:
+        first = Snapshot().info(proc.pid)["cmdline"]
+        assert first == "sh -c read line; exec sleep 30"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        def execd():
+            with open("/proc/%d/cmdline" % proc.pid, "rb") as handle:
+                return handle.read() == b"sleep\x0030\x00"
+        wait_for(execd, message="the exec")
+        # read once a minute: 10,000 processes each described costs a read less
+        assert Snapshot().info(proc.pid)["cmdline"] == first
+        monkeypatch.setattr(procstats, "IDENTITY_REFRESH", 0.0)
+        assert Snapshot().info(proc.pid)["cmdline"] == "sleep 30"
+    finally:
+        proc.kill()
+        proc.wait()

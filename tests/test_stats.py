@@ -4,6 +4,7 @@ Every daemon test runs circusd with stats_endpoint on a free loopback port,
 real children (busy loops, memory eaters, sleeps) and reads the stream with
 circus.stats.client. circus-top runs in a tmux server of its own.
 """
+import json
 import os
 import shlex
 import signal
@@ -137,6 +138,52 @@ def test_stream_carries_watchers_processes_and_circus(stats_daemon):
 
 
 @pytest.mark.slow
+def test_original_clients_still_get_one_message_per_process(stats_daemon):
+    # a subscriber to stat., as Circus 0.19's circus-top and StatsClient are:
+    # one message per process, per watcher, for circus and for each socket,
+    # and never a batch
+    import zmq
+    daemon, log = stats_daemon("""
+        [socket:web]
+        host = 127.0.0.1
+        port = %d
+
+        [watcher:sleepers]
+        cmd = sleep 600
+        numprocesses = 2
+    """ % free_port())
+    sleepers = _pids(daemon, "sleepers")
+    [stats_pid] = _pids(daemon, "circusd-stats")
+    [sock] = daemon.call("listsockets")["sockets"]
+    wanted = {"stat.sleepers.%d" % pid for pid in sleepers}
+    wanted |= {"stat.sleepers", "stat.circus", "stat.circus.%d" % daemon.proc.pid,
+               "stat.circus.%d" % stats_pid, "stat.sockets", "stat.sockets.%d" % sock["fd"]}
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"stat.")
+    sub.connect(daemon.stats_endpoint)
+    seen = {}
+    try:
+        def everything():
+            while sub.poll(100):
+                topic, body = sub.recv_multipart()
+                seen[topic.decode()] = json.loads(body)
+            return wanted <= set(seen)
+        wait_for(everything, timeout=20, message="every stat.* topic")
+    finally:
+        sub.close(0)
+        context.term()
+    assert all(topic.startswith("stat.") for topic in seen), sorted(seen)
+    stat = seen["stat.sleepers.%d" % sleepers[0]]
+    assert stat["pid"] == stat["subtopic"] == sleepers[0] and stat["watcher"] == "sleepers"
+    assert stat["cmdline"] == "sleep 600" and stat["ctime"].startswith("0:")
+    assert sorted(seen["stat.sleepers"]["pid"]) == sorted(sleepers)
+    assert seen["stat.circus.%d" % stats_pid]["name"] == "circusd-stats"
+    assert seen["stat.sockets.%d" % sock["fd"]]["name"] == "web"
+
+
+@pytest.mark.slow
 def test_proc_stat_reader_agrees_with_psutil():
     # the one-read sampler parses /proc/PID/stat by field position: check it
     # against psutil on a process with a nice value, some memory and CPU time
@@ -155,6 +202,9 @@ def test_proc_stat_reader_agrees_with_psutil():
         assert psutil.Process(proc.pid).name() == "we) ird (name"
         cpu, nice, rss, vms = _read_proc_stat(proc.pid)
         ref_cpu, ref_nice, ref_rss, ref_vms = _read_psutil(psutil.Process(proc.pid))
+        # the same read through a descriptor kept open, as the collector does
+        fd = os.open("/proc/%d/stat" % proc.pid, os.O_RDONLY)
+        assert _read_proc_stat(proc.pid, fd)[1:] == (nice, rss, vms)
         # cpu seconds: same ticks, but psutil adds utime and stime as floats
         assert cpu == pytest.approx(ref_cpu, abs=1e-9)
         assert (nice, vms) == (ref_nice, ref_vms)
@@ -166,6 +216,11 @@ def test_proc_stat_reader_agrees_with_psutil():
     from circus.stats.collector import psutil as collector_psutil
     with pytest.raises(collector_psutil.NoSuchProcess):
         _read_proc_stat(proc.pid)
+    try:
+        with pytest.raises(collector_psutil.NoSuchProcess):
+            _read_proc_stat(proc.pid, fd)
+    finally:
+        os.close(fd)
 
 
 def test_memory_eater_shows_rising_rss(stats_daemon):

@@ -8,30 +8,37 @@ import json
 import os
 import random
 import signal
+import subprocess
 import tempfile
 import time
 
-from suite import util
+from suite import limits, util
 from suite.rawclient import RawClient, RawError
-from suite.util import log
+from suite.util import PYTHON, log
 
 SLEEP_CMD = "sleep 3600"
+LISTPOLL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "listpoll.py")
 
 
-def daemon_config(endpoint, pubsub, numprocesses):
+def daemon_config(endpoint, pubsub, numprocesses, circus_options=None, watcher_options=None):
+    extra_circus = "".join("%s = %s\n" % item for item in (circus_options or {}).items())
+    extra_watcher = "".join("%s = %s\n" % item for item in (watcher_options or {}).items())
     return ("[circus]\n"
             "endpoint = %s\n"
             "pubsub_endpoint = %s\n"
+            "%s"
             "\n"
             "[watcher:sleepers]\n"
             "cmd = %s\n"
-            "numprocesses = %d\n" % (endpoint, pubsub, SLEEP_CMD, numprocesses))
+            "numprocesses = %d\n"
+            "%s" % (endpoint, pubsub, extra_circus, SLEEP_CMD, numprocesses, extra_watcher))
 
 
 class Daemon:
     """One circusd (ours or 0.19) on a config with N sleep processes."""
 
-    def __init__(self, label, bindir, workdir, numprocesses):
+    def __init__(self, label, bindir, workdir, numprocesses, circus_options=None,
+                 watcher_options=None):
         self.label = label
         self.bindir = bindir
         self.numprocesses = numprocesses
@@ -41,7 +48,8 @@ class Daemon:
                                     dir=os.path.abspath(workdir))
         self.config = os.path.join(self.dir, "circus.ini")
         with open(self.config, "w") as handle:
-            handle.write(daemon_config(self.endpoint, self.pubsub, numprocesses))
+            handle.write(daemon_config(self.endpoint, self.pubsub, numprocesses,
+                                       circus_options, watcher_options))
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         self.service = util.Service(
@@ -56,9 +64,9 @@ class Daemon:
     def sleepers(self):
         return [p for p in util.children(self.pid) if util.comm(p) == "sleep"]
 
-    def start_and_time(self, timeout=120):
+    def start_and_time(self, timeout=120, interval=0.002):
         """Seconds from the exec of circusd until numprocesses sleep
-        processes run (exec'd, not merely forked)."""
+        processes run (exec'd, not merely forked), looked at every interval."""
         self.service.start()
         t0 = self.service.started_at
         confirmed = set()
@@ -77,7 +85,7 @@ class Daemon:
                 raise TimeoutError("%s: %d/%d processes after %ds" % (
                     self.label, len(confirmed), self.numprocesses, timeout))
             self.service.check()
-            time.sleep(0.002)
+            time.sleep(interval)
         self.client = RawClient(self.endpoint, timeout=120)
         util.wait_until(lambda: self.client.try_call("list", timeout=1.0) is not None, 30,
                         what="%s to answer" % self.label)
@@ -181,6 +189,68 @@ def circusctl_wall(bindir, endpoint, runs, workdir, label):
             "runs": len(times)}
 
 
+def run_scale(plan, bindir, workdir, baseline=None):
+    """Our circusd with plan["processes"] children of one watcher: the start,
+    `list` polled by another process all along the start, `stats`, idle
+    CPU, memory and quit. baseline: (processes, RSS in MiB) of a smaller
+    run, to tell circusd's memory per managed process."""
+    size = plan["processes"]
+    log("control: circus with %d processes", size)
+    result = {"processes": size, "limits_before": limits.current()}
+    changes, put_back = limits.raise_for(size)
+    result["limits_raised"] = changes
+    result["limits"] = limits.current()
+    circus_options, watcher_options = limits.ceilings(size)
+    result["ceilings"] = dict(circus_options, **watcher_options)
+    daemon = Daemon("circus", bindir, workdir, size, circus_options, watcher_options)
+    out = os.path.join(daemon.dir, "listpoll.json")
+    stop_file = os.path.join(daemon.dir, "listpoll.stop")
+    poller = subprocess.Popen([PYTHON, LISTPOLL, daemon.endpoint, out, stop_file,
+                               str(plan.get("list_gap", 0.001))], stdin=subprocess.DEVNULL)
+    try:
+        try:
+            # counting 10,000 children takes a while: look less often than
+            # for a thousand, or the counting competes with circusd
+            result["start_s"] = daemon.start_and_time(timeout=plan.get("start_timeout", 120),
+                                                      interval=0.02)
+        finally:
+            with open(stop_file, "w"):
+                pass
+            try:
+                poller.wait(60)
+            except subprocess.TimeoutExpired:
+                poller.kill()
+                poller.wait()
+        with open(out) as handle:
+            polled = json.load(handle)
+        latencies = polled["latencies_ms"]
+        result["list_during_start_ms"] = {
+            "n": len(latencies), "errors": polled["errors"], "polled_s": polled["polled_s"],
+            "max": max(latencies) if latencies else None,
+            "p99": util.percentile(latencies, 99), "median": util.percentile(latencies, 50)}
+        result["stats_ms"] = util.summary(daemon.latency("stats", plan["stats_repeat"]))
+        time.sleep(1.0)  # let the start's bookkeeping settle
+        result["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])
+        result["idle_seconds"] = plan["idle_seconds"]
+        rss = util.rss_bytes(daemon.pid)
+        result["rss_mb"] = rss / 2 ** 20
+        if baseline and baseline[0] < size:
+            result["rss_per_process_kib"] = ((rss - baseline[1] * 2 ** 20)
+                                             / (size - baseline[0]) / 1024)
+            result["rss_baseline"] = list(baseline)
+        else:
+            result["rss_per_process_kib"] = rss / size / 1024
+        result["quit_ms"], result["quit_all_gone_ms"] = daemon.quit()
+    except Exception as error:  # a finding: say what stopped it
+        result["failure"] = "%s: %s" % (type(error).__name__, str(error).splitlines()[0])
+        result["log_tail"] = daemon.service.tail(2000)
+        log("control: %d processes failed: %s", size, result["failure"])
+    finally:
+        daemon.stop()
+        put_back()
+    return result
+
+
 def run(plan, daemons, workdir, circusctl_bindirs=None):
     """plan: sizes, idle_seconds, repeats...; daemons: [(label, bindir)];
     circusctl_bindirs: {label: bindir} where to take a daemon's circusctl
@@ -239,4 +309,9 @@ def run(plan, daemons, workdir, circusctl_bindirs=None):
                 entry["sizes"][str(size)] = row
             finally:
                 daemon.stop()
+    if plan.get("scale"):
+        label, bindir = daemons[0]
+        biggest_rss = results["by_daemon"][label]["sizes"][str(biggest)].get("rss_mb")
+        results["scale"] = run_scale(plan["scale"], bindir, workdir,
+                                     (biggest, biggest_rss) if biggest_rss else None)
     return results

@@ -3,7 +3,8 @@ hand, see their docstrings), run here so that their figures land in the
 result file of the same run:
 
 - stats: benchmarks/stats_overhead.py, circusd-stats' CPU with N processes,
-  ours beside Circus 0.19's;
+  ours (read by its own clients, then by an original one) beside Circus
+  0.19's;
 - latency: benchmarks/control_latency.py, the time circusd itself spends on
   list/status/stats (request in, reply out), 5 watchers and N processes;
 - metrics: benchmarks/metrics_overhead.py, what a Prometheus scrape costs
@@ -30,7 +31,7 @@ def _run(script, args, workdir, name, timeout):
 
 
 def run_stats(plan, workdir):
-    args = ["--processes", plan["processes"], "--duration", plan["duration"]]
+    args = ["--processes"] + list(plan["processes"]) + ["--duration", plan["duration"]]
     if not plan["old_circus"]:
         args += ["--only", "ours"]
     return _run("stats_overhead.py", args, workdir, "stats", timeout=600)

@@ -97,6 +97,7 @@ def targets(data):
                      "median %s with %d processes" % (num(value and value["median"], 3, " ms"),
                                                       biggest),
                      _verdict(None if not value else value["median"] < 0.3)))
+    rows += _scale_targets(control.get("scale"))
     stats = _control(data, "circus", 500, "stats_ms")
     rows.append(("`stats` for 500 processes under 50 ms",
                  "median %s" % num(stats and stats["median"], 1, " ms"),
@@ -122,35 +123,28 @@ def targets(data):
             rows.append(("`stats` in-daemon for %d processes under 50 ms" % case["processes"],
                          "median %s" % num(value and value["p50"] * 1000, 1, " ms"),
                          _verdict(None if not value else value["p50"] * 1000 < 50)))
-    ours = _stats_result(data, "ours")
-    if ours:
-        old = _stats_result(data, "circus019")
-        rows.append(("circusd-stats with %d processes under 5%% of one core" % ours["processes"],
-                     "%s (Circus 0.19's: %s)" % (
-                         num(ours["circusd_stats_cpu_percent"], 2, " %"),
-                         num(old and old["circusd_stats_cpu_percent"], 2, " %")),
-                     _verdict(ours["circusd_stats_cpu_percent"] < 5
-                              if ours["processes"] >= 500 else None)))
+    for processes, limit in ((500, 1.0), (1000, 2.0)):
+        ours = _stats_result(data, "ours", processes)
+        if not ours:
+            continue
+        old = _stats_result(data, "circus019", processes)
+        original = _stats_result(data, "ours", processes, client="original")
+        measured = "%s, read by its own clients (Circus 0.19's: %s" % (
+            num(ours["circusd_stats_cpu_percent"], 2, " %"),
+            num(old and old["circusd_stats_cpu_percent"], 2, " %"))
+        if old and ours["circusd_stats_cpu_percent"]:
+            measured += ": %.1f times as much" % (old["circusd_stats_cpu_percent"]
+                                                  / ours["circusd_stats_cpu_percent"])
+        measured += ")"
+        if original:
+            measured += "; %s read by a client of the original stream (`stat.`)" % num(
+                original["circusd_stats_cpu_percent"], 2, " %")
+        rows.append(("circusd-stats with %d processes under %s%% of one core, every pid "
+                     "each tick" % (processes, ("%g" % limit)), measured,
+                     _verdict(ours["circusd_stats_cpu_percent"] < limit
+                              and ours["pids_per_tick_min"] == processes)))
     rows += metrics_targets(data.get("metrics"))
-    group = _group(data.get("web"), "hello", 2)
-    for circus_key, gunicorn_key, text, strict in (
-            ("circus-meinheld", "gunicorn-meinheld",
-             "built-in worker (meinheld) at least matches gunicorn's meinheld worker", False),
-            ("circus-waitress", "gunicorn-sync",
-             "built-in worker (waitress) beats gunicorn sync", True)):
-        ratio = _ratio(group, circus_key, gunicorn_key)
-        measured = "n/a"
-        ok = None
-        if ratio:
-            measured = "%.2fx requests/s (per-round %s)" % (
-                ratio["ratio"], rng(ratio["per_round"], 2))
-            cpu = [_row(group, key).get("server_cpu_us_per_request") or {}
-                   for key in (circus_key, gunicorn_key)]
-            if all(c.get("median") for c in cpu):
-                measured += "; server CPU per request %.1f against %.1f us" % (
-                    cpu[0]["median"], cpu[1]["median"])
-            ok = ratio["ratio"] > 1.0 if strict else ratio["ratio"] >= 1.0
-        rows.append(("hello world, 2 workers, wrk -t2 -c50: " + text, measured, _verdict(ok)))
+    rows += _web_targets(data.get("web"))
     reload = data.get("reload") or {}
     for row in reload.get("rows", []):
         if row["kind"] != "circus" or "steady" not in row:
@@ -229,26 +223,167 @@ def metrics_section(metrics):
     return intro + "\n\n" + table(headers, rows)
 
 
-def _stats_result(data, name):
+def _versus(group, circus_key, other_key, strict):
+    """(measured text, ok) of circus_key against other_key in a group."""
+    if other_key == "nginx":
+        theirs, ours = _row(group, other_key).get("rps"), _row(group, circus_key).get("rps")
+        if not (theirs and ours and theirs.get("median") and ours.get("median")):
+            return "n/a", None
+        ratio = {"ratio": ours["median"] / theirs["median"], "per_round": None}
+    else:
+        ratio = _ratio(group, circus_key, other_key)
+    if not ratio:
+        return "n/a", None
+    measured = "%.2fx requests/s" % ratio["ratio"]
+    if ratio["per_round"]:
+        measured += " (per-round %s)" % rng(ratio["per_round"], 2)
+    cpu = [_row(group, key).get("server_cpu_us_per_request") or {}
+           for key in (circus_key, other_key)]
+    if all(c.get("median") for c in cpu):
+        measured += "; server CPU per request %.1f against %.1f us" % (
+            cpu[0]["median"], cpu[1]["median"])
+    return measured, (ratio["ratio"] > 1.0 if strict else ratio["ratio"] >= 1.0)
+
+
+def _web_targets(web):
+    rows = []
+    group = _group(web, "hello", 2)
+    measured, ok = _versus(group, "circus-meinheld", "gunicorn-meinheld", False)
+    ceiling, _ = _versus(group, "circus-meinheld", "nginx", False)
+    if ceiling != "n/a":
+        measured += "; against nginx returning a fixed body (the ceiling): " + ceiling
+    rows.append(("hello world, 2 workers, wrk -t2 -c50: built-in worker (meinheld) at least "
+                 "matches gunicorn's meinheld worker", measured, _verdict(ok)))
+    # the default backend: never behind gunicorn sync, and ahead on hello
+    for app, workers in (("hello", 2), ("hello", 4), ("work", 2), ("work", 4)):
+        group = _group(web, app, workers)
+        if group is None and (app, workers) != ("hello", 2):
+            continue
+        strict = app == "hello"
+        measured, ok = _versus(group, "circus-waitress", "gunicorn-sync", strict)
+        rows.append(("%s app, %d workers, wrk -t2 -c50: built-in worker, default backend "
+                     "(waitress), %s gunicorn sync" % (app, workers, "beats" if strict else
+                                                       "at least even with"),
+                     measured, _verdict(ok)))
+    return rows
+
+
+def _scale_targets(scale):
+    """The targets of the run with the most processes (10,000)."""
+    if not scale:
+        return []
+    size = scale["processes"]
+    failed = scale.get("failure")
+
+    def row(target, key, measured, ok):
+        if key not in scale:
+            return (target, "stopped: %s" % failed if failed else "n/a",
+                    _verdict(False if failed else None))
+        return (target, measured, _verdict(ok))
+    start = scale.get("start_s")
+    polled = scale.get("list_during_start_ms") or {}
+    stats = scale.get("stats_ms") or {}
+    idle = scale.get("idle_cpu_pct")
+    gone = scale.get("quit_all_gone_ms")
+    return [
+        row("%d `sleep` processes of one watcher all running within 10 s of circusd's start"
+            % size, "start_s", num(start, 2, " s"), start is not None and start <= 10),
+        row("`list` answered in under 10 ms at any moment of that start (polled all along "
+            "by another process)", "list_during_start_ms",
+            "max %s, p99 %s, median %s over %s calls" % (
+                num(polled.get("max"), 1, " ms"), num(polled.get("p99"), 1, " ms"),
+                num(polled.get("median"), 2, " ms"), polled.get("n")),
+            polled.get("max") is not None and polled["max"] < 10 and not polled.get("errors")),
+        row("`stats` of %d processes under 0.5 s" % size, "stats_ms",
+            "median %s" % num(stats.get("median"), 0, " ms"),
+            stats.get("median") is not None and stats["median"] < 500),
+        row("idle circusd with %d children under 0.1%% of one core" % size, "idle_cpu_pct",
+            "%s over %s s" % (num(idle, 3, " %"), scale.get("idle_seconds")),
+            idle is not None and idle < 0.1),
+        row("`quit` with %d processes: every child gone within 3 s" % size,
+            "quit_all_gone_ms", "%s (circusd exited after %s)" % (
+                num(gone and gone / 1000, 2, " s"),
+                num(scale.get("quit_ms") and scale["quit_ms"] / 1000, 2, " s")),
+            gone is not None and gone <= 3000),
+    ]
+
+
+def scale_section(scale):
+    size = scale["processes"]
+    polled = scale.get("list_during_start_ms") or {}
+    stats = scale.get("stats_ms") or {}
+    rows = [
+        ("start until %d processes run" % size, num(scale.get("start_s"), 2, " s")),
+        ("`list` round trips during that start", "%s calls over %s: max %s, p99 %s, median %s, "
+         "%s errors" % (polled.get("n", "n/a"), num(polled.get("polled_s"), 1, " s"),
+                        num(polled.get("max"), 1, " ms"), num(polled.get("p99"), 1, " ms"),
+                        num(polled.get("median"), 2, " ms"), polled.get("errors", "n/a"))),
+        ("`stats` round trip, median of %s" % stats.get("n", 0),
+         num(stats.get("median"), 0, " ms")),
+        ("circusd CPU, idle %s s" % scale.get("idle_seconds"),
+         num(scale.get("idle_cpu_pct"), 3, " % of one core")),
+        ("circusd RSS", num(scale.get("rss_mb"), 1, " MiB")),
+        ("circusd's memory per managed process", num(scale.get("rss_per_process_kib"), 2, " KiB")
+         + (" (RSS difference with the %d-process run)" % scale["rss_baseline"][0]
+            if scale.get("rss_baseline") else " (RSS over processes)")),
+        ("`quit`, until circusd exited", num(scale.get("quit_ms"), 0, " ms")),
+        ("`quit`, until every child is gone", num(scale.get("quit_all_gone_ms"), 0, " ms")),
+        ("limits of the run", "RLIMIT_NOFILE %s, RLIMIT_NPROC %s, pid_max %s, threads-max %s%s"
+         % (_limit(scale.get("limits", {}).get("nofile")),
+            _limit(scale.get("limits", {}).get("nproc")),
+            scale.get("limits", {}).get("pid_max"), scale.get("limits", {}).get("threads_max"),
+            "; raised: " + "; ".join(scale["limits_raised"]) if scale.get("limits_raised")
+            else "")),
+        ("circusd's process ceilings set", ", ".join("%s = %s" % item for item in
+                                                      sorted(scale.get("ceilings", {}).items()))
+         or "none in its options"),
+    ]
+    if scale.get("failure"):
+        rows.append(("stopped by", scale["failure"]))
+    intro = ("Our circusd alone (the comparison with Circus 0.19 stops at the sizes above), "
+             "one watcher of `sleep 3600` with numprocesses = %d. From circusd's first answer until "
+             "every child has exec'd `sleep`, another process calls `list` over and over "
+             "on one persistent socket, 1 ms apart." % size)
+    return intro + "\n\n" + table(["measure", "circus"], rows)
+
+
+def _limit(pair):
+    if not pair:
+        return "n/a"
+    return "/".join("unlimited" if v in (-1, None) or v >= 2 ** 62 else str(v) for v in pair)
+
+
+def _stats_result(data, name, processes=None, client="own"):
     for result in (data.get("stats") or {}).get("results", []):
-        if result["name"] == name:
+        if (result["name"] == name and result.get("client", "own") == client
+                and processes in (None, result["processes"])):
             return result
     return None
 
 
 def stats_section(stats):
-    headers = ["daemon", "processes", "circusd-stats CPU % of one core", "circusd CPU %",
-               "circusd-stats RSS MiB", "messages/s", "pids per tick"]
+    headers = ["daemon", "read by", "processes", "circusd-stats CPU % of one core",
+               "circusd CPU %", "circusd-stats RSS MiB", "messages/s", "KiB/s",
+               "pids per tick"]
     rows = []
     for r in stats["results"]:
-        rows.append(["circus" if r["name"] == "ours" else "Circus 0.19", r["processes"],
+        client = r.get("client", "own")
+        reader = ("its own clients" if client == "own" else "a client of the original stream")
+        rows.append(["circus" if r["name"] == "ours" else "Circus 0.19",
+                     "%s (`%s`)" % (reader, r.get("topic", "stat.")), r["processes"],
                      num(r["circusd_stats_cpu_percent"], 2), num(r["circusd_cpu_percent"], 2),
                      num(r["circusd_stats_rss_mb"], 1), num(r["messages_per_s"], 0),
+                     num(r.get("kbytes_per_s"), 0),
                      "%s-%s" % (r["pids_per_tick_min"], r["pids_per_tick_max"])])
     intro = ("benchmarks/stats_overhead.py: circusd runs one watcher of `sleep 3600` with "
              "`stats_endpoint` set; once the stream covers every process, a subscriber stays "
              "connected and circusd-stats' CPU time is measured over %s s. Each daemon runs "
-             "its own circusd-stats; both must publish every pid each tick (last column)."
+             "its own circusd-stats; both must publish every pid each tick (last column). "
+             "The subscriber reads what the daemon's own clients read: ours the batches "
+             "(`batch.stat.`: circus-top, the stats client, the console), Circus 0.19's "
+             "`stat.`; ours is then read the original way too (`stat.`: one message per "
+             "process, what Circus 0.19's circus-top subscribes to). circusd-stats builds "
+             "only what is subscribed to."
              % (stats["results"][0]["duration_s"] if stats["results"] else "?"))
     return intro + "\n\n" + table(headers, rows)
 
@@ -484,6 +619,9 @@ def render(data):
         parts.append("## Reloads and recycling under load\n\n" + reload_section(data["reload"]))
     if data.get("control"):
         parts.append("## Control plane at scale\n\n" + control_section(data["control"]))
+        if data["control"].get("scale"):
+            parts.append("### %d processes\n\n" % data["control"]["scale"]["processes"]
+                         + scale_section(data["control"]["scale"]))
     if data.get("latency"):
         parts.append("## Command latency inside circusd\n\n" + latency_section(data["latency"]))
     if data.get("stats"):

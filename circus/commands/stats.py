@@ -71,14 +71,18 @@ class Stats(Command):
         from circus.procstats import Snapshot
         snapshot = Snapshot()  # one look at /proc for every watcher
         if "name" not in props:
-            return {"infos": {w.name: w.info(snapshot) for w in arbiter.iter_watchers()}}
+            infos = {}
+            for watcher in arbiter.iter_watchers():
+                infos[watcher.name] = await _infos(watcher, snapshot)
+            return {"infos": infos}
         watcher = self.watcher(arbiter, props)
         pid = props.get("process", props.get("pid"))
         if pid is not None:
             process = self.process(watcher, pid)
             return {"watcher": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
-        return dict(watcher.stop_report(), name=watcher.name, info=watcher.info(snapshot))
+        return dict(watcher.stop_report(), name=watcher.name,
+                    info=await _infos(watcher, snapshot))
 
     def console_msg(self, msg):
         if "infos" in msg:
@@ -91,6 +95,22 @@ class Stats(Command):
             return "\n".join([_watcher_table(msg.get("name", ""), msg["info"])]
                              + ["  " + line for line in stop_report_lines(msg)])
         return super().console_msg(msg)
+
+
+# processes described between two turns given to circusd's loop: with
+# thousands of them, other commands are answered while stats works
+INFOS_PER_TURN = 256
+
+
+async def _infos(watcher, snapshot):
+    """Watcher.info(snapshot), giving the loop a turn now and then."""
+    import asyncio  # here: circusctl imports this module and never needs it
+    infos = {}
+    for count, process in enumerate(list(watcher.processes.values()), 1):
+        infos[process.pid] = snapshot.info(process.pid, process.started)
+        if count % INFOS_PER_TURN == 0:
+            await asyncio.sleep(0)
+    return infos
 
 
 _COLUMNS = (("PID", "pid", "%-8s"), ("CPU%", "cpu", "%6s"), ("MEM%", "mem", "%6s"),

@@ -6,8 +6,16 @@
             print(watcher, subtopic, stat["cpu"])
 
 `subtopic` is the pid (an int) for ``stat.<watcher>.<pid>``, the fd for
-``stat.sockets.<fd>``, and None for a watcher's aggregate. On an asyncio
-loop, AsyncStatsClient does the same with ``async for``.
+``stat.sockets.<fd>``, and None for a watcher's aggregate, which comes after
+the watcher's processes of the same tick. On an asyncio loop,
+AsyncStatsClient does the same with ``async for``.
+
+The client subscribes to the batches (``batch.stat.``, one message per
+watcher per tick, see circus.stats.wire) and hands them out one process at
+a time, exactly as the per-process messages would have been. An original
+circusd-stats (Circus 0.19) publishes no batches: when none has come
+FALLBACK_AFTER seconds after the connection, the client reads ``stat.``
+instead, and goes back to the batches as soon as one arrives.
 
 Whether the endpoint can be reached at all is known from ZeroMQ's socket
 monitor, not guessed from silence: `client.state` is "connecting",
@@ -20,6 +28,7 @@ longer lists it, and anything not refreshed for `expiry` seconds leaves too.
 """
 from __future__ import annotations
 
+import collections
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -28,10 +37,13 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from circus.stats.wire import BATCH, STAT, expand_batch
 from circus.transport.subscriber import Subscriber
 from circus.util import DEFAULT_STATS
 
 if TYPE_CHECKING:
+    import asyncio
+
     import zmq.asyncio
 
 # (watcher, subtopic, stat): the subtopic is a pid or a socket's fd (an
@@ -42,6 +54,11 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 UNREACHABLE = "unreachable"
 
+# seconds without a batch, once connected, before reading stat.* instead
+FALLBACK_AFTER = 3.0
+
+_BATCH = BATCH.encode()
+_STAT = STAT.encode()
 _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
               | zmq.EVENT_CLOSED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
               | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
@@ -51,15 +68,36 @@ _FAILED = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
            | getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0))
 
 
-def parse_message(frames: Sequence[bytes]) -> Stat:
-    """(watcher, subtopic, stat) from the two frames of a stats message."""
-    topic = frames[0].decode(errors="replace")
+def _body(frames: Sequence[bytes]) -> dict[str, Any]:
     try:
         stat = json.loads(frames[-1]) if len(frames) > 1 else {}
     except ValueError:
         stat = {}
     if not isinstance(stat, dict):
         stat = {"value": stat}
+    return stat
+
+
+def parse_messages(frames: Sequence[bytes]) -> list[Stat]:
+    """[(watcher, subtopic, stat), ...] of one message: one tuple for a
+    stat.* message; for a batch, one per process then the aggregate."""
+    if not frames[0].startswith(_BATCH):
+        return [parse_message(frames)]
+    watcher = frames[0][len(_BATCH):].decode(errors="replace")
+    try:
+        return [(watcher, sub, stat) for sub, stat in expand_batch(_body(frames))]
+    except (TypeError, KeyError, ValueError):
+        return []  # not a batch of ours
+
+
+def parse_message(frames: Sequence[bytes]) -> Stat:
+    """(watcher, subtopic, stat) from the two frames of a stats message (of
+    a batch: its aggregate only; parse_messages gives all of it)."""
+    if frames[0].startswith(_BATCH):
+        return (frames[0][len(_BATCH):].decode(errors="replace"), None,
+                _body(frames).get("total") or {})
+    topic = frames[0].decode(errors="replace")
+    stat = _body(frames)
     rest = topic[len("stat."):] if topic.startswith("stat.") else topic
     watcher = stat.get("watcher")
     if isinstance(watcher, str) and (rest == watcher or rest.startswith(watcher + ".")):
@@ -77,12 +115,18 @@ def parse_message(frames: Sequence[bytes]) -> Stat:
 
 class _Base:
     _started: float  # set by the subclass, before this __init__
+    socket: Any
+    monitor: Any
 
-    def __init__(self, endpoint: str, context: zmq.Context[Any], ssh_server: str | None,
+    def __init__(self, endpoint: str, context: Any, ssh_server: str | None,
                  ssh_keyfile: str | None, reconnect_max: float | None) -> None:
         self.state = CONNECTING
         self.last_message: float | None = None
-        self._subscriber = Subscriber(context, endpoint, [b"stat."], ssh_server=ssh_server,
+        self._pending: collections.deque[Stat] = collections.deque()  # the rest of a batch
+        self._fallback_due: float | None = None  # when to read stat.* if no batch came
+        self._batches_seen = False
+        self._reading_singles = False
+        self._subscriber = Subscriber(context, endpoint, [_BATCH], ssh_server=ssh_server,
                                       ssh_keyfile=ssh_keyfile, monitor_events=_MONITORED,
                                       reconnect_max=reconnect_max)
         self.endpoint = self._subscriber.endpoint
@@ -94,8 +138,42 @@ class _Base:
         event = parse_monitor_message(frames)["event"]
         if event & (zmq.EVENT_CONNECTED | getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)):
             self.state = CONNECTED
+            if not self._batches_seen and self._fallback_due is None:
+                self._fallback_due = time.monotonic() + FALLBACK_AFTER
+                self._on_fallback_armed()
         elif event & _FAILED:
             self.state = UNREACHABLE
+
+    def _on_fallback_armed(self) -> None:
+        pass
+
+    def _check_fallback(self, now: float | None = None) -> None:
+        """No batch since the connection: an original circusd-stats, read stat.*."""
+        now = time.monotonic() if now is None else now
+        if (self._fallback_due is not None and now >= self._fallback_due
+                and self.socket is not None):
+            self._fallback_due = None
+            if not self._batches_seen and not self._reading_singles:
+                self.socket.setsockopt(zmq.SUBSCRIBE, _STAT)
+                self._reading_singles = True
+
+    def _take(self, frames: Sequence[bytes]) -> Stat | None:
+        """The first (watcher, subtopic, stat) of a message; the rest waits
+        in _pending. None when it holds nothing."""
+        self.state = CONNECTED
+        self.last_message = time.monotonic()
+        if frames[0].startswith(_BATCH):
+            self._batches_seen = True
+            self._fallback_due = None
+            if self._reading_singles:
+                # batches after all (circusd-stats was slow to speak): back to them
+                self.socket.setsockopt(zmq.UNSUBSCRIBE, _STAT)
+                self._reading_singles = False
+        messages = parse_messages(frames)
+        if not messages:
+            return None
+        self._pending.extend(messages[1:])
+        return messages[0]
 
     def silence(self, now: float | None = None) -> float:
         """Seconds since the last message (or since the client started)."""
@@ -105,15 +183,13 @@ class _Base:
     def close(self) -> None:
         self._subscriber.close()
         self.socket = self.monitor = self.tunnel = None
+        self._pending.clear()
 
     stop = close
 
 
 class StatsClient(_Base):
     """A blocking consumer (one thread, no loop)."""
-
-    socket: zmq.Socket[bytes] | None
-    monitor: zmq.Socket[bytes] | None
 
     def __init__(self, endpoint: str = DEFAULT_STATS,
                  context: zmq.Context[zmq.Socket[bytes]] | None = None, timeout: float = 1.0,
@@ -129,21 +205,26 @@ class StatsClient(_Base):
 
     def recv(self, timeout: float | None = None) -> Stat | None:
         """The next (watcher, subtopic, stat) within timeout seconds, or None."""
+        if self._pending:
+            return self._pending.popleft()
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while self.socket is not None:
-            remaining = max(0.0, deadline - time.monotonic())
-            events = dict(self._poller.poll(int(remaining * 1000)))
+            now = time.monotonic()
+            self._check_fallback(now)
+            wait = max(0.0, deadline - now)
+            if self._fallback_due is not None:
+                wait = min(wait, max(0.0, self._fallback_due - now))
+            events = dict(self._poller.poll(int(wait * 1000)))
             monitor = self.monitor
             if monitor is not None and monitor in events:
                 while monitor.poll(0):
                     self._on_monitor(monitor.recv_multipart())
             if self.socket in events:
-                frames = self.socket.recv_multipart()
-                self.state = CONNECTED
-                self.last_message = time.monotonic()
-                return parse_message(frames)
-            if remaining <= 0:
+                message = self._take(self.socket.recv_multipart())
+                if message is not None:
+                    return message
+            if time.monotonic() >= deadline:
                 return None
         return None
 
@@ -165,19 +246,15 @@ class StatsClient(_Base):
 class AsyncStatsClient(_Base):
     """The same on an asyncio loop: ``await client.recv()``, ``async for``."""
 
-    socket: zmq.asyncio.Socket | None
-    monitor: zmq.asyncio.Socket | None
-
     def __init__(self, endpoint: str = DEFAULT_STATS, context: zmq.asyncio.Context | None = None,
                  ssh_server: str | None = None, ssh_keyfile: str | None = None,
                  reconnect_max: float | None = 2.0) -> None:
-        import asyncio
-
         import zmq.asyncio
         self._started = time.monotonic()
         super().__init__(endpoint, context or zmq.asyncio.Context.instance(), ssh_server,
                          ssh_keyfile, reconnect_max)
         self._monitor_task: asyncio.Future[None] | None = None
+        self._fallback_timer: asyncio.TimerHandle | None = None
 
     def _ensure_monitor(self) -> None:
         import asyncio
@@ -188,25 +265,34 @@ class AsyncStatsClient(_Base):
         while self.socket is not None and self.monitor is not None:
             self._on_monitor(await self.monitor.recv_multipart())
 
+    def _on_fallback_armed(self) -> None:
+        import asyncio
+        # recv() may be waiting on the socket alone: a timer checks instead
+        self._fallback_timer = asyncio.get_running_loop().call_at(
+            asyncio.get_running_loop().time() + FALLBACK_AFTER, self._check_fallback,
+            self._fallback_due)
+
     async def recv(self, timeout: float | None = None) -> Stat | None:
         """The next (watcher, subtopic, stat); None after timeout seconds,
         or when the client is closed."""
         import asyncio
+        if self._pending:
+            return self._pending.popleft()
         socket = self.socket
         if socket is None:
             return None
         self._ensure_monitor()
-        if timeout is None:
-            frames = await socket.recv_multipart()
-        else:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     frames = await socket.recv_multipart()
             except TimeoutError:
                 return None
-        self.state = CONNECTED
-        self.last_message = time.monotonic()
-        return parse_message(frames)
+            message = self._take(frames)
+            if message is not None:
+                return message
 
     def __aiter__(self) -> Self:
         return self
@@ -221,6 +307,9 @@ class AsyncStatsClient(_Base):
         if self._monitor_task is not None:
             self._monitor_task.cancel()
             self._monitor_task = None
+        if self._fallback_timer is not None:
+            self._fallback_timer.cancel()
+            self._fallback_timer = None
         super().close()
 
     stop = close

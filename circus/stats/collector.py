@@ -1,33 +1,41 @@
 """Per-process statistics, sampled once per tick at the least cost.
 
-One psutil.Process is kept per pid for as long as the pid is watched,
-with the CPU time it had at the previous tick, so that the CPU percentage
-is a real measure over the interval between two ticks (a fresh object
-would answer 0.0 every time). The percentage is what psutil's
-cpu_percent(interval=None) computes (CPU seconds over wall seconds, 100
-for one busy core), done here from the CPU times already read.
+Each watched pid keeps what its next sample needs: the CPU time it had at
+the previous tick, so that the CPU percentage is a real measure over the
+interval between two ticks (what psutil's cpu_percent(interval=None)
+computes: CPU seconds over wall seconds, 100 for one busy core), and, on
+Linux, an open descriptor of its /proc/PID/stat.
 
-Each tick reads each process once. On Linux that is a single read of
-/proc/PID/stat, which holds everything that changes (CPU times, nice, RSS,
-VMS): psutil's oneshot() would read /proc/PID/stat and /proc/PID/statm
-through Python file objects, and with 500 processes that alone cost more
-than 5% of a core, as much as the whole of Circus 0.19's circusd-stats.
-Elsewhere psutil's oneshot() does it. What never changes (create time,
-user) is read once, through psutil; the command line is read again only
-once a minute, in case a process renames itself. Children are walked only
-when asked: walking them means reading every /proc entry of the host.
+Each tick reads each process once: one pread() of /proc/PID/stat, which
+holds everything that changes (CPU times, nice, RSS, VMS). Opening the file
+costs as much as reading it, so the descriptor stays open for the life of
+the process, within a budget of descriptors (beyond it, open, read, close);
+it also never reads a newer process that reuses the pid, since the open
+file belongs to the old one and answers ESRCH once it is reaped. psutil's
+oneshot() would read /proc/PID/stat and /proc/PID/statm through Python file
+objects, several times the cost. Elsewhere psutil's oneshot() does it. What
+never changes (create time, user) is read once, through psutil; the command
+line is read again only once a minute, in case a process renames itself.
+Children are walked only when asked: walking them means reading every
+/proc entry of the host.
+
+A sample is a row of wire.PROCESS_FIELDS (sample_row), or the same as a
+mapping (sample).
 """
 import logging
 import os
+import resource
 import time
 
 import psutil
 
-from circus.util import bytes2human
+from circus.stats.wire import NOT_AVAILABLE, PROCESS_FIELDS, add_derived
 
 logger = logging.getLogger("circus")
 
 CMDLINE_REFRESH = 60.0
+# descriptors kept free for sockets, logs and the like
+FD_RESERVE = 128
 
 _PROC_STAT = "/proc/%d/stat"
 _HAS_PROC_STAT = os.path.exists("/proc/self/stat")
@@ -36,24 +44,31 @@ if _HAS_PROC_STAT:
     _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _read_proc_stat(pid):
-    """(cpu seconds, nice, rss, vms) of pid from one read of /proc/PID/stat;
-    raises psutil.NoSuchProcess once it is gone."""
+def _parse_proc_stat(data):
+    # the command name, in parentheses, may hold spaces: fields start after
+    # its last ")"; field N of proc(5) is fields[N - 3]
+    fields = data[data.rfind(b")") + 2:].split(None, 22)
+    return ((int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[16]),
+            int(fields[21]) * _PAGE_SIZE, int(fields[20]))
+
+
+def _read_proc_stat(pid, fd=None):
+    """(cpu seconds, nice, rss, vms) of pid from one read of /proc/PID/stat
+    (of fd, when it is open already); raises psutil.NoSuchProcess once it
+    is gone."""
     try:
+        if fd is not None:
+            return _parse_proc_stat(os.pread(fd, 1024, 0))
         fd = os.open(_PROC_STAT % pid, os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError):
         raise psutil.NoSuchProcess(pid) from None
     try:
-        data = os.read(fd, 2048)
+        data = os.read(fd, 1024)
     except ProcessLookupError:
         raise psutil.NoSuchProcess(pid) from None
     finally:
         os.close(fd)
-    # the command name, in parentheses, may hold spaces: fields start after
-    # its last ")"; field N of proc(5) is fields[N - 3]
-    fields = data[data.rfind(b")") + 2:].split()
-    return ((int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[16]),
-            int(fields[21]) * _PAGE_SIZE, int(fields[20]))
+    return _parse_proc_stat(data)
 
 
 def _read_psutil(proc):
@@ -77,14 +92,21 @@ def read_usage(pid):
     except psutil.AccessDenied:
         return None
     return ctime, rss
+def fd_budget():
+    """How many /proc descriptors may stay open under RLIMIT_NOFILE."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(0, soft - FD_RESERVE)
 
 
 class _Tracked:
-    __slots__ = ("proc", "cmdline", "cmdline_at", "username", "create_time", "cpu_time",
+    __slots__ = ("proc", "fd", "cmdline", "cmdline_at", "username", "create_time", "cpu_time",
                  "cpu_at")
 
     def __init__(self, proc):
         self.proc = proc
+        self.fd = None
         self.cmdline = None
         self.cmdline_at = 0.0
         self.username = None
@@ -94,9 +116,12 @@ class _Tracked:
 
 
 class ProcessCollector:
-    def __init__(self, with_children=False):
+    def __init__(self, with_children=False, max_open=None):
         self.with_children = with_children
+        self.fields = PROCESS_FIELDS + (("children",) if with_children else ())
         self.total_memory = psutil.virtual_memory().total
+        self.max_open = fd_budget() if max_open is None else max_open
+        self._open = 0
         self._tracked = {}
 
     def __contains__(self, pid):
@@ -104,6 +129,10 @@ class ProcessCollector:
 
     def __len__(self):
         return len(self._tracked)
+
+    @property
+    def open_files(self):
+        return self._open
 
     def track(self, pid):
         """Start following pid: its first CPU sample starts now, so the next
@@ -116,11 +145,20 @@ class ProcessCollector:
         except psutil.NoSuchProcess:
             return False
         tracked = _Tracked(proc)
+        if _HAS_PROC_STAT and self._open < self.max_open:
+            try:
+                tracked.fd = os.open(_PROC_STAT % pid, os.O_RDONLY)
+                self._open += 1
+            except (FileNotFoundError, ProcessLookupError):
+                return False
+            except OSError as exc:  # EMFILE: no descriptor to keep, read it each time
+                logger.debug("/proc/%d/stat not kept open: %s", pid, exc)
         try:
             times = proc.cpu_times()
             tracked.cpu_time = times.user + times.system
             tracked.cpu_at = time.monotonic()
         except psutil.NoSuchProcess:
+            self._close(tracked)
             return False
         except psutil.AccessDenied:
             pass
@@ -136,27 +174,86 @@ class ProcessCollector:
         self.forget(pid)
         return self.track(pid)
 
+    def _close(self, tracked):
+        if tracked.fd is not None:
+            os.close(tracked.fd)
+            tracked.fd = None
+            self._open -= 1
+
     def forget(self, pid):
-        self._tracked.pop(pid, None)
+        tracked = self._tracked.pop(pid, None)
+        if tracked is not None:
+            self._close(tracked)
 
     def forget_all_but(self, pids):
-        for pid in list(self._tracked):
-            if pid not in pids:
-                del self._tracked[pid]
+        for pid in [p for p in self._tracked if p not in pids]:
+            self.forget(pid)
 
-    def sample(self, pid, now=None):
-        """The stats mapping of pid, or None when the process is gone (it is
-        then forgotten)."""
+    def close(self):
+        self.forget_all_but(())
+
+    def sample_rows(self, pids, now=None):
+        """The rows (self.fields, in order) of pids, leaving out (and
+        forgetting) the processes that are gone. One tight loop: with a
+        thousand processes each tick, every step per process counts."""
+        now = time.time() if now is None else now
+        rows = []
+        append = rows.append
+        tracked_get = self._tracked.get
+        pread, monotonic = os.pread, time.monotonic
+        mem_scale = 100.0 / self.total_memory
+        clock_ticks, page_size = (_CLOCK_TICKS, _PAGE_SIZE) if _HAS_PROC_STAT else (1, 1)
+        refresh_before = now - CMDLINE_REFRESH
+        for pid in pids:
+            tracked = tracked_get(pid)
+            if (tracked is None or tracked.fd is None or tracked.cmdline_at < refresh_before
+                    or tracked.username is None or self.with_children):
+                row = self._sample_slowly(pid, now)
+                if row is not None:
+                    append(row)
+                continue
+            try:
+                data = pread(tracked.fd, 1024, 0)
+            except ProcessLookupError:
+                self.forget(pid)
+                continue
+            # the command name, in parentheses, may hold spaces: fields start
+            # after its last ")"; field N of proc(5) is fields[N - 3]
+            fields = data[data.rfind(b")") + 2:].split(None, 22)
+            ctime = (int(fields[11]) + int(fields[12])) / clock_ticks
+            rss = int(fields[21]) * page_size
+            measured_at = monotonic()
+            previous = tracked.cpu_time
+            cpu = 0.0
+            if previous is not None and measured_at > tracked.cpu_at:
+                cpu = round(max(0.0, ctime - previous) * 100.0 / (measured_at - tracked.cpu_at), 1)
+            tracked.cpu_time = ctime
+            tracked.cpu_at = measured_at
+            create_time = tracked.create_time
+            append([pid, cpu, round(rss * mem_scale, 3), rss, int(fields[20]), round(ctime, 2),
+                    int(fields[16]), tracked.username, tracked.cmdline, create_time,
+                    round(now - create_time, 2) if create_time else NOT_AVAILABLE])
+        return rows
+
+    def sample_row(self, pid, now=None):
+        """The row of pid, or None when the process is gone (it is then
+        forgotten)."""
+        rows = self.sample_rows((pid,), now)
+        return rows[0] if rows else None
+
+    def _sample_slowly(self, pid, now):
+        """sample_rows for a process that is new, has no descriptor kept
+        open, is due a look at its command line, or when children are
+        wanted; and everywhere on systems without /proc."""
         tracked = self._tracked.get(pid)
         if tracked is None:
             if not self.track(pid):
                 return None
             tracked = self._tracked[pid]
         proc = tracked.proc
-        now = time.time() if now is None else now
         try:
             if _HAS_PROC_STAT:
-                ctime, nice, rss, vms = _read_proc_stat(pid)
+                ctime, nice, rss, vms = _read_proc_stat(pid, tracked.fd)
             else:
                 ctime, nice, rss, vms = _read_psutil(proc)
             measured_at = time.monotonic()
@@ -173,58 +270,57 @@ class ProcessCollector:
             self.forget(pid)
             return None
         except psutil.AccessDenied:
-            return _unavailable(pid, tracked, now)
+            return self._unavailable(pid, tracked, now)
         cpu = 0.0
         if tracked.cpu_time is not None and measured_at > tracked.cpu_at:
             cpu = round(max(0.0, ctime - tracked.cpu_time) * 100.0
                         / (measured_at - tracked.cpu_at), 1)
         tracked.cpu_time = ctime
         tracked.cpu_at = measured_at
-        info = {
-            "pid": pid,
-            "cpu": cpu,
-            "mem": round(rss * 100.0 / self.total_memory, 3),
-            "rss": rss,
-            "vms": vms,
-            "mem_info1": bytes2human(rss),
-            "mem_info2": bytes2human(vms),
-            "ctime": "%d:%05.2f" % divmod(ctime, 60),
-            "cpu_time": round(ctime, 2),
-            "nice": nice,
-            "username": tracked.username,
-            "cmdline": tracked.cmdline or "",
-            "create_time": tracked.create_time,
-            "age": round(now - tracked.create_time, 2) if tracked.create_time else "N/A",
-        }
+        create_time = tracked.create_time
+        row = [pid, cpu, round(rss * 100.0 / self.total_memory, 3), rss, vms, round(ctime, 2),
+               nice, tracked.username, tracked.cmdline or "", create_time,
+               round(now - create_time, 2) if create_time else NOT_AVAILABLE]
         if children is not None:
-            info["children"] = children
-        return info
+            row.append(children)
+        return row
+
+    def _unavailable(self, pid, tracked, now):
+        row = [pid] + [NOT_AVAILABLE] * 6 + [
+            tracked.username or NOT_AVAILABLE, tracked.cmdline or "", tracked.create_time,
+            round(now - tracked.create_time, 2) if tracked.create_time else NOT_AVAILABLE]
+        if self.with_children:
+            row.append([])
+        return row
+
+    def sample(self, pid, now=None):
+        """The stats mapping of pid (the fields, mem_info1, mem_info2 and
+        ctime), or None when the process is gone."""
+        row = self.sample_row(pid, now)
+        if row is None:
+            return None
+        return add_derived(dict(zip(self.fields, row)))
 
 
-def _unavailable(pid, tracked, now):
-    return {"pid": pid, "cpu": "N/A", "mem": "N/A", "rss": "N/A", "vms": "N/A",
-            "mem_info1": "N/A", "mem_info2": "N/A", "ctime": "N/A", "cpu_time": "N/A",
-            "nice": "N/A", "username": tracked.username or "N/A",
-            "cmdline": tracked.cmdline or "", "create_time": tracked.create_time,
-            "age": round(now - tracked.create_time, 2) if tracked.create_time else "N/A"}
-
-
-def aggregate(infos):
-    """The stat.<watcher> mapping: CPU averaged (a sum of percentages of
-    different processes means little), memory summed, the oldest age."""
-    pids = [info["pid"] for info in infos]
+def aggregate(rows, fields=PROCESS_FIELDS):
+    """The stat.<watcher> mapping of rows: CPU averaged (a sum of
+    percentages of different processes means little), memory summed, the
+    oldest age."""
+    index = {name: fields.index(name) for name in ("pid", "cpu", "mem", "rss", "vms", "age")}
+    pids = [row[index["pid"]] for row in rows]
     result = {"pid": pids, "count": len(pids)}
-    cpu = [i["cpu"] for i in infos]
-    if "N/A" in cpu:
-        result["cpu"] = "N/A"
+    cpu = [row[index["cpu"]] for row in rows]
+    if NOT_AVAILABLE in cpu:
+        result["cpu"] = NOT_AVAILABLE
     else:
         result["cpu"] = round(sum(cpu) / len(cpu), 2) if cpu else 0.0
     for key in ("mem", "rss", "vms"):
-        values = [i[key] for i in infos]
-        if "N/A" in values:
-            result[key] = "N/A"
+        values = [row[index[key]] for row in rows]
+        if NOT_AVAILABLE in values:
+            result[key] = NOT_AVAILABLE
         else:
             result[key] = round(sum(values), 3) if key == "mem" else sum(values)
-    ages = [i["age"] for i in infos if i["age"] != "N/A"]
-    result["age"] = max(ages) if ages else "N/A"
+    ages = [row[index["age"]] for row in rows]
+    ages = [age for age in ages if age != NOT_AVAILABLE]
+    result["age"] = max(ages) if ages else NOT_AVAILABLE
     return result

@@ -7,7 +7,7 @@ Between those, circusd's events keep the pid map current: ``spawn`` adds a
 pid, ``reap`` removes it, ``add`` and ``remove`` do the same for watchers.
 Nothing is listed again on each tick.
 
-Every `delay` seconds (1 by default) it publishes, on its PUB socket:
+Every `delay` seconds (1 by default) it publishes, on its stats socket:
 
 - ``stat.<watcher>.<pid>`` per process: cpu (% of one core since the
   previous tick), mem (% of RAM), rss and vms (bytes), mem_info1 and
@@ -23,11 +23,17 @@ Every `delay` seconds (1 by default) it publishes, on its PUB socket:
 Every body also carries ``watcher``, ``time`` (of the tick) and, on
 per-process and per-socket topics, ``subtopic`` (the pid or fd), as the
 original circusd-stats did.
+
+The same, one message per watcher per tick, goes out as
+``batch.stat.<watcher>`` (circus.stats.wire), which circus's own clients
+read. Each message is built only when somebody subscribes to a prefix of
+its topic, and a tick nobody listens to measures nothing at all.
 """
 import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import time
 
@@ -40,6 +46,7 @@ from circus.pidfd import call_when_gone
 from circus.stats.collector import ProcessCollector, aggregate
 from circus.stats.publisher import StatsPublisher
 from circus.stats.sockdiag import SocketStats, socket_inode
+from circus.stats.wire import BATCH, STAT, batch_body, item_body
 from circus.transport.subscriber import Subscriber, decode_event
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS, wait_event
 
@@ -194,49 +201,86 @@ class StatsStreamer:
 
     # --- ticks ------------------------------------------------------------
     def tick(self):
-        now = time.time()
-        publish = self.publisher.publish
-        samples = {}
-        sample = self.processes.sample
-        for name, pids in list(self.watchers.items()):
-            infos = []
-            for pid in list(pids):
-                info = samples.get(pid)
-                if info is None:
-                    info = samples[pid] = sample(pid, now)
-                if info is None:
-                    # gone before its reap event reached us
-                    pids.pop(pid, None)
-                    continue
-                info.update(watcher=name, name=None, subtopic=pid, time=now)
-                publish("stat.%s.%d" % (name, pid), info)
-                infos.append(info)
-            total = aggregate(infos)
-            total.update(watcher=name, time=now)
-            publish("stat.%s" % name, total)
-        infos = []
-        for pid, label in list(self.circus_pids.items()):
-            info = samples.get(pid) or sample(pid, now)
-            if info is None:
-                continue
-            info = dict(info, watcher="circus", name=label, subtopic=pid, time=now)
-            publish("stat.circus.%d" % pid, info)
-            infos.append(info)
-        total = aggregate(infos)
-        total.update(watcher="circus", time=now)
-        publish("stat.circus", total)
-        if self.sockets:
-            self._publish_sockets(now)
+        publisher = self.publisher
+        publisher.read_subscriptions()
         self.ticks += 1
+        if not publisher.prefixes:
+            return  # nobody reads the stream: nothing to measure
+        now = time.time()
+        fields = self.processes.fields
+        sampled = {}  # pid -> row: circus's own processes may be a watcher's too
+        for name, pids in list(self.watchers.items()):
+            wanted = self._wanted(name)
+            if any(wanted):
+                rows = self._rows(name, pids, wanted, sampled, now)
+                self._publish_group(name, wanted, fields, rows, self._total(name, rows, now),
+                                    {"watcher": name, "time": now, "name": None})
+        wanted = self._wanted("circus")
+        if any(wanted):
+            rows = []
+            for pid, label in list(self.circus_pids.items()):
+                row = sampled.get(pid) or self.processes.sample_row(pid, now)
+                if row is not None:
+                    rows.append(row + [label])
+            self._publish_group("circus", wanted, fields + ("name",), rows,
+                                self._total("circus", rows, now),
+                                {"watcher": "circus", "time": now})
+        if self.sockets:
+            wanted = self._wanted("sockets")
+            if any(wanted):
+                self._publish_sockets(now, wanted)
 
-    def _publish_sockets(self, now):
+    def _wanted(self, name):
+        """Which messages of one group somebody subscribes to: (the batch,
+        the aggregate, the items: True, some prefixes, or none)."""
+        publisher = self.publisher
+        return (publisher.wants(BATCH + name), publisher.wants(STAT + name),
+                publisher.wants_under(STAT + name + "."))
+
+    def _rows(self, name, pids, wanted, sampled, now):
+        """The rows of the processes somebody wants to hear about."""
+        selected = list(pids)
+        if not (wanted[0] or wanted[1] or wanted[2] is True):
+            # some stat.<name>.<pid> topics, nothing else
+            selected = [pid for pid in selected
+                        if ("%s%s.%d" % (STAT, name, pid)).startswith(wanted[2])]
+        fresh = [pid for pid in selected if pid not in sampled]
+        for row in self.processes.sample_rows(fresh, now):
+            sampled[row[0]] = row
+        rows = []
+        for pid in selected:
+            row = sampled.get(pid)
+            if row is None:
+                pids.pop(pid, None)  # gone before its reap event reached us
+            else:
+                rows.append(row)
+        return rows
+
+    def _total(self, name, rows, now):
+        total = aggregate(rows, self.processes.fields)
+        total.update(watcher=name, time=now)
+        return total
+
+    def _publish_group(self, name, wanted, fields, rows, total, common, key="pid"):
+        want_batch, want_total, want_items = wanted
         publish = self.publisher.publish
+        if want_items:
+            base = STAT + name + "."
+            position = fields.index(key) if fields else None
+            for row in rows:
+                topic = base + str(row[key] if position is None else row[position])
+                if want_items is True or topic.startswith(want_items):
+                    publish(topic, item_body(fields, row, common, key))
+        if want_total:
+            publish(STAT + name, total)
+        if want_batch:
+            publish(BATCH + name, batch_body(total, common, fields, rows, key))
+
+    def _publish_sockets(self, now, wanted):
         results = self.socket_stats.collect(self.sockets)
         total = {"watcher": "sockets", "addresses": [], "names": [], "fds": [], "time": now}
         sums = {"connections": None, "new": None, "reads": None, "queued": None, "drops": None}
         for result in results:
-            result.update(watcher="sockets", subtopic=result["fd"], time=now)
-            publish("stat.sockets.%s" % result["fd"], result)
             total["addresses"].append(result["address"])
             total["names"].append(result["name"])
             total["fds"].append(result["fd"])
@@ -244,7 +288,9 @@ class StatsStreamer:
                 if isinstance(result.get(key), (int, float)):
                     sums[key] = round((sums[key] or 0) + result[key], 1)
         total.update(sums)
-        publish("stat.sockets", total)
+        # sockets differ in their keys (TCP, UDP, unix): each row is its mapping
+        self._publish_group("sockets", wanted, (), results, total,
+                            {"watcher": "sockets", "time": now}, key="fd")
 
     async def _ticker(self):
         loop = asyncio.get_running_loop()
@@ -284,7 +330,8 @@ class StatsStreamer:
         self._stopping = asyncio.Event()
         self._resync_wanted = asyncio.Event()
         context = zmq.asyncio.Context()
-        # one libzmq context; the PUB socket is used without asyncio: it never waits
+        # one libzmq context; the stats socket is used without asyncio: a send
+        # never waits, subscriptions are read at each tick
         self.publisher = StatsPublisher(self.stats_endpoint,
                                         zmq.Context.shadow(context.underlying))
         self.sub = None
@@ -321,6 +368,7 @@ class StatsStreamer:
                 self.sub.close()
             self.publisher.close()
             self.socket_stats.close()
+            self.processes.close()
             context.term()
             logger.info("stats streamer stopped")
 
@@ -360,6 +408,19 @@ def build_parser():
     return parser
 
 
+def _raise_nofile():
+    """The soft limit of descriptors up to the hard one: the collector keeps
+    one open per process it follows (see circus.stats.collector)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            logger.debug("RLIMIT_NOFILE raised from %d to %d", soft, wanted)
+        except (ValueError, OSError) as exc:
+            logger.debug("RLIMIT_NOFILE left at %d: %s", soft, exc)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.version:
@@ -367,6 +428,7 @@ def main(argv=None):
         print(__version__)
         return 0
     configure_logging(args.loglevel, args.logoutput, LOG_FORMAT)
+    _raise_nofile()
     streamer = StatsStreamer(args.endpoint, args.pubsub, args.statspoint, delay=args.delay,
                              with_children=args.children,
                              resync_interval=args.resync_interval, curve_key=args.curve_key,

@@ -137,6 +137,9 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
         self.notify_socket: str | None = None
         self._loop = loop
         self._lock: asyncio.Lock | None = None
+        # wids free below the highest given (see ProcessKeeping._next_wid)
+        self._free_wids: list[int] = []
+        self._wid_top = 0
         # failed starts in a row (max_retry), and why the watcher last gave up
         self._failures = 0
         self._gave_up: str | None = None

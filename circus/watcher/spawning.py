@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import logging
 import random
 import subprocess
@@ -71,27 +72,32 @@ class ProcessKeeping:
     options, processes, state and _set_state, reaper, _loop, _lock,
     _failures, _gave_up, call_hook, notify_event, kill_process and _stop."""
 
-    def _next_wid(self):
-        used = {p.wid for p in self.processes.values()}
-        wid = 1
-        while wid in used:
-            wid += 1
-        return wid
+    def _next_wid(self) -> int:
+        """The smallest wid no process of the watcher holds: every wid up to
+        _wid_top is held or free (in the _free_wids heap)."""
+        if self._free_wids:
+            return heapq.heappop(self._free_wids)
+        self._wid_top += 1
+        return self._wid_top
+
+    def _release_wid(self, wid: int) -> None:
+        heapq.heappush(self._free_wids, wid)
 
     def spawn_process(self) -> Process | None:
         """Start one process now; None when it could not be started."""
         if not self.call_hook("before_spawn"):
             self._start_failed("hook before_spawn refused the spawn", "refused")
             return None
+        wid = self._next_wid()
         try:
             try:
-                process = self._new_process(capture=True)
+                process = self._new_process(wid, capture=True)
             except OSError as exc:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE) or self.debug:
                     raise
                 # out of file descriptors: a process without its output
                 # kept is better than no process
-                process = self._new_process(capture=False)
+                process = self._new_process(wid, capture=False)
                 if not self._uncaptured:
                     logger.warning("watcher %s: out of file descriptors (%s): processes "
                                    "start without their output kept", self.name, exc.strerror)
@@ -99,6 +105,7 @@ class ProcessKeeping:
             else:
                 self._uncaptured = False
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+            self._release_wid(wid)
             self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)), "error")
             return None
         pid = process.pid
@@ -117,7 +124,7 @@ class ProcessKeeping:
         self.call_hook("after_spawn", pid=pid)
         return process
 
-    def _new_process(self, capture):
+    def _new_process(self, wid, capture):
         """capture: pipe stdout and stderr to circusd whatever the streams,
         to keep their last lines (circus.watcher.output). In debug mode
         children write where circusd writes instead (its terminal, as a
@@ -127,11 +134,11 @@ class ProcessKeeping:
                 return subprocess.PIPE
             return None if self.debug else subprocess.DEVNULL
         return Process(
-            self._next_wid(), self.cmd, args=self.args, working_dir=self.working_dir,
+            wid, self.cmd, args=self.args, working_dir=self.working_dir,
             shell=self.shell, uid=self.uid, gid=self.gid, env=self.process_env(),
             rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
             watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
-            variables=self.variables(), stdout=target(self.stdout_stream),
+            variables=self.variables, stdout=target(self.stdout_stream),
             stderr=target(self.stderr_stream), die_with_parent=self.die_with_circusd,
             loop=self._loop)
 
@@ -215,21 +222,32 @@ class ProcessKeeping:
             return await func(*args, **kwargs)
 
     # --- keeping numprocesses ---------------------------------------------
+    def _missing(self) -> int:
+        """How many processes to spawn to have numprocesses (counting them
+        walks every process: once per batch of spawns, never per spawn)."""
+        return self.numprocesses - len(self.live_processes())
+
     async def _spawn_missing(self):
-        """Spawn until numprocesses are live, honouring warmup_delay."""
+        """Spawn until numprocesses are live, honouring warmup_delay; the
+        loop gets its turns (spawn_pause). Called with the lock held, so
+        nothing else spawns meanwhile; deaths during a pause are counted
+        again at the end of the batch."""
         spawned = []
-        while self.is_running() and len(self.live_processes()) < self.numprocesses:
-            process = self.spawn_process()
-            if process is None:
-                if not self.is_running():
+        while self.is_running():
+            missing = self._missing()
+            if missing <= 0:
+                break
+            for left in range(missing - 1, -1, -1):
+                process = self.spawn_process()
+                if process is None:
+                    if self.is_running():
+                        await asyncio.sleep(retry_delay(self._failures))
                     break
-                await asyncio.sleep(retry_delay(self._failures))
-                continue
-            spawned.append(process)
-            if self.warmup_delay > 0 and len(self.live_processes()) < self.numprocesses:
-                await asyncio.sleep(self.warmup_delay)
-            else:
-                await spawn_pause(self._loop)
+                spawned.append(process)
+                if self.warmup_delay > 0 and left:
+                    await asyncio.sleep(self.warmup_delay)
+                else:
+                    await spawn_pause(self._loop)
         return spawned
 
     def _on_exit(self, pid, wait_status):
@@ -238,6 +256,7 @@ class ProcessKeeping:
             return
         self.call_hook("before_reap", pid=pid)
         del self.processes[pid]
+        self._release_wid(process.wid)
         expected = process.stopping
         # its readiness timed out (it was killed for it) before it exited
         not_ready = process.ready_future.done() and process.ready_future.result() is False
@@ -273,13 +292,12 @@ class ProcessKeeping:
                                              self.name, pid, stderr))
         if not self.respawn:
             return
-        delay = retry_delay(self._failures)
-        if getattr(self, "_replace_later", None) is not None:
+        if self._replace_later is not None:
             return  # a replacement of the dead is scheduled already
-        if delay:
-            self._loop.call_later(delay, self._replace_dead)
-        else:
-            self._replace_dead()
+        # the reaper hands over every exited child of a turn in one go: they
+        # are counted and replaced together, at the next turn at the earliest
+        self._replace_later = self._loop.call_later(retry_delay(self._failures),
+                                                    self._replace_dead)
 
     def _replace_dead(self):
         """Respawn after an unexpected death; each replacement is published
@@ -291,7 +309,9 @@ class ProcessKeeping:
             if self.is_running():
                 self._spawn_task(self._locked(self._respawn_missing))
             return
-        while self.is_running() and len(self.live_processes()) < self.numprocesses:
+        for _ in range(self._missing()):
+            if not self.is_running():
+                return
             if _Slice.spent(self._loop):
                 # many died at once: the rest at the loop's next turn
                 self._replace_later = self._loop.call_soon(self._replace_dead)
@@ -299,7 +319,8 @@ class ProcessKeeping:
             process = self.spawn_process()
             if process is None:
                 if self.is_running():
-                    self._loop.call_later(retry_delay(self._failures), self._replace_dead)
+                    self._replace_later = self._loop.call_later(retry_delay(self._failures),
+                                                                self._replace_dead)
                 return
             self._respawned(process)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,6 +54,30 @@ class ProcessStopping:
         the process keeps running, is not stopping, and None is returned."""
         if process.returncode is not None:
             return process.returncode
+        stop = self._send_stop(process, graceful, signum, force)
+        if stop is None:
+            return None
+        await self._await_stops([stop], graceful, timeout)
+        return process.returncode
+
+    async def _kill_all(self, processes, graceful=True, force=False):
+        """Stop processes together (what kill_process does to each, the
+        signals first, then one wait for them all); returns those a hook
+        kept running."""
+        stops = []
+        with _children_exits_held():
+            for process in processes:
+                if process.returncode is None:
+                    stop = self._send_stop(process, graceful, None, force)
+                    if stop is not None:
+                        stops.append(stop)
+        if stops:
+            await self._await_stops(stops, graceful, None)
+        return [p for p in processes if p.returncode is None and not p.stopping]
+
+    def _send_stop(self, process, graceful, signum, force):
+        """The first half of a stop: (process, signal, its children to wait
+        for), or None when the before_signal hook refused it."""
         force = force or not self._vetoes_apply()
         tree = process.children(recursive=True) if self.stop_children else []
         signum = (signum or self.stop_signal) if graceful else signal.SIGKILL
@@ -64,33 +89,56 @@ class ProcessStopping:
             return None
         self.notify_event("kill", {"process_id": process.wid, "process_pid": process.pid})
         _signal_pids(tree, signum)
+        return process, signum, tree
+
+    async def _await_stops(self, stops, graceful, timeout):
+        """The second half: wait up to the timeout for the stop signals to
+        work, SIGKILL what is left, wait for every exit, then for the
+        children of stop_children."""
         if timeout is None:
             timeout = self.graceful_timeout
         timeout = max(0.0, float(timeout)) if graceful else 0.0
-        if signum != signal.SIGKILL:
-            if timeout > 0:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await asyncio.shield(process.exit_future)
-                except TimeoutError:
-                    logger.info("watcher %s: pid %d still alive after %.1fs, sending SIGKILL",
-                                self.name, process.pid, timeout)
-            if not process.exit_future.done():
-                try:
-                    process.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        await asyncio.shield(process.exit_future)
-        if tree:
-            await _wait_gone(tree, timeout)
-        return process.returncode
+        exits = [process.exit_future for process, _, _ in stops]
+        graceful_ones = [p.exit_future for p, signum, _ in stops if signum != signal.SIGKILL]
+        if graceful_ones and timeout > 0:
+            # (asyncio.wait leaves the futures alone when it times out or is cancelled)
+            _, late = await asyncio.wait(graceful_ones, timeout=timeout)
+            if late:
+                pids = [str(p.pid) for p, _, _ in stops if p.exit_future in late]
+                logger.info("watcher %s: pid %s still alive after %.1fs, sending SIGKILL",
+                            self.name, ", ".join(pids[:10]) + (" and %d more" % (len(pids) - 10)
+                                                               if len(pids) > 10 else ""),
+                            timeout)
+        with _children_exits_held():
+            for process, signum, _ in stops:
+                if signum != signal.SIGKILL and not process.exit_future.done():
+                    try:
+                        process.send_signal(signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        pending = [future for future in exits if not future.done()]
+        if pending:
+            await asyncio.wait(pending)
+        trees = [tree for _, _, tree in stops if tree]
+        if trees:
+            await asyncio.gather(*(_wait_gone(tree, timeout) for tree in trees))
 
-    async def _kill_all(self, processes, graceful=True, force=False):
-        """Stop processes together; returns those a hook kept running."""
-        if processes:
-            await asyncio.gather(*(self.kill_process(p, graceful, force=force)
-                                   for p in processes))
-        return [p for p in processes if p.returncode is None and not p.stopping]
+
+class _children_exits_held:
+    """SIGCHLD held back while signals go out to many processes: the exits
+    then arrive as one signal, reaped in one go, instead of one signal
+    handled per child between two kill() calls."""
+
+    def __enter__(self):
+        self._held = (threading.current_thread() is threading.main_thread()
+                      and signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        if self._held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        return self
+
+    def __exit__(self, *exc):
+        if self._held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
 def _signame(signum):

@@ -1,0 +1,123 @@
+"""Many processes in one watcher: the spawn loop leaves circusd's loop its
+turns, wids stay the smallest free ones, a crash storm is replaced once and
+in full, a mass stop signals everything before it waits.
+
+In-process arbiter, real `sleep` children.
+"""
+import asyncio
+import os
+import signal
+import time
+
+from circus.watcher import Watcher, spawning
+from support.aio import running, until
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 180))
+
+
+async def _count_turns(turns, stop):
+    while not stop.is_set():
+        await asyncio.sleep(0)
+        turns.append(time.monotonic())
+
+
+def test_spawning_many_processes_gives_the_loop_its_turns():
+    async def main():
+        watcher = Watcher("many", "sleep 120", numprocesses=1)
+        async with running([watcher]):
+            turns, stop = [], asyncio.Event()
+            counter = asyncio.ensure_future(_count_turns(turns, stop))
+            await asyncio.sleep(0)
+            started = time.monotonic()
+            await watcher.incr(299)
+            spent = time.monotonic() - started
+            stop.set()
+            await counter
+            assert len(watcher.processes) == 300
+            during = [t for t in turns if started <= t <= started + spent]
+            # a turn at least every SPAWN_SLICE of spawning, whatever the
+            # machine's speed (slower spawns mean more pauses, not fewer)
+            assert len(during) >= spent / (spawning.SPAWN_SLICE * 4), (len(during), spent)
+            # and never a long stretch without one
+            gaps = [b - a for a, b in zip(during, during[1:])]
+            assert sorted(gaps)[len(gaps) // 2] < 0.05
+    run(main())
+
+
+def test_wids_stay_the_smallest_free_ones():
+    async def main():
+        watcher = Watcher("w", "sleep 120", numprocesses=5)
+        async with running([watcher]) as arbiter:
+            assert sorted(p.wid for p in watcher.processes.values()) == [1, 2, 3, 4, 5]
+            by_wid = {p.wid: p.pid for p in watcher.processes.values()}
+            mark = len(arbiter.events.items)
+            os.kill(by_wid[2], signal.SIGKILL)
+            os.kill(by_wid[4], signal.SIGKILL)
+            await until(lambda: len([t for t, _ in arbiter.events.items[mark:]
+                                     if t.endswith(".spawn")]) == 2,
+                        message="two replacements")
+            assert sorted(p.wid for p in watcher.processes.values()) == [1, 2, 3, 4, 5]
+            await watcher.incr(2)
+            assert sorted(p.wid for p in watcher.processes.values()) == list(range(1, 8))
+            await watcher.decr(3)
+            # the oldest went: wids 1, 2... are free again, and taken first
+            free = set(range(1, 8)) - {p.wid for p in watcher.processes.values()}
+            await watcher.incr(1)
+            assert min(free) in {p.wid for p in watcher.processes.values()}
+    run(main())
+
+
+def test_a_crash_storm_is_replaced_in_full_and_only_once():
+    async def main():
+        watcher = Watcher("storm", "sleep 120", numprocesses=40)
+        async with running([watcher]) as arbiter:
+            # deaths before MIN_UPTIME would count as failed starts
+            await until(lambda: all(p.age() > spawning.MIN_UPTIME + 0.1
+                                    for p in watcher.processes.values()),
+                        message="the processes to be past MIN_UPTIME")
+            victims = list(watcher.processes)
+            mark = len(arbiter.events.items)
+            for pid in victims:
+                os.kill(pid, signal.SIGKILL)
+
+            def spawns():
+                return [m["process_pid"] for t, m in arbiter.events.items[mark:]
+                        if t == "watcher.storm.spawn"]
+            await until(lambda: len(spawns()) >= 40 and len(watcher.processes) == 40,
+                        timeout=30, message="40 replacements")
+            # nothing more comes (the count is settled: no task left spawning)
+            await until(lambda: not watcher._lock.locked() and watcher._replace_later is None,
+                        message="the replacement to finish")
+            assert len(spawns()) == 40 and len(watcher.processes) == 40
+            assert not set(victims) & set(watcher.processes)
+            assert all(not p.stopping for p in watcher.processes.values())
+    run(main())
+
+
+def test_stopping_many_processes_signals_them_all_then_waits(tmp_path):
+    async def main():
+        watcher = Watcher("mass", "sleep 120", numprocesses=200)
+        async with running([watcher]) as arbiter:
+            pids = list(watcher.processes)
+            mark = len(arbiter.events.items)
+            assert await watcher.stop()
+            topics = [t for t, _ in arbiter.events.items[mark:]]
+            kills = [i for i, t in enumerate(topics) if t.endswith(".kill")]
+            reaps = [i for i, t in enumerate(topics) if t.endswith(".reap")]
+            assert len(kills) == len(reaps) == 200
+            # every stop signal went out before the first exit was handled
+            assert max(kills) < min(reaps)
+            assert not any(os.path.exists("/proc/%d" % pid) and _alive(pid) for pid in pids)
+            # SIGCHLD, held back while the signals went out, is let through again
+            assert signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    run(main())
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
