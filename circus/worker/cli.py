@@ -37,7 +37,11 @@ def build_parser():
                    help="listen() backlog; only for a socket the worker binds "
                         "itself (an inherited listening socket keeps circusd's)")
     p.add_argument("--threads", type=int, default=4,
-                   help="waitress worker threads (default: %(default)s)")
+                   help="waitress worker threads: requests one worker serves at once "
+                        "(default: %(default)s). Raise it (16, 32) for an application "
+                        "that mostly waits (database, HTTP calls, streaming); for one "
+                        "that mostly computes, more threads only queue on the GIL: add "
+                        "worker processes instead")
     p.add_argument("--keep-alive", type=int, default=5, metavar="SECONDS",
                    help="close keep-alive connections idle this long; 0 disables "
                         "keep-alive (waitress, meinheld; default: %(default)s)")
