@@ -2,15 +2,16 @@
 
 Everything here runs on one asyncio loop. Operations that change the set of
 processes (start, stop, reload, incr, decr, recycling) are serialised by a
-per-watcher lock; a crashed process is replaced straight from the reap
-callback, which never waits.
+per-watcher lock; a crashed process is replaced at the loop's next turn
+after its reap, with every other death of that turn, without the lock.
 
 The watcher's lifecycle is circus.states.WatcherState, changed only by
 Watcher._set_state along WATCHER_TRANSITIONS. The package splits by concern:
 hooks (names, calls, vetoes: the user documentation of hooks is there),
 spawning (spawn, readiness, reaping, give-up), stopping (signals, the
-graceful stop of a process), streams (children's pipes) and output (what is
-kept of what they wrote: the last lines of each, and of the failed exits).
+graceful stop of a process), reloading (new processes for old: reload,
+max_age recycling), streams (children's pipes) and output (what is kept
+of what they wrote: the last lines of each, and of the failed exits).
 """
 from __future__ import annotations
 
@@ -31,13 +32,8 @@ from circus.tasks import BackgroundTasks
 from circus.util import to_bool, to_gid, to_signum, to_uid
 from circus.watcher.hooks import HOOK_NAMES, HookCalls, resolve_hooks
 from circus.watcher.output import OutputKeeping
-from circus.watcher.spawning import (
-    MAX_BACKOFF,
-    MIN_UPTIME,
-    ProcessKeeping,
-    retry_delay,
-    spawn_pause,
-)
+from circus.watcher.reloading import ProcessReplacing
+from circus.watcher.spawning import MAX_BACKOFF, MIN_UPTIME, ProcessKeeping, retry_delay
 from circus.watcher.stopping import ProcessStopping
 
 if TYPE_CHECKING:
@@ -53,7 +49,7 @@ logger = logging.getLogger("circus")
 
 
 
-class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
+class Watcher(HookCalls, ProcessKeeping, ProcessStopping, ProcessReplacing, OutputKeeping):
     """Class managing a list of processes for a given command."""
 
     # the options as a config file wrote them (an options.Section, set by
@@ -363,86 +359,6 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, OutputKeeping):
     async def reload(self, graceful: bool = True, sequential: bool = False) -> bool:
         async with self._operation_lock():
             return await self._reload(graceful, sequential)
-
-    async def _reload(self, graceful: bool = True, sequential: bool = False) -> bool:
-        if not self.is_active():
-            return await self._start()
-        started = time.monotonic()
-        if self.prereload_fn is not None:
-            self.prereload_fn(self)
-        old = self.live_processes()
-        if self.send_hup:
-            for process in old:
-                # (ignore: a spawned process has a pid)
-                self.send_signal(process.pid, signal.SIGHUP)  # type: ignore[arg-type]
-        elif sequential:
-            for process in old:
-                await self._replace(process, graceful)
-        else:
-            # new processes first; an old one goes only once a new one is ready
-            new = []
-            for _ in range(self.numprocesses):
-                spawned = self.spawn_process()
-                if spawned is not None:
-                    new.append(spawned)
-                if self.warmup_delay > 0:
-                    await asyncio.sleep(self.warmup_delay)
-                else:
-                    await spawn_pause(self._loop)
-            ready = await self._wait_ready(new)
-            kept = await self._kill_all(old[:ready], graceful)
-            if kept:
-                # a hook kept old processes: as many new ones go instead
-                await self._kill_all([p for p in new if p.returncode is None][-len(kept):],
-                                     force=True)
-        logger.info("watcher %s reloaded", self.name)
-        self.notify_event("reload", {"duration": round(time.monotonic() - started, 6)})
-        return True
-
-    async def _replace(self, process: Process, graceful: bool = True) -> bool:
-        """Start a successor to process and stop process once it is ready."""
-        successor = self.spawn_process()
-        if successor is None or not await self._wait_ready([successor]):
-            return False
-        if await self.kill_process(process, graceful) is None:
-            # a hook kept the old one: the successor is the one to go
-            await self.kill_process(successor, force=True)
-            return False
-        return True
-
-    async def _wait_ready(self, processes: Sequence[Process]) -> int:
-        """How many of processes became ready (each has its own timeout)."""
-        if not processes:
-            return 0
-        # (a watcher's processes are made with its loop: they have both futures)
-        results = await asyncio.gather(
-            *(p.ready_future for p in processes))  # type: ignore[arg-type]
-        # the ones that failed are being killed: let the caller see them gone
-        await asyncio.gather(*(p.exit_future  # type: ignore[arg-type]
-                               for p, ok in zip(processes, results) if not ok))
-        return sum(1 for r in results if r)
-
-    async def _recycle(self, process: Process) -> None:
-        async with self._operation_lock():
-            if not self.is_active() or process.stopping or process.returncode is not None:
-                return
-            logger.debug("watcher %s: pid %d reached max_age", self.name, process.pid)
-            successor = self.spawn_process()
-            if successor is None or not await self._wait_ready([successor]):
-                # keep the old one serving; try again a little later
-                if process.returncode is None and self.is_active():
-                    process.add_timer(max(1.0, self.max_age_variance),
-                                      lambda: self._spawn_task(self._recycle(process)))
-                return
-            # from here on the successor counts in its place
-            process.begin_stop()
-            self.notify_event("recycle", {"process_id": process.wid, "process_pid": process.pid,
-                                          "age": round(process.age(), 3),
-                                          "successor_pid": successor.pid})
-        # the replacement is serving: the old one may take its time to go
-        if await self.kill_process(process) is None:
-            # a hook kept the old one: the replacement goes instead
-            await self.kill_process(successor, force=True)
 
     def _set_count(self, numprocesses: int) -> None:
         """The one writer of numprocesses once the watcher runs: a count that
