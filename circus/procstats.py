@@ -6,7 +6,8 @@ for each call: O(N^2) for N workers, seconds for 500. A Snapshot reads each
 /proc/<pid>/stat of the system once, which gives the parent map (children)
 and the figures of our own processes in the same pass; then one more read
 per process for its command line and user, kept for a minute (a process
-may rename itself; circusd-stats does the same). The mapping is the one
+may rename itself, or change its user after it started: either shows up to
+a minute late; circusd-stats does the same). The mapping is the one
 process_info() builds with psutil (same keys, same units, cpu% computed
 the way psutil's cpu_percent(interval=None) does: since the previous look
 at that process).

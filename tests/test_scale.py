@@ -7,6 +7,7 @@ In-process arbiter, real `sleep` children.
 import asyncio
 import os
 import signal
+import subprocess
 import time
 
 from circus.watcher import Watcher, spawning
@@ -96,6 +97,24 @@ def test_a_crash_storm_is_replaced_in_full_and_only_once():
     run(main())
 
 
+def test_a_give_up_during_a_large_start_ends_its_spawning():
+    """Processes that die at once fail their start while the batch pauses for
+    the loop: once max_retry gives up, not one more is spawned."""
+    async def main():
+        watcher = Watcher("doomed", "false", numprocesses=300, max_retry=2)
+        async with running([watcher]) as arbiter:
+            await until(lambda: any(t.endswith(".max_retry") for t, _ in arbiter.events.items),
+                        timeout=30, message="the give-up")
+            await until(lambda: watcher.is_stopped() and not watcher._lock.locked(),
+                        timeout=30, message="the watcher to be stopped")
+            topics = [t for t, _ in arbiter.events.items]
+            gave_up = topics.index("watcher.doomed.max_retry")
+            assert "watcher.doomed.spawn" not in topics[gave_up:]
+            assert topics.count("watcher.doomed.spawn") < 300
+            assert not watcher.processes
+    run(main())
+
+
 def test_stopping_many_processes_signals_them_all_then_waits(tmp_path):
     async def main():
         watcher = Watcher("mass", "sleep 120", numprocesses=200)
@@ -112,6 +131,28 @@ def test_stopping_many_processes_signals_them_all_then_waits(tmp_path):
             assert not any(os.path.exists("/proc/%d" % pid) and _alive(pid) for pid in pids)
             # SIGCHLD, held back while the signals went out, is let through again
             assert signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    run(main())
+
+
+def test_a_signal_hook_runs_with_sigchld_let_through(tmp_path):
+    """SIGCHLD is held during a mass stop only when no user code runs between
+    the signals: a process a hook starts would inherit it blocked."""
+    masks = []
+
+    def before_signal(watcher, arbiter, hook_name, pid, signum, **kwargs):
+        status = subprocess.run(["cat", "/proc/self/status"], capture_output=True,
+                                text=True, check=True).stdout
+        masks.append(int(next(line.split()[1] for line in status.splitlines()
+                              if line.startswith("SigBlk:")), 16))
+        return True
+
+    async def main():
+        watcher = Watcher("hooked", "sleep 120", numprocesses=3,
+                          hooks={"before_signal": before_signal})
+        async with running([watcher]):
+            assert await watcher.stop()
+        assert len(masks) == 3
+        assert not any(mask & (1 << (signal.SIGCHLD - 1)) for mask in masks), masks
     run(main())
 
 

@@ -174,6 +174,51 @@ def test_the_client_expands_batches_in_order():
     assert parse_message(frames) == ("web", None, total)
 
 
+def test_the_client_drains_a_burst_and_expands_only_the_rows_wanted():
+    """What the web console does with a tick: the first message with recv(),
+    the rest of the burst with recv_nowait(); rows only of the watchers whose
+    page is open, every aggregate."""
+    context = zmq.Context()
+    pub, endpoint = _old_publisher(context)
+    client = StatsClient(endpoint, context=context, timeout=0.05)
+    client.rows_wanted = lambda name: name != "db"
+
+    def batch(watcher, pids):
+        total = {"pid": pids, "watcher": watcher}
+        rows = [[pid, 1.0, 0.1, 4096, 8192, 1.0, 0, "me", "sleep", 100.0, 3.0] for pid in pids]
+        body = batch_body(total, {"watcher": watcher, "time": 1.0, "name": None},
+                          PROCESS_FIELDS, rows)
+        return [("batch.stat.%s" % watcher).encode(), json.dumps(body).encode()]
+    try:
+        def connected():
+            pub.send_multipart(batch("warmup", []))
+            return client.recv(0.05)
+        wait_for(connected, message="the client's subscription")
+        while client.recv(0.2) is not None:
+            pass
+        for frames in (batch("web", [1, 2]), batch("db", [3, 4]),
+                       [b"batch.stat.sockets", json.dumps(batch_body(
+                           {"fds": [5]}, {"watcher": "sockets", "time": 1.0}, (),
+                           [{"fd": 5, "connections": 0}], key="fd")).encode()]):
+            pub.send_multipart(frames)
+        got = [client.recv(5.0)]
+        deadline = time.monotonic() + 5
+        while len(got) < 6 and time.monotonic() < deadline:
+            message = client.recv_nowait()
+            if message is None:
+                client.socket.poll(50)  # the rest of the burst is on its way
+            else:
+                got.append(message)
+        assert [(w, sub) for w, sub, _ in got] == [
+            ("web", 1), ("web", 2), ("web", None), ("db", None), ("sockets", 5),
+            ("sockets", None)], got
+        assert client.recv_nowait() is None
+    finally:
+        client.close()
+        pub.close(0)
+        context.term()
+
+
 def _old_publisher(context):
     """A PUB like the original circusd-stats': stat.* only, no batches."""
     endpoint = "tcp://127.0.0.1:%d" % free_port()

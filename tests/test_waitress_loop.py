@@ -207,7 +207,8 @@ def test_a_long_response_streams_while_the_application_runs(tmp_path):
         for _ in range(2):  # and the connection serves the next one
             conn.request("GET", "/?40")
             # a client that reads nothing for a while: the output piles up
-            # in waitress's buffers, past the high watermark
+            # in waitress's buffers, past the high watermark (this sleep is
+            # the stimulus, not a wait for something)
             time.sleep(1.0)
             response = conn.getresponse()
             received = 0

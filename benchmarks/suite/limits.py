@@ -2,8 +2,9 @@
 
 A circusd with N children needs N pids free on the machine (kernel.pid_max,
 kernel.threads-max), N processes under RLIMIT_NPROC for a user other than
-root, and file descriptors: none per child today, but a pipe pair per
-child once their output is read (so 2N + a margin under RLIMIT_NOFILE).
+root, and file descriptors: circusd reads every child's stdout and stderr
+(it keeps their last lines), a pipe pair per child, so 2N + a margin
+under RLIMIT_NOFILE.
 The suite raises the rlimits of its own process (circusd inherits them) and,
 as root, the two sysctls when they are too low, putting the sysctls back
 afterwards; the result records the limits the run had.

@@ -71,9 +71,12 @@ class Stats(Command):
         from circus.procstats import Snapshot
         snapshot = Snapshot()  # one look at /proc for every watcher
         if "name" not in props:
+            # every list taken before the first pause: a process spawned
+            # meanwhile is not in the snapshot, and would read as stopped
+            listed = [(w.name, list(w.processes.values())) for w in arbiter.iter_watchers()]
             infos = {}
-            for watcher in arbiter.iter_watchers():
-                infos[watcher.name] = await _infos(watcher, snapshot)
+            for name, processes in listed:
+                infos[name] = await _infos(processes, snapshot)
             return {"infos": infos}
         watcher = self.watcher(arbiter, props)
         pid = props.get("process", props.get("pid"))
@@ -82,7 +85,7 @@ class Stats(Command):
             return {"watcher": watcher.name, "process": process.pid,
                     "info": watcher.process_info(process.pid, snapshot)}
         return dict(watcher.stop_report(), name=watcher.name,
-                    info=await _infos(watcher, snapshot))
+                    info=await _infos(list(watcher.processes.values()), snapshot))
 
     def console_msg(self, msg):
         if "infos" in msg:
@@ -102,11 +105,12 @@ class Stats(Command):
 INFOS_PER_TURN = 256
 
 
-async def _infos(watcher, snapshot):
-    """Watcher.info(snapshot), giving the loop a turn now and then."""
+async def _infos(processes, snapshot):
+    """What Watcher.info(snapshot) answers, for these processes, giving the
+    loop a turn now and then."""
     import asyncio  # here: circusctl imports this module and never needs it
     infos = {}
-    for count, process in enumerate(list(watcher.processes.values()), 1):
+    for count, process in enumerate(processes, 1):
         infos[process.pid] = snapshot.info(process.pid, process.started)
         if count % INFOS_PER_TURN == 0:
             await asyncio.sleep(0)

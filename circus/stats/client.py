@@ -31,7 +31,7 @@ from __future__ import annotations
 import collections
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 import zmq
@@ -78,15 +78,22 @@ def _body(frames: Sequence[bytes]) -> dict[str, Any]:
     return stat
 
 
-def parse_messages(frames: Sequence[bytes]) -> list[Stat]:
+def parse_messages(frames: Sequence[bytes],
+                   rows_wanted: Callable[[str], bool] | None = None) -> list[Stat]:
     """[(watcher, subtopic, stat), ...] of one message: one tuple for a
-    stat.* message; for a batch, one per process then the aggregate."""
+    stat.* message; for a batch, one per process then the aggregate (the
+    aggregate alone when rows_wanted(watcher) is false: expanding the rows
+    is most of the cost of a batch)."""
     if not frames[0].startswith(_BATCH):
         return [parse_message(frames)]
     watcher = frames[0][len(_BATCH):].decode(errors="replace")
     try:
-        return [(watcher, sub, stat) for sub, stat in expand_batch(_body(frames))]
-    except (TypeError, KeyError, ValueError):
+        body = _body(frames)
+        if rows_wanted is not None and not rows_wanted(watcher):
+            total = body.get("total")
+            return [(watcher, None, total)] if isinstance(total, dict) else []
+        return [(watcher, sub, stat) for sub, stat in expand_batch(body)]
+    except (TypeError, KeyError, ValueError, AttributeError):
         return []  # not a batch of ours
 
 
@@ -126,6 +133,8 @@ class _Base:
         self._fallback_due: float | None = None  # when to read stat.* if no batch came
         self._batches_seen = False
         self._reading_singles = False
+        # watcher name -> whether its processes' rows are wanted (None: all)
+        self.rows_wanted: Callable[[str], bool] | None = None
         self._subscriber = Subscriber(context, endpoint, [_BATCH], ssh_server=ssh_server,
                                       ssh_keyfile=ssh_keyfile, monitor_events=_MONITORED,
                                       reconnect_max=reconnect_max)
@@ -169,7 +178,7 @@ class _Base:
                 # batches after all (circusd-stats was slow to speak): back to them
                 self.socket.setsockopt(zmq.UNSUBSCRIBE, _STAT)
                 self._reading_singles = False
-        messages = parse_messages(frames)
+        messages = parse_messages(frames, self.rows_wanted)
         if not messages:
             return None
         self._pending.extend(messages[1:])
@@ -226,6 +235,21 @@ class StatsClient(_Base):
                     return message
             if time.monotonic() >= deadline:
                 return None
+        return None
+
+    def recv_nowait(self) -> Stat | None:
+        """The next message already arrived, or None at once: a tick comes
+        as a burst, which this empties without a poll per message."""
+        if self._pending:
+            return self._pending.popleft()
+        while self.socket is not None:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return None
+            message = self._take(frames)
+            if message is not None:
+                return message
         return None
 
     def __iter__(self) -> Iterator[Stat]:

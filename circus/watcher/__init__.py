@@ -346,6 +346,11 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, ProcessReplacing, Outp
             await self._spawn_missing()
             return False
         self._set_state(WatcherState.STOPPED, reason=reason)
+        if self._replace_later is not None:
+            # a replacement (or its backoff) scheduled before the stop must
+            # not hold back those of the next start
+            self._replace_later.cancel()
+            self._replace_later = None
         logger.info("watcher %s stopped%s", self.name, ": " + reason if reason else "")
         self.call_hook("after_stop")
         return True

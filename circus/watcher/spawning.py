@@ -238,6 +238,8 @@ class ProcessKeeping:
             if missing <= 0:
                 break
             for left in range(missing - 1, -1, -1):
+                if not self.is_running():
+                    break  # a give-up (or a stop) during a pause ends the batch
                 process = self.spawn_process()
                 if process is None:
                     if self.is_running():
@@ -299,9 +301,10 @@ class ProcessKeeping:
         self._replace_later = self._loop.call_later(retry_delay(self._failures),
                                                     self._replace_dead)
 
-    def _replace_dead(self):
+    def _replace_dead(self, missing=None):
         """Respawn after an unexpected death; each replacement is published
-        as respawn (after its spawn)."""
+        as respawn (after its spawn). missing: what is left to spawn of a
+        count made at an earlier turn (a slice of a crash storm)."""
         self._replace_later = None
         if not self.is_running() or (self._lock and self._lock.locked()):
             # the operation holding the lock spawns what it needs itself;
@@ -309,12 +312,16 @@ class ProcessKeeping:
             if self.is_running():
                 self._spawn_task(self._locked(self._respawn_missing))
             return
-        for _ in range(self._missing()):
+        carried = missing is not None
+        if missing is None:
+            missing = self._missing()
+        for left in range(missing, 0, -1):
             if not self.is_running():
                 return
             if _Slice.spent(self._loop):
-                # many died at once: the rest at the loop's next turn
-                self._replace_later = self._loop.call_soon(self._replace_dead)
+                # many died at once: the rest at the loop's next turn,
+                # without counting every process again at each slice
+                self._replace_later = self._loop.call_soon(self._replace_dead, left)
                 return
             process = self.spawn_process()
             if process is None:
@@ -323,6 +330,9 @@ class ProcessKeeping:
                                                                 self._replace_dead)
                 return
             self._respawned(process)
+        if carried:
+            # deaths during the slices scheduled nothing (this was): count once more
+            self._replace_later = self._loop.call_soon(self._replace_dead)
 
     async def _respawn_missing(self):
         for process in await self._spawn_missing():

@@ -232,15 +232,15 @@ class Connection:
     def _follow_stats(self):
         """circusd-stats sends a tick's messages in one burst: the pages get
         them once the burst is over (or every STATS_FLUSH at worst). A
-        process's figures are decoded only while a page of its watcher is
-        open: with a thousand processes that is most of the console's work."""
-        import zmq
-
-        from circus.stats.client import StatsClient, parse_message
+        watcher's per-process rows are expanded only while a page of the
+        watcher is open: with a thousand processes that is most of the
+        console's work."""
+        from circus.stats.client import StatsClient
         client = StatsClient(self.stats_endpoint, timeout=STATS_FLUSH)
         first_pending = None
         state = None
         watched = set()
+        client.rows_wanted = lambda name: name in watched or name in ("circus", "sockets")
         try:
             while not self._stop.is_set():
                 message = client.recv(STATS_QUIET if first_pending is not None else STATS_FLUSH)
@@ -252,12 +252,10 @@ class Connection:
                     self.model.on_stat(*message)
                     # the rest of the burst, without a poll per message
                     for _ in range(100000):
-                        try:
-                            frames = client.socket.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
+                        arrived = client.recv_nowait()
+                        if arrived is None:
                             break
-                        if not _unwatched_process(frames[0], watched):
-                            self.model.on_stat(*parse_message(frames))
+                        self.model.on_stat(*arrived)
                 if client.state != state:
                     state = client.state
                     with self.model.lock:
@@ -271,16 +269,6 @@ class Connection:
             logger.exception("reading the stats of %s failed", self.endpoint)
         finally:
             client.close()
-
-
-def _unwatched_process(topic, watched):
-    """stat.<watcher>.<pid> of a watcher no page shows (decided on the topic
-    alone, before any JSON is decoded)."""
-    head, _, last = topic.rpartition(b".")
-    if not last.isdigit() or not head.startswith(b"stat."):
-        return False
-    name = head[5:].decode(errors="replace")
-    return name not in ("circus", "sockets") and name not in watched
 
 
 class Hub:
