@@ -27,12 +27,15 @@ MAX_BACKOFF = 5.0
 
 # circusd answers commands while it spawns many processes: spawning takes
 # at most SPAWN_SLICE seconds of the loop (a spawn takes about a
-# millisecond), then lets the loop turn SPAWN_YIELDS times without spawning:
-# a request takes three turns (its frame is read, the controller's task
-# wakes, the command's task runs), so one that arrives during a spawn is
+# millisecond, more with many processes running), then lets the loop turn
+# without spawning, at least SPAWN_YIELDS times and then for as long as it
+# has callbacks ready (up to SPAWN_YIELDS_MAX): a request takes several
+# turns (its frame is read, the controller's task wakes, the command's
+# task runs, the reply goes), so one that arrives during a spawn is
 # answered before the next. An idle turn costs some 20 microseconds.
 SPAWN_SLICE = 0.001
 SPAWN_YIELDS = 3
+SPAWN_YIELDS_MAX = 32
 
 
 class _Slice:
@@ -55,8 +58,11 @@ class _Slice:
 async def spawn_pause(loop):
     """Await between two spawns: yields to the loop once the slice is spent."""
     if _Slice.spent(loop):
-        for _ in range(SPAWN_YIELDS):
+        for turn in range(1, SPAWN_YIELDS_MAX + 1):
             await asyncio.sleep(0)
+            # asyncio's queue of ready callbacks (read only; not public API)
+            if turn >= SPAWN_YIELDS and not getattr(loop, "_ready", None):
+                break
 
 
 def retry_delay(failures: int) -> float:
