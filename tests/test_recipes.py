@@ -91,9 +91,14 @@ def test_nginx_in_front_of_tcp_and_unix_sockets_and_the_console(circusd, tmp_pat
         assert console.login("admin", "wrong").status == 401
         response = console.login("admin", recipe.password)
         assert response.status == 303 and response.header("Location") == "/console/"
-        page = console.get(console.get("/").header("Location")[len("/console"):])
-        assert page.status == 200 and 'data-stream="/console/e/' in page.text
-        assert "web" in page.text and "admin" in page.text
+        overview = console.get("/").header("Location")[len("/console"):]
+
+        def overview_with_watchers():
+            # the console lists circusd's watchers once it has connected
+            page = console.get(overview)
+            return page if page.status == 200 and "web" in page.text else None
+        page = wait_for(overview_with_watchers, timeout=20, message="the overview with web")
+        assert 'data-stream="/console/e/' in page.text and "admin" in page.text
         # its event stream crosses nginx unbuffered: the snapshot arrives at once
         import http.client
         stream = re.search(r'data-stream="([^"]+)"', page.text).group(1).replace("&amp;", "&")

@@ -97,6 +97,31 @@ def test_a_crash_storm_is_replaced_in_full_and_only_once():
     run(main())
 
 
+def test_a_decr_during_a_crash_storm_is_not_undone_by_its_replacement(monkeypatch):
+    """The replacement of a storm carries its count from slice to slice; a
+    decr meanwhile lowers what is wanted, and the count follows."""
+    monkeypatch.setattr(spawning, "SPAWN_SLICE", 0.0)  # every spawn ends a slice
+
+    async def main():
+        watcher = Watcher("storm", "sleep 120", numprocesses=20)
+        async with running([watcher]) as arbiter:
+            await until(lambda: all(p.age() > spawning.MIN_UPTIME + 0.1
+                                    for p in watcher.processes.values()),
+                        message="the processes to be past MIN_UPTIME")
+            mark = len(arbiter.events.items)
+            for pid in list(watcher.processes):
+                os.kill(pid, signal.SIGKILL)
+            await until(lambda: any(t.endswith(".respawn") for t, _ in arbiter.events.items[mark:]),
+                        message="the first replacement")
+            await watcher.decr(10)
+            await until(lambda: watcher._replace_later is None and not watcher._lock.locked()
+                        and len(watcher.live_processes()) == 10,
+                        timeout=30, message="10 processes, the storm's replacement over")
+            # nothing is scheduled that could spawn more
+            assert len(watcher.live_processes()) == 10 == watcher.numprocesses
+    run(main())
+
+
 def test_a_give_up_during_a_large_start_ends_its_spawning():
     """Processes that die at once fail their start while the batch pauses for
     the loop: once max_retry gives up, not one more is spawned."""

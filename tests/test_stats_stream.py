@@ -255,6 +255,35 @@ def test_the_client_reads_an_original_circusd_stats(monkeypatch):
         context.term()
 
 
+def test_unwanted_rows_of_the_original_stream_are_skipped_on_their_topic(monkeypatch):
+    monkeypatch.setattr(client_module, "FALLBACK_AFTER", 0.3)
+    context = zmq.Context()
+    pub, endpoint = _old_publisher(context)
+    client = StatsClient(endpoint, context=context, timeout=0.05)
+    client.rows_wanted = lambda name: name != "db.v2"
+    try:
+        def reading_singles():
+            pub.send_multipart([b"stat.web", b'{"pid": []}'])
+            return client.recv(0.05)
+        wait_for(reading_singles, message="the client reading stat.*")
+        for frames in ([b"stat.db.v2.3", b'{"watcher": "db.v2", "cpu": 1}'],
+                       [b"stat.db.v2", b'{"watcher": "db.v2", "pid": [3]}'],
+                       [b"stat.web.1", b'{"cpu": 2}']):
+            pub.send_multipart(frames)
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            message = client.recv(0.1)
+            if message is not None and message[:2] != ("web", None):
+                got.append(message[:2])
+        # db.v2's row is skipped, its aggregate and web's row are not
+        assert got == [("db.v2", None), ("web", 1)]
+    finally:
+        client.close()
+        pub.close(0)
+        context.term()
+
+
 def test_the_async_client_reads_an_original_circusd_stats(monkeypatch):
     monkeypatch.setattr(client_module, "FALLBACK_AFTER", 0.3)
     import zmq.asyncio

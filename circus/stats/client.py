@@ -97,6 +97,17 @@ def parse_messages(frames: Sequence[bytes],
         return []  # not a batch of ours
 
 
+def _unwanted_row(topic: bytes, rows_wanted: Callable[[str], bool]) -> bool:
+    """stat.<watcher>.<pid> (the original stream) of a watcher whose rows
+    are not wanted, decided on the topic alone, before any JSON is decoded."""
+    if not topic.startswith(b"stat."):
+        return False
+    head, _, last = topic.rpartition(b".")
+    if not last.isdigit() or head == b"stat":
+        return False
+    return not rows_wanted(head[len(b"stat."):].decode(errors="replace"))
+
+
 def parse_message(frames: Sequence[bytes]) -> Stat:
     """(watcher, subtopic, stat) from the two frames of a stats message (of
     a batch: its aggregate only; parse_messages gives all of it)."""
@@ -178,6 +189,8 @@ class _Base:
                 # batches after all (circusd-stats was slow to speak): back to them
                 self.socket.setsockopt(zmq.UNSUBSCRIBE, _STAT)
                 self._reading_singles = False
+        if self.rows_wanted is not None and _unwanted_row(frames[0], self.rows_wanted):
+            return None  # stat.<watcher>.<pid> of the original stream, judged on its topic
         messages = parse_messages(frames, self.rows_wanted)
         if not messages:
             return None
@@ -242,7 +255,9 @@ class StatsClient(_Base):
         as a burst, which this empties without a poll per message."""
         if self._pending:
             return self._pending.popleft()
-        while self.socket is not None:
+        for _ in range(1000):  # bounded, even if nothing read holds a message
+            if self.socket is None:
+                break
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

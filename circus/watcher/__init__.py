@@ -3,7 +3,9 @@
 Everything here runs on one asyncio loop. Operations that change the set of
 processes (start, stop, reload, incr, decr, recycling) are serialised by a
 per-watcher lock; a crashed process is replaced at the loop's next turn
-after its reap, with every other death of that turn, without the lock.
+after its reap (later after repeated failed starts: retry_delay), with
+every other death of that turn; without the lock, unless an operation
+holds it, which then spawns what is missing once it is done.
 
 The watcher's lifecycle is circus.states.WatcherState, changed only by
 Watcher._set_state along WATCHER_TRANSITIONS. The package splits by concern:

@@ -36,11 +36,15 @@ class ProcessReplacing:
                 self.send_signal(process.pid, signal.SIGHUP)  # type: ignore[arg-type]
         elif sequential:
             for process in old:
+                if not self.is_active():
+                    break  # gave up (max_retry) on the way
                 await self._replace(process, graceful)
         else:
             # new processes first; an old one goes only once a new one is ready
             new = []
             for _ in range(self.numprocesses):
+                if not self.is_active():
+                    break  # the new processes fail: max_retry gave up
                 spawned = self.spawn_process()
                 if spawned is not None:
                     new.append(spawned)

@@ -321,6 +321,11 @@ class ProcessKeeping:
         carried = missing is not None
         if missing is None:
             missing = self._missing()
+        else:
+            # a count of an earlier turn: a decr (or a kill) since may have
+            # lowered what is wanted; counting every process, those on
+            # their way out too, can only under-count (the end counts again)
+            missing = min(missing, self.numprocesses - len(self.processes))
         for left in range(missing, 0, -1):
             if not self.is_running():
                 return

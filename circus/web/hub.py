@@ -243,12 +243,15 @@ class Connection:
         client.rows_wanted = lambda name: name in watched or name in ("circus", "sockets")
         try:
             while not self._stop.is_set():
+                if first_pending is None:
+                    # before the burst's first message: a page opened since
+                    # the last burst gets its rows from this one on
+                    watched = self.model.watched()
                 message = client.recv(STATS_QUIET if first_pending is not None else STATS_FLUSH)
                 now = time.monotonic()
                 if message is not None:
                     if first_pending is None:
                         first_pending = now
-                        watched = self.model.watched()
                     self.model.on_stat(*message)
                     # the rest of the burst, without a poll per message
                     for _ in range(100000):
