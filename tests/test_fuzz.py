@@ -19,7 +19,7 @@ import uuid
 import psutil
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from circus.commands import NAMES, get_command
@@ -322,10 +322,19 @@ def frames():
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
 @given(frame=frames())
+# a "cast" that is not JSON (Infinity): answered, as any frame circusd cannot read
+@example(frame=("request", {"command": "kill", "msg_type": "cast",
+                            "properties": {"name": "b", "graceful_timeout": float("-inf")}}))
 def test_the_storm(storm, frame):
     kind, payload = frame
     if kind == "request":
         data = json.dumps(payload).encode()
+        try:
+            json.dumps(payload, allow_nan=False)
+        except ValueError:
+            # NaN or Infinity inside: not JSON, so circusd cannot read that
+            # it is a cast, and answers it (an error) like any bad frame
+            kind = "json"
     else:
         data = payload
     cast = kind == "request" and payload.get("msg_type") == "cast"
