@@ -43,6 +43,8 @@ import time
 
 import psutil
 
+from suite.util import free_port  # (benchmarks/ is on sys.path)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WARMUP = 3.0
@@ -64,12 +66,6 @@ while True:
 def log(message, *args):
     print("[console_load] " + (message % args if args else message), file=sys.stderr,
           flush=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout, what):

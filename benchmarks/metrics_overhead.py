@@ -30,13 +30,14 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from suite.util import free_port  # (benchmarks/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -46,12 +47,6 @@ sys.path.insert(0, ROOT)
 def log(message, *args):
     print("[metrics_overhead] " + (message % args if args else message), file=sys.stderr,
           flush=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def summary(samples):

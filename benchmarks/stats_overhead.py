@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import time
 
 import psutil
 import zmq
+
+from suite.util import free_port  # (benchmarks/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,12 +49,6 @@ WARMUP = 3.0
 def log(message, *args):
     print("[stats_overhead] " + (message % args if args else message), file=sys.stderr,
           flush=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def circus019_python():

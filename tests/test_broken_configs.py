@@ -5,13 +5,11 @@ Through reloadconfig: an error reply naming the file, and the running
 processes keep their pids."""
 import os
 import socket
-import subprocess
 import sys
 
-import psutil
 import pytest
 
-from support import BIN, ROOT, free_port, wait_for
+from support import BIN, free_port, port_is_free, run_until_exit, wait_for
 
 CIRCUSD = os.path.join(BIN, "circusd")
 PY = sys.executable
@@ -116,42 +114,15 @@ def ports():
     return {"endpoint": free_port(), "pubsub": free_port(), "port": free_port()}
 
 
-def port_is_free(port):
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_at_start(tmp_path, name):
     chosen = ports()
     with Taken() as taken:
         main, text, status, words = render(tmp_path, name, chosen, taken.port)
         main.write_bytes(text)
-        proc = subprocess.Popen([CIRCUSD, str(main)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=str(tmp_path),
-                                env=dict(os.environ, PYTHONPATH=ROOT))
-        seen = set()
-        try:
-            ps = psutil.Process(proc.pid)
-
-            def exited():
-                try:
-                    seen.update(c.pid for c in ps.children(recursive=True))
-                except psutil.NoSuchProcess:
-                    pass
-                return proc.poll() is not None
-            wait_for(exited, timeout=30, interval=0.005, message="circusd to exit")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            out, err = proc.communicate()
+        returncode, out, err, seen = run_until_exit([CIRCUSD, str(main)], 30, cwd=str(tmp_path))
     err = err.decode()
-    assert proc.returncode == status, (proc.returncode, err)
+    assert returncode == status, (returncode, err)
     for word in words:
         assert word in err, (word, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

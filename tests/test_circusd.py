@@ -12,7 +12,17 @@ import time
 import psutil
 import pytest
 
-from support import BIN, ROOT, children_of, free_port, http_get, pid_alive, tools, wait_for
+from support import (
+    BIN,
+    ROOT,
+    children_of,
+    free_port,
+    http_get,
+    pid_alive,
+    port_is_free,
+    tools,
+    wait_for,
+)
 
 CIRCUSD = os.path.join(BIN, "circusd")
 
@@ -58,16 +68,6 @@ def fd_of(pid):
 
 def open_fds(pid):
     return sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % pid))
-
-
-def port_is_free(port):
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def refused(port):

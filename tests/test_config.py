@@ -13,7 +13,7 @@ from circus.arbiter import Arbiter
 from circus.config import ConfigError
 from circus.process import Process
 from circus.stream import FileStream
-from support import BIN, ROOT, free_port, wait_for
+from support import BIN, ROOT, free_port, port_is_free, run_until_exit
 from support.aio import until
 
 PY = sys.executable
@@ -551,16 +551,6 @@ def run_circusd(tmp_path, config_text, *args, timeout=20):
                                 capture_output=True, text=True, timeout=timeout)
 
 
-def port_is_free(port):
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 GOOD_PART = """
 [circus]
 endpoint = tcp://127.0.0.1:{endpoint}
@@ -633,27 +623,10 @@ def test_circusd_with_a_port_in_use_starts_no_process(tmp_path):
 
 def test_circusd_with_a_bad_config_leaves_no_child(tmp_path):
     """The error is found before any fork: while circusd runs, it never has a child."""
-    import psutil
     text = GOOD_PART.format(endpoint=free_port(), pubsub=free_port(), port=free_port(), py=PY,
                             marker=tmp_path / "m")
     text += "\n[watcher:broken]\ncmd = a\nuid = nobody-xyz\n"
     path = write(tmp_path / "bad.ini", text)
-    proc = subprocess.Popen([CIRCUSD, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    seen = set()
-    try:
-        ps = psutil.Process(proc.pid)
-
-        def exited():
-            try:
-                seen.update(c.pid for c in ps.children(recursive=True))
-            except psutil.NoSuchProcess:
-                pass
-            return proc.poll() is not None
-        wait_for(exited, timeout=20, interval=0.005, message="circusd to exit")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        out, err = proc.communicate()
-    assert proc.returncode != 0 and seen == set()
+    returncode, out, err, seen = run_until_exit([CIRCUSD, str(path)], 20)
+    assert returncode != 0 and seen == set()
     assert b"no such user" in err and b"[watcher:broken] uid" in err

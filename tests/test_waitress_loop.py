@@ -1,6 +1,7 @@
 """The waitress backend's loop turn (circus.worker.backends.waitress.Poller):
 it looks only at the dispatchers that may have changed, and a real worker
 serves many keep-alive connections through it without losing one."""
+import contextlib
 import http.client
 import os
 import socket
@@ -142,17 +143,30 @@ def test_removed_and_everything(loop):
     assert kept.looked == 2
 
 
-def test_many_keepalive_connections_through_the_threads(tmp_path):
+@contextlib.contextmanager
+def serving(tmp_path, app, *options):
+    """A waitress circus-worker on a listening socket of its own, once it
+    serves: yields the port; stopped (and the socket closed) after."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen([PYTHON, "-m", "circus.worker", "--fd", str(listener.fileno()),
-                             "--backend", "waitress", "--threads", "4",
-                             "tests.apps.hello:application"],
-                            pass_fds=[listener.fileno()], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=ROOT))
-    port = listener.getsockname()[1]
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([PYTHON, "-m", "circus.worker", "--fd", str(listener.fileno()),
+                                 "--backend", "waitress", *options, app],
+                                pass_fds=[listener.fileno()], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        wait_for(lambda: b"serving" in log_path.read_bytes(), timeout=20,
+                 message="the worker to serve")
+        yield listener.getsockname()[1]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        listener.close()
+
+
+def test_many_keepalive_connections_through_the_threads(tmp_path):
     failures, done = [], []
 
     def client(number):
@@ -169,39 +183,21 @@ def test_many_keepalive_connections_through_the_threads(tmp_path):
             failures.append((number, repr(error)))
         finally:
             conn.close()
-    try:
-        wait_for(lambda: b"serving" in (tmp_path / "worker.log").read_bytes(), timeout=20,
-                 message="the worker to serve")
+    with serving(tmp_path, "tests.apps.hello:application", "--threads", "4") as port:
         clients = [threading.Thread(target=client, args=(n,)) for n in range(20)]
         for thread in clients:
             thread.start()
         for thread in clients:
             thread.join(60)
         assert not failures and len(done) == 20, failures[:5]
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-        listener.close()
 
 
 def test_a_long_response_streams_while_the_application_runs(tmp_path):
     # 40 MiB: past waitress's high watermark (16 MiB), the application's
     # thread waits for the loop to send; the loop must be looking (and not
     # only at its idle sweep, every 30 s with this keep-alive)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen([PYTHON, "-m", "circus.worker", "--fd", str(listener.fileno()),
-                             "--backend", "waitress", "--keep-alive", "60",
-                             "tests.apps.stream:application"],
-                            pass_fds=[listener.fileno()], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=ROOT))
-    try:
-        wait_for(lambda: b"serving" in (tmp_path / "worker.log").read_bytes(), timeout=20,
-                 message="the worker to serve")
-        conn = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=20)
+    with serving(tmp_path, "tests.apps.stream:application", "--keep-alive", "60") as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         conn.connect()
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
         for _ in range(2):  # and the connection serves the next one
@@ -219,8 +215,3 @@ def test_a_long_response_streams_while_the_application_runs(tmp_path):
                 received += len(chunk)
             assert response.status == 200 and received == 40 << 20
         conn.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-        listener.close()

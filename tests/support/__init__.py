@@ -68,6 +68,42 @@ def children_of(pid):
         return []
 
 
+def port_is_free(port):
+    """Nothing listens on 127.0.0.1:port (a bind with SO_REUSEADDR works)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def run_until_exit(argv, timeout, cwd=None):
+    """Run a command that must exit by itself (a circusd refusing its
+    config): (returncode, stdout, stderr, pids of every descendant seen
+    while it ran, looked at every 5 ms)."""
+    import psutil
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    seen = set()
+    try:
+        ps = psutil.Process(proc.pid)
+
+        def exited():
+            try:
+                seen.update(c.pid for c in ps.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+            return proc.poll() is not None
+        wait_for(exited, timeout=timeout, interval=0.005, message="%s to exit" % argv[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err, seen
+
+
 class LogRecords(logging.Handler):
     """The records of the circus logger while in use (caplog depends on
     propagation, which circusd's logging setup may turn off)."""
