@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from circus.counters import DaemonCounters
 from circus.errors import ArbiterError, ConfigError, LimitError
+from circus.guardian import guardian
 from circus.options import (
     arbiter_kwargs,
     arbiter_options,
@@ -232,6 +233,10 @@ class Arbiter(Running):
                 self._notify = None
             self.sockets.close_all()
             self.reaper.close()
+            if not len(guardian()):
+                # nothing left to guard (another arbiter of this process
+                # may still have processes): the guardian exits
+                guardian().close()
             self.status = ArbiterState.STOPPED
             self._quitting = False
             self._done.set()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from circus.guardian import guardian
 from circus.options.facts import rlimit_id  # noqa: F401  (circus.process.rlimit_id)
 from circus.states import PROCESS_TRANSITIONS, ProcessState, check_transition
 from circus.util import bytes2human, env_variables, substitute, which
@@ -80,8 +81,8 @@ class Process:
         self.stdout_target = stdout
         self.stderr_target = stderr
         self.new_process_group = new_process_group
-        # the kernel kills it when its parent dies, even by SIGKILL
-        # (circus.pdeathsig): True for SIGKILL, or the signal it gets then
+        # killed when its parent dies, even by SIGKILL (circus.guardian):
+        # True for SIGKILL, or the signal it gets then
         self.die_with_parent = die_with_parent
         self.started: float | None = None
         self.returncode: int | None = None
@@ -158,17 +159,8 @@ class Process:
                 kwargs["extra_groups"] = _groups_of(self.uid, self.gid)
         if self.gid is not None:
             kwargs["group"] = self.gid
-        shell = self.shell
-        if self.die_with_parent:
-            from circus.pdeathsig import popen_args
-            argv, executable, shell, preexec_fn = popen_args(
-                argv, shell, executable, env, self.working_dir, kwargs.pop("preexec_fn", None),
-                program_given=self.executable is not None,
-                signum=signal.SIGKILL if self.die_with_parent is True else self.die_with_parent)
-            if preexec_fn is not None:
-                kwargs["preexec_fn"] = preexec_fn
         self._popen = subprocess.Popen(
-            argv, executable=executable, shell=shell, cwd=self.working_dir, env=env,
+            argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
             stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
             # pipes are read raw on the loop: a buffered reader would cost
             # 8 KiB per pipe, allocated up front for every process
@@ -177,6 +169,10 @@ class Process:
             # only, which then stops children gracefully
             process_group=0 if self.new_process_group else None,
             **kwargs)
+        if self.die_with_parent:
+            guardian().register(
+                self._popen.pid, signal.SIGKILL if self.die_with_parent is True
+                else self.die_with_parent, group=self.new_process_group)
         self.started = time.time()
         self._set_state(ProcessState.STARTING)
         return self._popen
@@ -275,6 +271,8 @@ class Process:
 
     def _exited(self, returncode: int) -> None:
         self.returncode = returncode
+        if self.die_with_parent and self._popen is not None:
+            guardian().forget(self._popen.pid)
         self._set_state(ProcessState.EXITED)
         for timer in self._timers:
             timer.cancel()

@@ -31,7 +31,7 @@ STATS_WATCHER = "circusd-stats"
 # ready yet, and stopped after them, so that it says so while they drain
 METRICS_PRIORITY = 1000000
 METRICS_WATCHER = "circusd-metrics"
-# what they get from the kernel when circusd dies (circus.pdeathsig): they
+# what they get when circusd dies (circus.guardian): they
 # stop cleanly on it (a plugin's handle_stop runs)
 DEATH_SIGNAL = signal.SIGTERM
 

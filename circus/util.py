@@ -121,8 +121,22 @@ def which(program, path=None):
         return program
     search = path if path is not None else os.environ.get("PATH", os.defpath)
     search = search + os.pathsep + os.path.dirname(sys.executable)
+    # every spawn looks its program up: a search stats each directory of
+    # PATH, a check of the last answer is one access()
+    found = _found.get((program, search))
+    if found is not None and os.access(found, os.X_OK):
+        return found
     import shutil  # here: circusctl imports this module and never needs it
-    return shutil.which(program, path=search) or program
+    found = shutil.which(program, path=search)
+    if found is None:
+        return program
+    if len(_found) >= 256:
+        _found.clear()
+    _found[(program, search)] = found
+    return found
+
+
+_found = {}  # (program, search path) -> what which() found there last
 
 
 # $(circus.x.y) in any case; the legacy $(WID), $WID and $(ENV.X) of the

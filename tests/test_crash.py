@@ -1,7 +1,8 @@
-"""circusd killed with SIGKILL: its children die with it (the kernel's
-parent-death signal, circus.pdeathsig), so nothing keeps serving the socket
-with stale code and the next circusd binds the port at once; a watcher with
-die_with_circusd = false outlives it."""
+"""circusd killed with SIGKILL: its children die with it (circus.guardian
+kills them), so nothing keeps serving the socket with stale code and the
+next circusd binds the port at once; a watcher with die_with_circusd =
+false outlives it."""
+import asyncio
 import os
 import signal
 import subprocess
@@ -44,9 +45,8 @@ cmd = sleep 310
 {as_nobody}
 
 [watcher:shell]
-# the shell dies with circusd; what it starts does only if the shell execs it
-# (dash does not exec the last command of sh -c by itself)
-cmd = exec sleep 311
+# not one program: the shell forks sleep, which dies too (its process group)
+cmd = sleep 311 && true
 shell = true
 
 [watcher:named]
@@ -94,11 +94,15 @@ def test_kill_9_of_circusd_kills_every_child_and_frees_the_port(tmp_path):
     try:
         first.start()
         wait_for(lambda: serving_pid(port), timeout=20, message="the workers to serve")
-        # 3 workers, 4 sleepers, circusd-stats and the plugin
-        kids = wait_for(lambda: (lambda k: k if len(k) == 9 else None)(
+        # 3 workers, 4 sleepers (and the shell's), circusd-stats, the
+        # plugin and the guardian
+        kids = wait_for(lambda: (lambda k: k if len(k) == 11 else None)(
             descendants(first.proc.pid)), timeout=20, message="every child")
         names = sorted(" ".join(p.cmdline()) for p in kids)
         assert "renamed 312" in names and "sleep 310" in names  # as ps shows them
+        assert "sleep 311" in names and "/bin/sh -c sleep 311 && true" in names, names
+        guardians = [p for p in kids if "circus/guardian.py" in " ".join(p.cmdline())]
+        assert len(guardians) == 1 and guardians[0].ppid() == first.proc.pid
         if os.geteuid() == 0:
             assert [p.username() for p in kids if p.cmdline() == ["sleep", "310"]] == ["nobody"]
         assert any("circus.stats" in n for n in names) and any("circus.plugins" in n
@@ -106,8 +110,10 @@ def test_kill_9_of_circusd_kills_every_child_and_frees_the_port(tmp_path):
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         killed_at = time.monotonic()
+        # the guardian too: it has nothing left to do
         wait_for(lambda: not any(pid_alive(p.pid) for p in kids), timeout=5,
-                 message="circusd's children to die with it")
+                 message=lambda: "circusd's children to die with it; alive: %s" % [
+                     " ".join(p.cmdline()) for p in kids if pid_alive(p.pid)])
         print("children gone %.3f s after circusd" % (time.monotonic() - killed_at))
         # nobody serves the port with stale code; a new circusd binds it at once
         assert serving_pid(port) is None
@@ -160,53 +166,138 @@ def test_a_watcher_may_outlive_circusd(tmp_path):
         daemon.stop()
 
 
+def guardian_of(daemon):
+    found = [c.pid for c in daemon.children()
+             if "circus/guardian.py" in " ".join(c.cmdline())]
+    return found[0] if len(found) == 1 else None
+
+
+@pytest.mark.slow
+def test_a_killed_guardian_is_replaced_at_once_and_guards_every_child(tmp_path):
+    daemon = Circusd(tmp_path, """
+        [watcher:sleepers]
+        cmd = sleep 340
+        numprocesses = 3
+        """)
+    try:
+        daemon.start()
+        sleepers = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(
+            daemon.call("list", name="sleepers")["pids"]), message="the sleepers")
+        first = wait_for(lambda: guardian_of(daemon), message="the guardian")
+        os.kill(first, signal.SIGKILL)
+        # circusd watches it (a pidfd) and starts another without waiting
+        # for a spawn
+        second = wait_for(lambda: (lambda g: g if g not in (None, first) else None)(
+            guardian_of(daemon)), message="a new guardian")
+        assert not pid_alive(first)  # reaped, no zombie
+        assert b"the guardian (pid %d) died" % first in daemon.read_log()
+        os.kill(daemon.proc.pid, signal.SIGKILL)
+        daemon.proc.wait(10)
+        wait_for(lambda: not any(pid_alive(pid) for pid in sleepers + [second]), timeout=5,
+                 message="the children registered again to die with circusd")
+    finally:
+        daemon.stop()
+
+
+def test_the_guardian_exits_when_the_arbiter_stops_and_nothing_is_left_to_guard():
+    from circus.guardian import guardian
+    from circus.watcher import Watcher
+    from support.aio import running
+
+    async def main():
+        guarded = Watcher("guarded", "sleep 341", numprocesses=2)
+        async with running([guarded]):
+            pid = guardian().pid
+            assert pid is not None and len(guardian()) == 2
+            assert psutil.Process(pid).ppid() == os.getpid()
+        return pid
+    pid = asyncio.run(main())
+    assert guardian().pid is None and not pid_alive(pid)  # gone and reaped
+
+
 SPAWN = """
-import logging, sys, time
+import logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-import circus.pdeathsig
-if sys.argv[1] == "without-setpriv":
-    circus.pdeathsig._setpriv[:] = [None]
+from circus.guardian import guardian
 from circus.process import Process
-processes = [Process(1, "sleep 330", die_with_parent=sys.argv[1] != "opted-out")
-             for _ in range(2)]
-print(" ".join(str(p.pid) for p in processes), flush=True)
-time.sleep(300)
+for line in sys.stdin:
+    if line.strip() == "spawn":
+        print(Process(1, "sleep 330", die_with_parent=sys.argv[1] != "opted-out").pid)
+    else:
+        print(guardian().pid)
+    sys.stdout.flush()
 """
 
 
-@pytest.mark.parametrize("how", ["setpriv", "without-setpriv", "opted-out"])
-def test_the_children_of_a_program_die_with_it(how):
-    """Process(die_with_parent=True): setpriv when installed, else a
-    preexec_fn (and one warning saying why it is slower)."""
-    program = subprocess.Popen([PYTHON, "-c", SPAWN, how], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=ROOT))
-    pids = []
-    try:
-        pids = [int(p) for p in program.stdout.readline().split()]
-        assert len(pids) == 2
-        for pid in pids:
-            assert psutil.Process(pid).ppid() == program.pid
-            wait_for(lambda: psutil.Process(pid).cmdline() == ["sleep", "330"],
-                     message="the command's own command line")
-        program.kill()
-        program.wait(10)
-        if how == "opted-out":
-            time.sleep(0.5)  # what must not happen: give the kernel every chance
-            assert all(pid_alive(pid) for pid in pids)
-        else:
-            wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=5,
-                     message="the children to die with their parent")
-        warnings = program.stderr.read()
-        if how == "without-setpriv":
-            assert warnings.count("setpriv (util-linux) is not installed") == 1, warnings
-            assert "slower" in warnings
-        else:
-            assert "WARNING" not in warnings, warnings
-    finally:
-        program.kill()
-        for pid in pids:
+class Program:
+    """A Python program using circus.process.Process, driven line by line."""
+
+    def __init__(self, how):
+        self.proc = subprocess.Popen([PYTHON, "-c", SPAWN, how], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+        self.pids = []
+
+    def ask(self, what):
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        return None if answer == "None" else int(answer)
+
+    def spawn(self):
+        self.pids.append(self.ask("spawn"))
+        return self.pids[-1]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait(10)
+        for pid in self.pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.parametrize("how", ["guarded", "guardian-killed", "opted-out"])
+def test_the_children_of_a_program_die_with_it(how):
+    """Process(die_with_parent=True) in any program: the guardian kills them
+    when it dies; one killed is replaced at the next registration, which
+    registers every child again."""
+    program = Program(how)
+    try:
+        first = [program.spawn() for _ in range(2)]
+        guardian = program.ask("guardian")
+        if how == "opted-out":
+            assert guardian is None
+        else:
+            assert psutil.Process(guardian).ppid() == program.proc.pid
+            assert psutil.Process(guardian).cmdline()[-2:] == [
+                os.path.join(ROOT, "circus", "guardian.py"), str(program.proc.pid)]
+        for pid in first:
+            assert psutil.Process(pid).ppid() == program.proc.pid
+            wait_for(lambda: psutil.Process(pid).cmdline() == ["sleep", "330"],
+                     message="the command's own command line")
+        if how == "guardian-killed":
+            os.kill(guardian, signal.SIGKILL)
+            wait_for(lambda: psutil.Process(guardian).status() == psutil.STATUS_ZOMBIE,
+                     message="the guardian to die")
+            program.spawn()  # its write finds the pipe broken
+            second = program.ask("guardian")
+            assert second not in (None, guardian) and not pid_alive(guardian)
+        program.proc.kill()
+        program.proc.wait(10)
+        if how == "opted-out":
+            time.sleep(0.5)  # what must not happen: give them every chance
+            assert all(pid_alive(pid) for pid in program.pids)
+        else:
+            wait_for(lambda: not any(pid_alive(pid) for pid in program.pids), timeout=5,
+                     message="the children to die with their parent")
+            last = second if how == "guardian-killed" else guardian
+            wait_for(lambda: not pid_alive(last), message="the guardian to exit")
+        warnings = program.proc.stderr.read()
+        if how == "guardian-killed":
+            assert warnings.count("the guardian (pid %d) died" % guardian) == 1, warnings
+        else:
+            assert "WARNING" not in warnings, warnings
+    finally:
+        program.close()

@@ -15,7 +15,7 @@ PACKAGE = os.path.join(ROOT, "circus")
 # what runs only in circusd
 DAEMON = ("circus.arbiter", "circus.reload", "circus.watcher", "circus.process",
           "circus.controller", "circus.reaper", "circus.sockets", "circus.system_watchers",
-          "circus.circusd", "circus.stream", "circus.counters", "circus.pdeathsig",
+          "circus.circusd", "circus.stream", "circus.counters", "circus.guardian",
           "circus.running")
 # the code of processes that speak to circusd over the protocol only
 OUTSIDE = {

@@ -30,11 +30,13 @@ def read_proc_file(pid, name):
 
 
 async def cmdline(pid):
-    # a vfork parent resumes before exec has filled in the new argv, and a
-    # child that dies with circusd runs setpriv first (circus.pdeathsig): wait
+    # a child forked without vfork (a preexec_fn) shows its parent's argv
+    # until its exec: wait
+    parent = read_proc_file(os.getpid(), "cmdline")
+
     def own():
         argv = read_proc_file(pid, "cmdline")
-        return argv if argv and os.path.basename(argv.split(b"\0")[0]) != b"setpriv" else None
+        return argv if argv and argv != parent else None
     return (await until(own, message="exec")).split(b"\0")
 
 

@@ -234,9 +234,9 @@ WATCHER_SCHEMA = Schema(WATCHER, [
            "process too"),
     Option(WATCHER, "autostart", c.boolean, True, "start with circusd"),
     Option(WATCHER, "respawn", c.boolean, True, "replace a process that exits"),
-    Option(WATCHER, "die_with_circusd", c.boolean, True, "the kernel kills the processes "
+    Option(WATCHER, "die_with_circusd", c.boolean, True, "the processes are killed "
            "when circusd dies, even by kill -9 (false: they outlive a crash of circusd; "
-           "circus.pdeathsig)", spawn=True),
+           "circus.guardian)", spawn=True),
     Option(WATCHER, "ready", c.choice("spawn", "notify"), "spawn", "when a process is "
            "ready: once spawned, or on its READY=1"),
     Option(WATCHER, "ready_delay", c.number(), 0.0, "seconds after a spawn before "

@@ -127,16 +127,19 @@ class LogRecords(logging.Handler):
         logger.removeHandler(self)
         logger.setLevel(self._level)
 def wait_exec(pids, timeout=10.0):
-    """Wait until each of pids runs its own command. A child that dies with
-    circusd is started through setpriv (circus.pdeathsig), whose command line
-    it shows until setpriv has executed the command, a moment later."""
+    """Wait until each of pids runs its own command: a child forked without
+    vfork (a preexec_fn) shows circusd's command line until its exec."""
     def started(pid):
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as handle:
                 argv = handle.read().split(b"\0")
+            with open("/proc/%d/stat" % pid, "rb") as handle:
+                ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % ppid, "rb") as handle:
+                parents = handle.read().split(b"\0")
         except OSError:
             return True  # gone: nothing to wait for
-        return bool(argv[0]) and os.path.basename(argv[0]) != b"setpriv"
+        return bool(argv[0]) and argv != parents
     wait_for(lambda: all(started(pid) for pid in pids), timeout=timeout,
              message="the commands' own exec")
     return pids
