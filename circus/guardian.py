@@ -5,7 +5,9 @@ keep serving the socket they inherited with old code, and the next circusd
 cannot bind the port.
 
 The guardian is a small process circusd starts at its first guarded spawn
-(`python -I -S .../circus/guardian.py <circusd pid>`, stdlib only). circusd
+(`python -I -S .../circus/guardian.py <circusd pid>`, stdlib only), in a
+session of its own and not as circusd's child (a shell starts it in the
+background and exits: circusd's children stay its processes only). circusd
 tells it over a pipe which children to guard (`+pid signum group`) and which
 have exited (`-pid`, written when circusd reaps them). Only circusd holds
 the pipe's write end, so when circusd dies, however it dies, the guardian
@@ -13,8 +15,8 @@ reads end-of-file; it then signals every child still guarded, and its
 process group when the child leads one (a shell's commands and a worker's
 own workers die too), and exits. It holds a pidfd of each child: the signal
 reaches that very process, never a later one with the same pid. It ignores
-SIGINT, SIGTERM and SIGHUP, which a terminal or a service manager may send
-circusd's whole group, and waits for circusd instead.
+SIGINT, SIGTERM and SIGHUP (a service manager may send SIGTERM to all of a
+service's processes) and waits for circusd instead.
 
 Why not the kernel's parent-death signal (prctl PR_SET_PDEATHSIG), set in
 the child between fork and exec: Popen cannot set it without a preexec_fn,
@@ -25,8 +27,9 @@ processes started in 1.5-2 s instead of 0.9). A registration here is one
 write of a dozen bytes. The signal is SIGKILL; circusd's own processes
 (plugins, circusd-stats) get SIGTERM, on which they stop cleanly.
 
-If the guardian dies (someone killed it), circusd starts another at once and
-registers every guarded child with it again. What is not covered: a child
+If the guardian dies (someone killed it), circusd starts another at once
+(its end of the pipe tells it, on its loop; elsewhere the next write does)
+and registers every guarded child with it again. What is not covered: a child
 circusd spawned but had not registered yet when it was killed (the few
 microseconds between the spawn and the write), and the processes a child
 starts in a process group of their own. `die_with_circusd = false` in a
@@ -38,6 +41,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+
+logger = logging.getLogger("circus")
+RESTART_DELAY = 1.0
 
 
 class Guardian:
@@ -47,16 +54,20 @@ class Guardian:
     def __init__(self):
         self._guarded = {}  # pid -> b"+pid signum group\n"
         self._lock = threading.RLock()
-        self._proc = None
         self._fd = None
+        self._pid = None
         self._pending = bytearray()
-        self._writer_loop = None
-        self._stop_watching = None
+        self._loop = None  # the loop watching the pipe, if any
+        self._writing = False
+        self._started_at = 0.0
+        self._young_deaths = 0
+        self._next_start = 0.0  # monotonic time before which none starts
+        self._retrying = False
 
     @property
     def pid(self):
-        """The guardian process's pid, or None when none runs."""
-        return self._proc.pid if self._proc is not None else None
+        """The guardian process's pid; None when none runs."""
+        return self._pid if self._fd is not None else None
 
     def __len__(self):
         return len(self._guarded)
@@ -67,7 +78,7 @@ class Guardian:
         line = b"+%d %d %d\n" % (pid, int(signum), 1 if group else 0)
         with self._lock:
             self._guarded[pid] = line
-            if self._proc is None:
+            if self._fd is None:
                 self._start()  # sends every registration, this one included
             else:
                 self._send(line)
@@ -75,83 +86,103 @@ class Guardian:
     def forget(self, pid):
         """pid has exited (and been reaped): nothing to guard any more."""
         with self._lock:
-            if self._guarded.pop(pid, None) is not None and self._proc is not None:
+            if self._guarded.pop(pid, None) is not None and self._fd is not None:
                 self._send(b"-%d\n" % pid)
 
     def close(self):
-        """Stop the guardian without signalling anyone: it reads end of file
-        with nothing guarded (for a clean exit, and in forked children)."""
+        """Stop guarding: the guardian reads end of file with nothing
+        guarded and exits (a clean exit of circusd)."""
         with self._lock:
             self._guarded.clear()
             self._pending.clear()
             self._shut()
 
-    # --- the pipe -----------------------------------------------------------
+    # --- the guardian process -----------------------------------------------
     def _start(self):
+        """Start a guardian. It is not circusd's child: a shell started here
+        starts it in the background and exits at once (circusd's children
+        stay its processes only, as ps and the tools counting them expect),
+        and says its pid."""
+        now = time.monotonic()
+        if now < self._next_start:
+            loop = _running_loop()
+            if loop is not None and not self._retrying:
+                self._retrying = True
+                loop.call_later(self._next_start - now, self._retry)
+            return
+        self._started_at = now
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable or "python3", "-I", "-S", os.path.abspath(__file__),
+            # the pipe is the shell's stdin; a background command's stdin is
+            # /dev/null unless redirected, so it goes through fd 3
+            launcher = subprocess.Popen(
+                ["/bin/sh", "-c", 'exec 3<&0; "$@" 0<&3 3<&- >/dev/null & echo $!', "sh",
+                 sys.executable or "python3", "-I", "-S", os.path.abspath(__file__),
                  str(os.getpid())],
-                stdin=read_end, stdout=subprocess.DEVNULL, close_fds=True, cwd="/",
-                # its own group: a Ctrl-C at circusd's terminal is not for it
-                process_group=0)
+                stdin=read_end, stdout=subprocess.PIPE, close_fds=True, cwd="/",
+                # not in circusd's session: a Ctrl-C or a hang-up at circusd's
+                # terminal is not for it
+                start_new_session=True)
         except OSError as exc:
             os.close(write_end)
-            logging.getLogger("circus").error("cannot start the guardian that kills children when circusd "
-                         "dies (%s): they would outlive a crash of circusd", exc)
+            logger.error("cannot start the guardian that kills circusd's children when "
+                         "circusd dies (%s): they would outlive a crash of circusd", exc)
             return
         finally:
             os.close(read_end)
-        self._fd = write_end
+        printed = launcher.communicate()[0]
+        if launcher.returncode != 0 or not printed.strip().isdigit():
+            os.close(write_end)
+            logger.error("cannot start the guardian that kills circusd's children when "
+                         "circusd dies (the shell said %r): they would outlive a crash of "
+                         "circusd", printed)
+            return
+        self._fd, self._pid = write_end, int(printed)
         os.set_blocking(write_end, False)
         self._pending[:] = b"".join(self._guarded.values())
-        self._watch_exit()
+        self._loop = _running_loop()
+        if self._loop is not None:
+            # on a pipe's write end, "readable" means its reader is gone
+            self._loop.add_reader(write_end, self._died, write_end)
         self._flush()
 
-    def _watch_exit(self):
-        """On a loop, learn at once that the guardian died (elsewhere the next
-        write finds out)."""
-        import asyncio
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        from circus.pidfd import call_when_gone
-        proc = self._proc
-        self._stop_watching = call_when_gone(loop, proc.pid, lambda: self._died(proc))
-
-    def _died(self, proc):
+    def _retry(self):
         with self._lock:
-            if proc is not self._proc:
+            self._retrying = False
+            if self._fd is None and self._guarded:
+                self._start()
+
+    def _died(self, fd):
+        with self._lock:
+            if fd != self._fd:
                 return
-            logging.getLogger("circus").warning("the guardian (pid %d) died with %s; starting another",
-                           proc.pid, proc.poll())
+            logger.warning("the guardian (pid %s) died; starting another", self.pid)
+            now = time.monotonic()
+            # one that cannot run must not become a storm of processes: after
+            # two in a row that died young, one start a second at most
+            self._young_deaths = (self._young_deaths + 1
+                                  if now - self._started_at < RESTART_DELAY else 0)
+            if self._young_deaths >= 2:
+                self._next_start = now + RESTART_DELAY
             self._shut()
             if self._guarded:
                 self._start()
 
     def _shut(self):
-        if self._stop_watching is not None:
-            self._stop_watching()
-            self._stop_watching = None
-        self._unwatch_writable()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._proc is not None:
-            proc, self._proc = self._proc, None
-            # it exits on end of file: reap it now or on a later look
-            try:
-                proc.wait(0.5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def _send(self, data):
         if self._fd is None:
             return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+        self._loop, self._writing = None, False
+        os.close(self._fd)
+        self._fd = None
+
+    # --- the pipe -----------------------------------------------------------
+    def _send(self, data):
         self._pending += data
-        if self._writer_loop is None:
+        if not self._writing:
             self._flush()
 
     def _flush(self):
@@ -159,35 +190,33 @@ class Guardian:
             try:
                 written = os.write(self._fd, self._pending)
             except BlockingIOError:
-                self._watch_writable()
-                return
+                # the pipe is full (the guardian is slow, or stopped): never
+                # block circusd's loop; write the rest when the pipe takes it
+                if not self._writing and self._loop is _running_loop() is not None:
+                    self._loop.add_writer(self._fd, self._writable)
+                    self._writing = True
+                return  # without a loop, the next registration tries again
             except BrokenPipeError:
-                self._died(self._proc)
+                self._died(self._fd)
                 return
             del self._pending[:written]
-        self._unwatch_writable()
-
-    def _watch_writable(self):
-        """The pipe is full (the guardian is slow or stopped): never block
-        circusd's loop; write the rest when the pipe takes it."""
-        if self._writer_loop is not None:
-            return
-        import asyncio
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: the next registration tries again
-        loop.add_writer(self._fd, self._writable)
-        self._writer_loop = loop
-
-    def _unwatch_writable(self):
-        if self._writer_loop is not None:
-            self._writer_loop.remove_writer(self._fd)
-            self._writer_loop = None
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
 
     def _writable(self):
         with self._lock:
             self._flush()
+
+
+def _running_loop():
+    asyncio = sys.modules.get("asyncio")  # not imported: no loop runs
+    if asyncio is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 _guardian = Guardian()
@@ -200,8 +229,8 @@ def guardian():
 
 
 def _after_fork_in_child():
-    # a forked copy of circusd must not hold the pipe open: the guardian
-    # would miss circusd's death; nor guard circusd's children
+    # a forked copy of circusd must not hold the pipe open (the guardian
+    # would miss circusd's death), nor guard circusd's children
     global _guardian
     if _guardian._fd is not None:
         os.close(_guardian._fd)

@@ -167,9 +167,13 @@ def test_get_arbiter_in_the_background():
         assert arbiter.running
         watcher = arbiter.get_watcher("sleep")  # named after the command
         assert arbiter.numwatchers() == 1 and watcher.numprocesses == 3
-        pids = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(
-            my_children("sleep 120.7")), message="3 processes")
-        assert sorted(watcher.pids) == pids and arbiter.numprocesses() == 3
+        # the loop runs in another thread: a child may exist a moment before
+        # its watcher has recorded it
+        pids = wait_for(lambda: (lambda p: p if len(p) == 3 and sorted(watcher.pids) == p
+                                 else None)(my_children("sleep 120.7")),
+                        message=lambda: "3 processes, the watcher's: %s, seen: %s" % (
+                            sorted(watcher.pids), my_children("sleep 120.7")))
+        assert arbiter.numprocesses() == 3
         # they are respawned from the background thread too
         os.kill(pids[0], signal.SIGKILL)
         wait_for(lambda: len(my_children("sleep 120.7")) == 3 and
