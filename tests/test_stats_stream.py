@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -320,6 +321,40 @@ def test_collector_keeps_a_proc_descriptor_per_process_within_its_budget(sleeper
     finally:
         collector.close()
     assert collector.open_files == 0 and len(collector) == 0
+
+
+def test_collector_rows_follow_a_busy_process_and_keep_an_idle_ones_figures(sleepers):
+    """The fast path (a descriptor kept open) rebuilds a row's figures only
+    when the fields they come from changed: check both cases against the
+    plain reader."""
+    from circus.stats.collector import _HAS_PROC_STAT, _read_proc_stat
+    if not _HAS_PROC_STAT:
+        pytest.skip("no /proc/PID/stat here")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = sleepers[0]
+    collector = ProcessCollector()
+    index = {name: PROCESS_FIELDS.index(name) for name in PROCESS_FIELDS}
+
+    def rows():
+        return {row[0]: row for row in collector.sample_rows([busy.pid, idle])}
+    try:
+        first = rows()  # new processes: the slow path
+        assert set(first) == {busy.pid, idle}
+        second = wait_for(lambda: (lambda r: r if r[busy.pid][index["cpu"]] > 0 else None)(
+            rows()), message="the busy process's CPU")
+        assert second[busy.pid][index["cpu_time"]] > first[busy.pid][index["cpu_time"]]
+        for later in (second, rows()):
+            row = later[idle]
+            cpu_time, nice, rss, vms = _read_proc_stat(idle)
+            assert row[index["cpu"]] == 0.0
+            assert (row[index["cpu_time"]], row[index["nice"]], row[index["rss"]],
+                    row[index["vms"]]) == (round(cpu_time, 2), nice, rss, vms)
+            assert row[index["mem"]] == round(rss * 100.0 / collector.total_memory, 3)
+            assert row[index["cmdline"]] == "sleep 600"
+    finally:
+        busy.kill()
+        busy.wait()
+        collector.close()
 
 
 def test_collector_forgets_a_reaped_process_and_never_reads_its_successor():
