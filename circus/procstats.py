@@ -67,9 +67,17 @@ def _username(uid):
     return name
 
 
+_humans = {}  # bytes -> bytes2human's string: sizes repeat from look to look
+
+
 def _human(n):
-    from circus.util import bytes2human
-    return bytes2human(n)
+    text = _humans.get(n)
+    if text is None:
+        from circus.util import bytes2human
+        if len(_humans) >= 65536:
+            _humans.clear()
+        text = _humans[n] = bytes2human(n)
+    return text
 
 
 class Snapshot:
@@ -79,6 +87,8 @@ class Snapshot:
         self._stats = None
         self._children = None
         self.available = os.path.exists("/proc/self/stat")
+        # one clock reading per look: its infos are of one moment
+        self._now = time.time()
 
     def _scan(self):
         stats, children = {}, {}
@@ -125,6 +135,7 @@ class Snapshot:
         vms, rss = int(fields[20]), int(fields[21]) * _PAGESIZE
         ctime = (utime + stime) / _CLK_TCK
         create_time = _boot_time() + start_ticks / _CLK_TCK
+        kids = self._children.get(pid)
         info = {
             "pid": pid,
             "cpu": self._cpu_percent(pid, start_ticks, utime + stime),
@@ -139,10 +150,10 @@ class Snapshot:
             "cmdline": cmdline,
             "create_time": create_time,
             "children": [info for info in (self.info(child, children=False)
-                                           for child in self.children(pid))
-                         if isinstance(info, dict)] if children else [],
+                                           for child in sorted(kids))
+                         if isinstance(info, dict)] if children and kids else [],
+            "age": self._now - (started or create_time),
         }
-        info["age"] = time.time() - (started or create_time)
         return info
 
     @staticmethod
