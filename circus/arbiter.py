@@ -233,10 +233,9 @@ class Arbiter(Running):
                 self._notify = None
             self.sockets.close_all()
             self.reaper.close()
-            if not len(guardian()):
-                # nothing left to guard (another arbiter of this process
-                # may still have processes): the guardian exits
-                guardian().close()
+            # nothing left to guard (another arbiter of this process may
+            # still have processes): the guardian exits
+            guardian().close_if_idle()
             self.status = ArbiterState.STOPPED
             self._quitting = False
             self._done.set()

@@ -209,27 +209,39 @@ def test_a_killed_guardian_is_replaced_at_once_and_guards_every_child(tmp_path):
         daemon.stop()
 
 
-def test_the_guardian_exits_when_the_arbiter_stops_and_nothing_is_left_to_guard():
-    from circus.guardian import guardian
+@pytest.fixture
+def fresh_guardian(monkeypatch):
+    """This process's guardian, new: what earlier tests registered is not
+    counted."""
+    import circus.guardian
+    guard = circus.guardian.Guardian()
+    monkeypatch.setattr(circus.guardian, "_guardian", guard)
+    yield guard
+    guard.close()
+
+
+def test_the_guardian_exits_when_the_arbiter_stops_and_nothing_is_left_to_guard(
+        fresh_guardian):
     from circus.watcher import Watcher
     from support.aio import running
 
     async def main():
         guarded = Watcher("guarded", "sleep 341", numprocesses=2)
         async with running([guarded]):
-            pid = guardian().pid
-            assert len(guardian()) == 2 and psutil.Process(pid).ppid() != os.getpid()
+            pid = fresh_guardian.pid
+            assert len(fresh_guardian) == 2 and psutil.Process(pid).ppid() != os.getpid()
             assert psutil.Process(pid).cmdline()[-2:] == [
                 os.path.join(ROOT, "circus", "guardian.py"), str(os.getpid())]
         return pid
     pid = asyncio.run(main())
-    assert guardian().pid is None
+    assert fresh_guardian.pid is None
     wait_for(lambda: not pid_alive(pid), message="the guardian to exit")
 
 
-def test_a_guardian_that_cannot_run_is_retried_once_a_second(monkeypatch):
-    """Not a storm of processes: after two that died young, one start a
-    second at most (here its "python" exits at once)."""
+def test_a_guardian_that_cannot_run_is_retried_less_and_less_often(monkeypatch):
+    """Not a storm of processes nor of log lines: after two that died young,
+    a wait before the next start, doubled each time (here its "python"
+    exits at once)."""
     from circus.guardian import Guardian
     monkeypatch.setattr(sys, "executable", "/bin/false")
     child = subprocess.Popen(["sleep", "342"])
@@ -241,8 +253,10 @@ def test_a_guardian_that_cannot_run_is_retried_once_a_second(monkeypatch):
     try:
         with LogRecords() as logs:
             asyncio.run(main())
-        starts = sum("the guardian (pid" in r.getMessage() for r in logs.records) + 1
-        assert 3 <= starts <= 6, starts  # 2 at once, then about 1 a second
+        deaths = [r.getMessage() for r in logs.records if "the guardian (pid" in r.getMessage()]
+        # at 0 s, at once, after 1 s (the next after 2 s more)
+        assert len(deaths) == 3, deaths
+        assert deaths[-1].endswith("next try in 2 s"), deaths
         assert len(guard) == 1  # still wanted: retried
     finally:
         guard.close()
@@ -253,11 +267,21 @@ def test_a_guardian_that_cannot_run_is_retried_once_a_second(monkeypatch):
 SPAWN = """
 import logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+import circus.guardian
 from circus.guardian import guardian
 from circus.process import Process
+if sys.argv[1] == "no-shell":
+    circus.guardian.SHELL = "/nonexistent/sh"
+processes = []
 for line in sys.stdin:
-    if line.strip() == "spawn":
-        print(Process(1, "sleep 330", die_with_parent=sys.argv[1] != "opted-out").pid)
+    command, _, count = line.strip().partition(" ")
+    if command == "spawn":
+        processes.append(Process(1, "sleep 330", die_with_parent=sys.argv[1] != "opted-out"))
+        print(processes[-1].pid)
+    elif command == "register":  # the same registrations again, count times
+        for i in range(int(count)):
+            guardian().register(processes[i % len(processes)].pid)
+        print(len(guardian()._pending))
     else:
         print(guardian().pid)
     sys.stdout.flush()
@@ -293,11 +317,12 @@ class Program:
                 pass
 
 
-@pytest.mark.parametrize("how", ["guarded", "guardian-killed", "opted-out"])
+@pytest.mark.parametrize("how", ["guarded", "guardian-killed", "no-shell", "opted-out"])
 def test_the_children_of_a_program_die_with_it(how):
     """Process(die_with_parent=True) in any program: the guardian kills them
     when it dies; one killed is replaced at the next registration, which
-    registers every child again."""
+    registers every child again; without /bin/sh the guardian is the
+    program's child."""
     program = Program(how)
     try:
         first = [program.spawn() for _ in range(2)]
@@ -305,7 +330,7 @@ def test_the_children_of_a_program_die_with_it(how):
         if how == "opted-out":
             assert guardian is None
         else:
-            assert psutil.Process(guardian).ppid() != program.proc.pid
+            assert (psutil.Process(guardian).ppid() == program.proc.pid) == (how == "no-shell")
             assert psutil.Process(guardian).cmdline()[-2:] == [
                 os.path.join(ROOT, "circus", "guardian.py"), str(program.proc.pid)]
         for pid in first:
@@ -333,5 +358,28 @@ def test_the_children_of_a_program_die_with_it(how):
             assert warnings.count("the guardian (pid %d) died" % guardian) == 1, warnings
         else:
             assert "WARNING" not in warnings, warnings
+    finally:
+        program.close()
+
+
+def test_registrations_a_stopped_guardian_cannot_take_wait_and_are_written_later():
+    """A full pipe never blocks the program: what it did not take waits and
+    goes with the next write, and the children still die with it."""
+    program = Program("guarded")
+    try:
+        children = [program.spawn() for _ in range(2)]
+        guardian = program.ask("guardian")
+        os.kill(guardian, signal.SIGSTOP)
+        try:
+            # more than the pipe's 1 MiB: about 12 bytes a line
+            assert program.ask("register 120000") > 0
+        finally:
+            os.kill(guardian, signal.SIGCONT)
+        wait_for(lambda: program.ask("register 1") == 0, message="the pipe to drain")
+        program.proc.kill()
+        program.proc.wait(10)
+        wait_for(lambda: not any(pid_alive(pid) for pid in children), timeout=5,
+                 message="the children to die with their parent")
+        wait_for(lambda: not pid_alive(guardian), message="the guardian to exit")
     finally:
         program.close()
