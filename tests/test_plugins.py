@@ -426,8 +426,11 @@ def test_statsd_documented_example_config(circusd, tmp_path):
         config = config.replace("endpoint = tcp://127.0.0.1:5555\n", "")
         config = config.replace("port = 8125", "port = %d" % listener.getsockname()[1])
         config = config.replace("port = 8080", "port = %d" % free_port())
+        # one write for the whole line: python -u writes each piece of a
+        # print() on its own, and five processes' pieces may interleave
         (tmp_path / "myprogram.py").write_text(
-            "import sys, time\nprint('started', sys.argv[1:], flush=True)\ntime.sleep(300)\n")
+            "import sys, time\nsys.stdout.write('started %r\\n' % (sys.argv[1:],))\n"
+            "time.sleep(300)\n")
         daemon = circusd(config, env={"VAR": "value"})
         spawn = "circus.example.watcher.myprogram.spawn:1|c"
         start = "circus.example.watcher.myprogram.start:1|c"
