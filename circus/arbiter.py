@@ -207,6 +207,9 @@ class Arbiter(Running):
             logger.info("Starting master on pid %d", self.pid)
             for watcher in self.watchers:
                 self._attach(watcher)
+            if any(w.die_with_circusd for w in self.watchers):
+                # its own start (a Python's) is over before the first spawns
+                guardian().start()
             await self.start_watchers(autostart_only=True)
             self.status = ArbiterState.ACTIVE
             self.publish("arbiter.start", {"time": time.time()})

@@ -54,6 +54,7 @@ RESTART_DELAY = 1.0
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 SHELL = "/bin/sh"
+READ_PAUSE = 0.005
 
 
 class Guardian:
@@ -99,6 +100,15 @@ class Guardian:
         with self._lock:
             if self._guarded.pop(pid, None) is not None:
                 self._safely(self._send, b"-%d\n" % pid)
+
+    def start(self):
+        """Start the guardian now if none runs (the first registration
+        would): its start-up then does not compete with the first spawns."""
+        if os.getpid() == 1:
+            return
+        with self._lock:
+            if self._fd is None:
+                self._safely(self._start)
 
     def close_if_idle(self):
         """Let the guardian exit if nothing is guarded (checked and done at
@@ -347,6 +357,10 @@ def _guard(stdin_fd=0):
         chunk = os.read(stdin_fd, 65536)
         if not chunk:
             break
+        # registrations come in bursts (a start spawns hundreds): reading
+        # them a few milliseconds apart spares circusd a wake-up of this
+        # process per write; its death is seen as late, at most
+        time.sleep(READ_PAUSE)
         *lines, rest = (rest + chunk).split(b"\n")
         for line in lines:
             if line.startswith(b"+"):

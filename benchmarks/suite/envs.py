@@ -75,6 +75,16 @@ def circus_installed_env():
     return bindir
 
 
+def compile_circus():
+    """Write the bytecode of the working tree's circus package, as pip
+    install does. Daemons run from this tree (an editable install) would
+    otherwise compile every module at each start wherever bytecode writing
+    is off (PYTHONDONTWRITEBYTECODE): 40 ms of a start here, which the
+    pip-installed Circus 0.19 they are compared with never pays."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "circus")],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def circus019_env():
     return _ensure(CIRCUS019_VENV, [["circus==0.19.0"]])
 

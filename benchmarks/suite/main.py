@@ -145,6 +145,7 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     skipped = {}
     check_tools(args.mode, only, skipped)
+    envs.compile_circus()
 
     needs_gunicorn = args.mode != "smoke"
     gunicorn_bin = envs.gunicorn_env() if needs_gunicorn else None

@@ -246,6 +246,8 @@ def _versus(group, circus_key, other_key, strict):
 
 
 def _web_targets(web):
+    if not web:
+        return []  # not run (--only without web)
     rows = []
     group = _group(web, "hello", 2)
     measured, ok = _versus(group, "circus-meinheld", "gunicorn-meinheld", False)
