@@ -283,7 +283,8 @@ class Guardian:
     # --- the pipe -----------------------------------------------------------
     def _send(self, data):
         if self._fd is None:
-            self._start()  # sends every registration
+            if self._guarded:
+                self._start()  # sends every registration
             return
         self._pending += data
         self._flush()

@@ -70,18 +70,25 @@ def test_wids_stay_the_smallest_free_ones():
     run(main())
 
 
+async def kill_every_process(watcher, arbiter):
+    """SIGKILL every process of watcher once past MIN_UPTIME (deaths before
+    it would count as failed starts); (the pids, the index of the events
+    from then on)."""
+    await until(lambda: all(p.age() > spawning.MIN_UPTIME + 0.1
+                            for p in watcher.processes.values()),
+                message="the processes to be past MIN_UPTIME")
+    victims = list(watcher.processes)
+    mark = len(arbiter.events.items)
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    return victims, mark
+
+
 def test_a_crash_storm_is_replaced_in_full_and_only_once():
     async def main():
         watcher = Watcher("storm", "sleep 120", numprocesses=40)
         async with running([watcher]) as arbiter:
-            # deaths before MIN_UPTIME would count as failed starts
-            await until(lambda: all(p.age() > spawning.MIN_UPTIME + 0.1
-                                    for p in watcher.processes.values()),
-                        message="the processes to be past MIN_UPTIME")
-            victims = list(watcher.processes)
-            mark = len(arbiter.events.items)
-            for pid in victims:
-                os.kill(pid, signal.SIGKILL)
+            victims, mark = await kill_every_process(watcher, arbiter)
 
             def spawns():
                 return [m["process_pid"] for t, m in arbiter.events.items[mark:]
@@ -105,12 +112,7 @@ def test_a_decr_during_a_crash_storm_is_not_undone_by_its_replacement(monkeypatc
     async def main():
         watcher = Watcher("storm", "sleep 120", numprocesses=20)
         async with running([watcher]) as arbiter:
-            await until(lambda: all(p.age() > spawning.MIN_UPTIME + 0.1
-                                    for p in watcher.processes.values()),
-                        message="the processes to be past MIN_UPTIME")
-            mark = len(arbiter.events.items)
-            for pid in list(watcher.processes):
-                os.kill(pid, signal.SIGKILL)
+            _, mark = await kill_every_process(watcher, arbiter)
             await until(lambda: any(t.endswith(".respawn") for t, _ in arbiter.events.items[mark:]),
                         message="the first replacement")
             await watcher.decr(10)

@@ -323,10 +323,10 @@ def test_collector_keeps_a_proc_descriptor_per_process_within_its_budget(sleeper
     assert collector.open_files == 0 and len(collector) == 0
 
 
-def test_collector_rows_follow_a_busy_process_and_keep_an_idle_ones_figures(sleepers):
-    """The fast path (a descriptor kept open) rebuilds a row's figures only
-    when the fields they come from changed: check both cases against the
-    plain reader."""
+def test_collector_rows_follow_a_busy_process_and_agree_with_the_plain_reader(sleepers):
+    """The fast path (a descriptor kept open) parses /proc/PID/stat on its
+    own: check its rows of an idle and a busy process against the plain
+    reader."""
     from circus.stats.collector import _HAS_PROC_STAT, _read_proc_stat
     if not _HAS_PROC_STAT:
         pytest.skip("no /proc/PID/stat here")
