@@ -102,7 +102,7 @@ def fd_budget():
 
 class _Tracked:
     __slots__ = ("proc", "fd", "cmdline", "cmdline_at", "username", "create_time", "cpu_time",
-                 "cpu_at")
+                 "cpu_at", "raw", "figures")
 
     def __init__(self, proc):
         self.proc = proc
@@ -113,6 +113,22 @@ class _Tracked:
         self.create_time = None
         self.cpu_time = None
         self.cpu_at = None
+        # the raw fields of the last fast read, and the row figures made of
+        # them: most processes are idle, and their figures do not change
+        self.raw = None
+        self.figures = None
+
+
+def _cpu_since(tracked, ctime, measured_at):
+    """The CPU percentage of a process since its previous sample (0.0 at its
+    first), which ctime at measured_at becomes."""
+    cpu = 0.0
+    if tracked.cpu_time is not None and measured_at > tracked.cpu_at:
+        cpu = round(max(0.0, ctime - tracked.cpu_time) * 100.0
+                    / (measured_at - tracked.cpu_at), 1)
+    tracked.cpu_time = ctime
+    tracked.cpu_at = measured_at
+    return cpu
 
 
 class ProcessCollector:
@@ -195,14 +211,17 @@ class ProcessCollector:
     def sample_rows(self, pids, now=None):
         """The rows (self.fields, in order) of pids, leaving out (and
         forgetting) the processes that are gone. One tight loop: with a
-        thousand processes each tick, every step per process counts."""
+        thousand processes each tick, every step per process counts, and
+        the figures of a process whose fields have not changed since the
+        previous tick (an idle one) are taken as they were."""
         now = time.time() if now is None else now
         rows = []
         append = rows.append
         tracked_get = self._tracked.get
-        pread, monotonic = os.pread, time.monotonic
-        mem_scale = 100.0 / self.total_memory
-        clock_ticks, page_size = (_CLOCK_TICKS, _PAGE_SIZE) if _HAS_PROC_STAT else (1, 1)
+        pread = os.pread
+        # one clock reading for the whole pass: what it reads takes
+        # microseconds, a CPU percentage is over a second
+        measured_at = time.monotonic()
         refresh_before = now - CMDLINE_REFRESH
         for pid in pids:
             tracked = tracked_get(pid)
@@ -218,22 +237,30 @@ class ProcessCollector:
                 self.forget(pid)
                 continue
             # the command name, in parentheses, may hold spaces: fields start
-            # after its last ")"; field N of proc(5) is fields[N - 3]
+            # after its last ")"; field N of proc(5) is fields[N - 3]: utime,
+            # stime, nice, vsize, rss
             fields = data[data.rfind(b")") + 2:].split(None, 22)
-            ctime = (int(fields[11]) + int(fields[12])) / clock_ticks
-            rss = int(fields[21]) * page_size
-            measured_at = monotonic()
-            previous = tracked.cpu_time
-            cpu = 0.0
-            if previous is not None and measured_at > tracked.cpu_at:
-                cpu = round(max(0.0, ctime - previous) * 100.0 / (measured_at - tracked.cpu_at), 1)
-            tracked.cpu_time = ctime
-            tracked.cpu_at = measured_at
+            raw = (fields[11], fields[12], fields[16], fields[20], fields[21])
+            if raw == tracked.raw:
+                cpu = 0.0
+                tracked.cpu_at = measured_at
+            else:
+                cpu = self._new_figures(tracked, raw, measured_at)
             create_time = tracked.create_time
-            append([pid, cpu, round(rss * mem_scale, 3), rss, int(fields[20]), round(ctime, 2),
-                    int(fields[16]), tracked.username, tracked.cmdline, create_time,
-                    round(now - create_time, 2) if create_time else NOT_AVAILABLE])
+            append([pid, cpu, *tracked.figures, tracked.username, tracked.cmdline,
+                    create_time, round(now - create_time, 2) if create_time else NOT_AVAILABLE])
         return rows
+
+    def _new_figures(self, tracked, raw, measured_at):
+        """Keep the row figures (mem, rss, vms, cpu_time, nice) of raw, the
+        fields just read; returns the CPU percentage since the last read."""
+        ctime = (int(raw[0]) + int(raw[1])) / _CLOCK_TICKS
+        rss = int(raw[4]) * _PAGE_SIZE
+        cpu = _cpu_since(tracked, ctime, measured_at)
+        tracked.raw = raw
+        tracked.figures = (round(rss * 100.0 / self.total_memory, 3), rss, int(raw[3]),
+                           round(ctime, 2), int(raw[2]))
+        return cpu
 
     def sample_row(self, pid, now=None):
         """The row of pid, or None when the process is gone (it is then
@@ -271,12 +298,7 @@ class ProcessCollector:
             return None
         except psutil.AccessDenied:
             return self._unavailable(pid, tracked, now)
-        cpu = 0.0
-        if tracked.cpu_time is not None and measured_at > tracked.cpu_at:
-            cpu = round(max(0.0, ctime - tracked.cpu_time) * 100.0
-                        / (measured_at - tracked.cpu_at), 1)
-        tracked.cpu_time = ctime
-        tracked.cpu_at = measured_at
+        cpu = _cpu_since(tracked, ctime, measured_at)
         create_time = tracked.create_time
         row = [pid, cpu, round(rss * 100.0 / self.total_memory, 3), rss, vms, round(ctime, 2),
                nice, tracked.username, tracked.cmdline or "", create_time,
