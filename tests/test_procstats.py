@@ -43,7 +43,8 @@ def test_snapshot_reads_a_command_line_again_once_a_minute(monkeypatch):
     # exec keeps the pid and its start time: the same process, a new argv
     proc = subprocess.Popen(["sh", "-c", "read line; exec sleep 30"], stdin=subprocess.PIPE)
     try:
-        first = Snapshot().info(proc.pid)["cmdline"]
+        # a vfork parent may resume before the exec has filled in the argv
+        first = wait_for(lambda: Snapshot().info(proc.pid)["cmdline"], message="the exec")
         assert first == "sh -c read line; exec sleep 30"
         proc.stdin.write(b"go\n")
         proc.stdin.flush()

@@ -30,7 +30,8 @@ def read_proc_file(pid, name):
 
 
 async def cmdline(pid):
-    # a child forked without vfork (a preexec_fn) shows its parent's argv
+    # a vfork parent may resume before the exec has filled in the new argv,
+    # and a child forked without vfork (a preexec_fn) shows its parent's
     # until its exec: wait
     parent = read_proc_file(os.getpid(), "cmdline")
 

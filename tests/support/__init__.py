@@ -127,8 +127,10 @@ class LogRecords(logging.Handler):
         logger.removeHandler(self)
         logger.setLevel(self._level)
 def wait_exec(pids, timeout=10.0):
-    """Wait until each of pids runs its own command: a child forked without
-    vfork (a preexec_fn) shows circusd's command line until its exec."""
+    """Wait until each of pids runs its own command: a vfork parent may
+    resume before the exec has filled in the argv, and a child forked
+    without vfork (a preexec_fn) shows circusd's command line until its
+    exec."""
     def started(pid):
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as handle:
