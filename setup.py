@@ -38,11 +38,13 @@ setup(
     package_data={"circus": ["*.ini", "py.typed"],
                   "circus.web": ["templates/*.html", "static/*"]},
     python_requires=">=3.11",
-    # optional: pip install works without a compiler, and the meinheld worker
-    # then runs without the chunk cache (circus/worker/framestack); the test
-    # suite fails when a compiler is there but the extension was not built
+    # optional: pip install works without a compiler, and then the meinheld
+    # worker runs without the chunk cache (circus/worker/framestack) and
+    # circusd spawns with subprocess.Popen (circus/spawner.py); the test
+    # suite fails when a compiler is there but an extension was not built
     ext_modules=[Extension("circus.worker.framestack._chunkcache",
-                           ["circus/worker/framestack/_chunkcache.c"], optional=True)],
+                           ["circus/worker/framestack/_chunkcache.c"], optional=True),
+                 Extension("circus._spawn", ["circus/_spawn.c"], optional=True)],
     install_requires=install_requires,
     extras_require={
         # the recipes' tests run real Pyramid and Django projects; playwright

@@ -26,6 +26,7 @@ from circus.options.limits import DEFAULT_MAX_NUMPROCESSES, DEFAULT_MAX_PROCESSE
 from circus.reaper import Reaper, quiet_wakeups
 from circus.running import Running
 from circus.sockets import CircusSocket, CircusSockets, SocketError
+from circus.spawner import spawner
 from circus.states import ArbiterState, WatcherState
 from circus.tasks import BackgroundTasks
 from circus.util import DEFAULT_ENDPOINT, DEFAULT_PUBSUB, DEFAULT_STATS
@@ -210,6 +211,8 @@ class Arbiter(Running):
             if any(w.die_with_circusd for w in self.watchers):
                 # its own start (a Python's) is over before the first spawns
                 guardian().start()
+            if self.watchers:
+                spawner().start()
             await self.start_watchers(autostart_only=True)
             self.status = ArbiterState.ACTIVE
             self.publish("arbiter.start", {"time": time.time()})
@@ -239,6 +242,7 @@ class Arbiter(Running):
             # nothing left to guard (another arbiter of this process may
             # still have processes): the guardian exits
             guardian().close_if_idle()
+            spawner().close()  # started again by the next spawn, if any
             self.status = ArbiterState.STOPPED
             self._quitting = False
             self._done.set()

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from circus.guardian import guardian
 from circus.options.facts import rlimit_id  # noqa: F401  (circus.process.rlimit_id)
+from circus.spawner import Child, spawner
 from circus.states import PROCESS_TRANSITIONS, ProcessState, check_transition
 from circus.util import bytes2human, env_variables, substitute, which
 
@@ -96,7 +97,9 @@ class Process:
         self._exit: asyncio.Future[int] | None = (
             loop.create_future() if loop is not None else None)
         self._timers: list[asyncio.TimerHandle] = []
-        self._popen: subprocess.Popen[bytes] | None = None
+        self._popen: subprocess.Popen[bytes] | Child | None = None
+        self._pending: tuple[Any, ...] | None = None  # between begin_ and finish_spawn
+        self._readers: list[IO[bytes] | None] = [None, None]  # its stdout and stderr pipes
         self._psutil: psutil.Process | None = None
         # what its owner keeps of its output (circus.watcher.output): the
         # readers of its pipes, and its recent output once it wrote any
@@ -138,7 +141,17 @@ class Process:
             return " ".join([cmd] + [shlex.quote(a) for a in extra])
         return _split(cmd) + extra
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self) -> subprocess.Popen[bytes] | Child:
+        self.begin_spawn()
+        child = self.finish_spawn()
+        assert child is not None  # with the fallback, a child or an exception
+        return child
+
+    def begin_spawn(self) -> None:
+        """The first half of spawn(): the request goes to the spawner, which
+        works on it while the caller begins more (finish_spawn() of each,
+        in the same order, then). Raises what spawn() raises before a child
+        exists (an empty command, no descriptors left for its pipes)."""
         variables = self._all_variables() if self._has_variables() else {}
         argv = self.format_args(variables)
         if not argv:
@@ -150,33 +163,138 @@ class Process:
         if not self.shell and executable is None and argv:
             # children may get a bare env; find the program with circusd's PATH
             executable = which(argv[0])
+        readers, writers = self._make_pipes()
+        try:
+            submitted = self._submit(argv, executable, env, writers)
+        except BaseException:
+            _close_all(readers)
+            _close_fds(writers.values())
+            raise
+        if submitted is not None:
+            _close_fds(writers.values())  # the spawner holds its own copies
+            writers = {}
+        self._pending = (argv, executable, env, submitted, readers, writers)
+
+    def finish_spawn(self, fallback: bool = True) -> subprocess.Popen[bytes] | Child | None:
+        """The second half of spawn(): the child, started. Without
+        fallback, None instead of a spawn in-process when the spawner could
+        not start it (a spawn being cancelled needs no new process)."""
+        if self._pending is None:
+            raise RuntimeError("finish_spawn() without begin_spawn()")
+        argv, executable, env, submitted, readers, writers = self._pending
+        self._pending = None
+        child: subprocess.Popen[bytes] | Child | None = None
+        try:
+            if submitted is not None:
+                child = spawner().result(*submitted)
+                if child is None:  # it died before it answered: pipes anew
+                    _close_all(readers)
+                    readers, writers = (([None, None], {}) if not fallback
+                                        else self._make_pipes())
+            if child is None:
+                if not fallback:
+                    return None
+                child = self._spawn_here(argv, executable, env, writers)
+        except BaseException:
+            _close_all(readers)
+            raise
+        finally:
+            _close_fds(writers.values())
+        self._popen = child
+        self._readers = readers
+        if self.die_with_parent:
+            guardian().register(
+                child.pid, signal.SIGKILL if self.die_with_parent is True
+                else self.die_with_parent, group=self.new_process_group)
+        self.started = time.time()
+        self._set_state(ProcessState.STARTING)
+        return child
+
+    def _make_pipes(self) -> tuple[list[IO[bytes] | None], dict[int, int]]:
+        """The pipes of the targets that are PIPE: ([stdout reader, stderr
+        reader], {1 or 2: write end}). Made in circusd either way, so that
+        running out of descriptors shows at begin_spawn."""
+        readers: list[IO[bytes] | None] = [None, None]
+        writers: dict[int, int] = {}
+        try:
+            for index, wanted in enumerate((self.stdout_target, self.stderr_target)):
+                if wanted == subprocess.PIPE:
+                    read_end, writers[index + 1] = os.pipe2(os.O_CLOEXEC)
+                    # read raw on the loop: a buffered reader would cost
+                    # 8 KiB per pipe, allocated up front for every process
+                    readers[index] = open(read_end, "rb", buffering=0)  # noqa: SIM115
+        except BaseException:
+            _close_all(readers)
+            _close_fds(writers.values())
+            raise
+        return readers, writers
+
+    def _uid_and_groups(self) -> tuple[int | None, int | None, list[int] | None]:
+        groups = None
+        if self.uid is not None and os.geteuid() == 0:
+            groups = _groups_of(self.uid, self.gid)
+        return self.uid, self.gid, groups
+
+    def _submit(self, argv: list[str] | str, executable: str | None,
+                env: dict[str, str] | None,
+                writers: dict[int, int]) -> tuple[Any, dict[str, Any]] | None:
+        """Send the spawn to the spawner (circus.spawner): (its ticket, the
+        spec), or None when it cannot serve (then finish_spawn spawns
+        in-process)."""
+        helper = spawner()
+        if not helper.available() or not _plain_target(self.stdout_target) \
+                or not _plain_target(self.stderr_target):
+            return None  # files and descriptors as targets: Popen handles them
+        if self.shell:
+            argv = [executable or "/bin/sh", "-c", str(argv)]
+        uid, gid, groups = self._uid_and_groups()
+        argv = [str(arg) for arg in argv]  # marshal takes exact types only
+        spec = {"argv": argv, "executable": str(executable or argv[0]),
+                "env": {str(k): str(v) for k, v in (os.environ if env is None else env).items()},
+                "cwd": None if self.working_dir is None else str(self.working_dir),
+                "uid": uid, "gid": gid, "groups": groups,
+                "rlimits": [(rlimit_id(name), int(value))
+                            for name, value in (self.rlimits or {}).items()],
+                "process_group": bool(self.new_process_group)}
+        if spec["cwd"] is None:
+            try:  # where circusd is now, as a Popen child would start
+                spec["cwd"] = os.getcwd()
+            except OSError:
+                pass
+        if not _clean(spec):
+            return None  # Popen raises the ValueError it deserves
+        fds = {fd: fd for fd in self.pass_fds}
+        fds.update(writers)
+        for target, wanted in ((1, self.stdout_target), (2, self.stderr_target)):
+            if wanted is None and _is_open(target):
+                fds[target] = target  # where circusd writes
+        ticket = helper.submit(spec, fds)
+        return None if ticket is None else (ticket, spec)
+
+    def _spawn_here(self, argv: list[str] | str, executable: str | None,
+                    env: dict[str, str] | None,
+                    writers: dict[int, int]) -> subprocess.Popen[bytes]:
+        """With subprocess.Popen, in circusd itself; writers: the write ends
+        of the pipes begin_spawn made."""
         kwargs: dict[str, Any] = {}
         if self.rlimits:
             limits = [(rlimit_id(name), int(value)) for name, value in self.rlimits.items()]
             kwargs["preexec_fn"] = _set_rlimits(limits)
-        if self.uid is not None:
-            kwargs["user"] = self.uid
-            if os.geteuid() == 0:
-                kwargs["extra_groups"] = _groups_of(self.uid, self.gid)
-        if self.gid is not None:
-            kwargs["group"] = self.gid
-        self._popen = subprocess.Popen(
+        uid, gid, groups = self._uid_and_groups()
+        if uid is not None:
+            kwargs["user"] = uid
+        if groups is not None:
+            kwargs["extra_groups"] = groups
+        if gid is not None:
+            kwargs["group"] = gid
+        return subprocess.Popen(
             argv, executable=executable, shell=self.shell, cwd=self.working_dir, env=env,
-            stdin=subprocess.DEVNULL, stdout=self.stdout_target, stderr=self.stderr_target,
-            # pipes are read raw on the loop: a buffered reader would cost
-            # 8 KiB per pipe, allocated up front for every process
-            bufsize=0, close_fds=True, pass_fds=self.pass_fds,
+            stdin=subprocess.DEVNULL, stdout=writers.get(1, self.stdout_target),
+            stderr=writers.get(2, self.stderr_target), close_fds=True, pass_fds=self.pass_fds,
             # own process group: a Ctrl-C at circusd's terminal reaches circusd
             # only, which then stops children gracefully
             process_group=0 if self.new_process_group else None,
             **kwargs)
-        if self.die_with_parent:
-            guardian().register(
-                self._popen.pid, signal.SIGKILL if self.die_with_parent is True
-                else self.die_with_parent, group=self.new_process_group)
-        self.started = time.time()
-        self._set_state(ProcessState.STARTING)
-        return self._popen
 
     # --- state ------------------------------------------------------------
     @property
@@ -185,11 +303,11 @@ class Process:
 
     @property
     def stdout(self) -> IO[bytes] | None:
-        return self._popen.stdout if self._popen is not None else None
+        return self._readers[0]
 
     @property
     def stderr(self) -> IO[bytes] | None:
-        return self._popen.stderr if self._popen is not None else None
+        return self._readers[1]
 
     @property
     def state(self) -> ProcessState:
@@ -383,6 +501,37 @@ def _split(text: str) -> list[str]:
 def _psutil_errors() -> type[Exception]:
     import psutil
     return psutil.Error
+
+
+def _plain_target(target: Any) -> bool:
+    return target in (subprocess.PIPE, subprocess.DEVNULL, None)
+
+
+def _clean(spec: dict[str, Any]) -> bool:
+    """No NUL byte anywhere, no "=" in a variable's name: what C strings
+    and an environment can hold."""
+    texts = spec["argv"] + list(spec["env"].values()) + [spec["executable"], spec["cwd"] or ""]
+    return not any("\0" in text for text in texts) and not any(
+        "=" in name or "\0" in name for name in spec["env"])
+
+
+def _close_all(files: list[Any]) -> None:
+    for handle in files:
+        if handle is not None:
+            handle.close()
+
+
+def _close_fds(fds: Iterable[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _groups_of(uid: int, gid: int | None) -> list[int]:

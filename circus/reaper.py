@@ -9,6 +9,8 @@ import os
 import signal
 import threading
 
+from circus.spawner import spawner
+
 logger = logging.getLogger("circus")
 
 
@@ -24,6 +26,9 @@ class Reaper:
         # run in a background thread) each child gets a pidfd on the loop
         self._by_signal = threading.current_thread() is threading.main_thread()
         self._started = False
+        # spawns sent to the spawner whose pids are not watched yet: a
+        # zombie nobody owns may be one of them, not a stranger
+        self.spawns_in_flight = 0
 
     def start(self):
         if self._by_signal and not self._started:
@@ -39,12 +44,26 @@ class Reaper:
         self._started = False
 
     def watch(self, pid, callback):
-        """callback(pid, wait_status) runs on the loop once pid has exited."""
+        """callback(pid, wait_status) runs on the loop once pid has exited.
+        A pid whose SIGCHLD may have come before this call needs
+        check_soon() too."""
         self._owners[pid] = callback
         if not self._by_signal:
-            fd = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid)  # readable at once if it has exited
             self._pidfds[pid] = fd
             self.loop.add_reader(fd, self._reap_pid, pid)
+
+    def check_soon(self, pids):
+        """Look at the loop's next turn whether pids (watched) have exited
+        already: their SIGCHLD came and went while they were not known yet
+        (a spawn finished after a loop turn, circus.spawner)."""
+        if self._by_signal and self._started and pids:
+            self.loop.call_soon(self._reap_pids, pids)
+
+    def _reap_pids(self, pids):
+        for pid in pids:
+            if pid in self._owners:
+                self._reap_pid(pid)
 
     def __len__(self):
         return len(self._owners)
@@ -57,7 +76,10 @@ class Reaper:
                 return
             if info is None:
                 return
-            if info.si_pid not in self._owners and self.reap_strangers:
+            if info.si_pid not in self._owners and spawner().reap_if_mine(info.si_pid):
+                continue
+            if (info.si_pid not in self._owners and self.reap_strangers
+                    and not self.spawns_in_flight):
                 self._reap_pid(info.si_pid)
                 continue
             if info.si_pid not in self._owners:

@@ -7,6 +7,15 @@ from support import Circusd
 pytest_plugins = ["support.tools"]
 
 
+@pytest.fixture(autouse=True)
+def _no_spawner_left():
+    """A test that spawns with circus.process in this process starts the
+    spawner (circus.spawner): it leaves with the test."""
+    yield
+    from circus.spawner import spawner
+    spawner().close()
+
+
 @pytest.fixture
 def circusd(tmp_path):
     """Factory: circusd(config_text) starts a real circusd; stopped at teardown."""

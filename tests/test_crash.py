@@ -13,7 +13,17 @@ import time
 import psutil
 import pytest
 
-from support import PYTHON, ROOT, Circusd, LogRecords, free_port, http_get, pid_alive, wait_for
+from support import (
+    PYTHON,
+    ROOT,
+    Circusd,
+    LogRecords,
+    free_port,
+    http_get,
+    is_spawner,
+    pid_alive,
+    wait_for,
+)
 
 # a tiny worker: it answers every connection on the inherited socket with its pid
 WORKER = textwrap.dedent("""
@@ -95,11 +105,12 @@ def test_kill_9_of_circusd_kills_every_child_and_frees_the_port(tmp_path):
     try:
         first.start()
         wait_for(lambda: serving_pid(port), timeout=20, message="the workers to serve")
-        # 3 workers, 4 sleepers (and the shell's), circusd-stats and the
-        # plugin; the guardian is not circusd's child
-        kids = wait_for(lambda: (lambda k: k if len(k) == 10 else None)(
+        # 3 workers, 4 sleepers (and the shell's), circusd-stats, the
+        # plugin and the spawner; the guardian is not circusd's child
+        kids = wait_for(lambda: (lambda k: k if len(k) == 11 else None)(
             descendants(first.proc.pid)), timeout=20, message="every child")
         names = sorted(" ".join(p.cmdline()) for p in kids)
+        assert sum(map(is_spawner, kids)) == 1, names
         assert "renamed 312" in names and "sleep 310" in names  # as ps shows them
         assert "sleep 311" in names and "/bin/sh -c sleep 311 && true" in names, names
         guardian = wait_for(lambda: guardian_of(first.proc.pid), message="the guardian")

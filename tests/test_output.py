@@ -436,13 +436,16 @@ def test_a_failing_command_says_why_everywhere(circusd):
     assert "last_exits" not in status and "stop_reason" not in status
 
 
-def test_without_file_descriptors_processes_start_uncaptured(circusd):
+@pytest.mark.parametrize("spawner", ["1", "0"], ids=["spawner", "in-process"])
+def test_without_file_descriptors_processes_start_uncaptured(circusd, spawner):
     # a hard limit too low for two pipes per process: the processes start
-    # anyway, the first ones with their output kept
+    # anyway, the first ones with their output kept (the pipes are made
+    # before the request to the spawner, by Popen in circusd without it)
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (80, 80))
 
-    daemon = circusd("[watcher:many]\ncmd = sleep 300\nnumprocesses = 60\n", start=False)
+    daemon = circusd("[watcher:many]\ncmd = sleep 300\nnumprocesses = 60\n", start=False,
+                     env={"CIRCUS_SPAWNER": spawner})
     daemon.preexec_fn = low_limit
     daemon.start()
     children = wait_for(lambda: len(daemon.children()) == 60 and daemon.children(),

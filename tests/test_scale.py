@@ -124,6 +124,28 @@ def test_a_decr_during_a_crash_storm_is_not_undone_by_its_replacement(monkeypatc
     run(main())
 
 
+def test_a_start_of_thousands_keeps_the_heap_out_of_full_collections():
+    import gc
+
+    async def main():
+        frozen = []
+
+        async def watch_the_collector():
+            while True:
+                frozen.append(gc.get_freeze_count())
+                await asyncio.sleep(0.005)
+        watcher = Watcher("many", "sleep 120", numprocesses=1000)
+        looking = asyncio.ensure_future(watch_the_collector())
+        try:
+            async with running([watcher]):
+                assert len(watcher.processes) == 1000
+                assert max(frozen) > 10000  # frozen while it spawned
+                assert gc.get_freeze_count() == 0  # and thawed once done
+        finally:
+            looking.cancel()
+    run(main())
+
+
 def test_a_give_up_during_a_large_start_ends_its_spawning():
     """Processes that die at once fail their start while the batch pauses for
     the loop: once max_retry gives up, not one more is spawned."""

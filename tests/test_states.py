@@ -114,6 +114,10 @@ class Kernel:
         self.signals = []
         self.deaf = False          # SIGTERM ignored: only SIGKILL ends a process
         self.crash_code = None     # every process exits at once with this code
+        self.spawns_in_flight = 0  # the reaper's, kept by the watcher
+
+    def check_soon(self, pids):
+        pass  # fake processes exit only through exit()
 
     # the reaper's interface
     def watch(self, pid, callback):
@@ -135,11 +139,14 @@ class Kernel:
         kernel = self
 
         class FakeProcess(Process):
-            def spawn(self):
-                self._popen = types.SimpleNamespace(pid=next(kernel.pids), stdout=None,
-                                                    stderr=None, returncode=None)
+            def begin_spawn(self):
+                pass
+
+            def finish_spawn(self):
+                self._popen = types.SimpleNamespace(pid=next(kernel.pids), returncode=None)
                 self.started = time.time()
                 self._set_state(ProcessState.STARTING)
+                return self._popen
 
             def send_signal(self, signum):
                 if self.alive:

@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from circus.watcher import Watcher
+from support import is_spawner_argv
 from support.aio import running, until
 
 PY = sys.executable
@@ -37,7 +38,8 @@ async def cmdline(pid):
 
     def own():
         argv = read_proc_file(pid, "cmdline")
-        return argv if argv and argv != parent else None
+        spawner = is_spawner_argv(argv.split(b"\0"))
+        return argv if argv and argv != parent and not spawner else None
     return (await until(own, message="exec")).split(b"\0")
 
 

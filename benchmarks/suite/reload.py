@@ -40,13 +40,13 @@ class PidWatcher(threading.Thread):
 
     def run(self):
         while not self.halt.is_set():
-            self.seen.update(util.children(self.master))
+            self.seen.update(util.workers(self.master))
             self.halt.wait(0.02)
 
     def finish(self):
         self.halt.set()
         self.join()
-        self.seen.update(util.children(self.master))
+        self.seen.update(util.workers(self.master))
         return self.seen
 
 

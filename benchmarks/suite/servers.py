@@ -162,7 +162,7 @@ class Server:
         return self.service.pid
 
     def worker_pids(self):
-        return util.children(self.pid)
+        return util.workers(self.pid)
 
     def start(self, timeout=60):
         self.service.start()

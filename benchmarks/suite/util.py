@@ -68,6 +68,21 @@ def children(pid):
         return []
 
 
+def workers(pid):
+    """The children of pid that serve or run a command: without circusd's
+    spawner (circus/spawner.py), a part of circusd."""
+    return [child for child in children(pid) if not is_spawner(child)]
+
+
+def is_spawner(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return len(argv) > 3 and argv[3].endswith(b"circus/spawner.py")
+
+
 def comm(pid):
     try:
         with open("/proc/%d/comm" % pid) as handle:

@@ -32,7 +32,8 @@ def measured_run(server, duration, guard):
         if guard is not None:
             guard.wait_quiet()
         with noise.Meter(lambda: [server.pid] + util.descendants(server.pid)) as meter, \
-                split.Sampler(server.port, lambda: util.descendants(server.pid),
+                split.Sampler(server.port, lambda: [p for p in util.descendants(server.pid)
+                                                    if not util.is_spawner(p)],
                               duration / 2) as sampler:
             result = wrk.run(server.port, duration)
         result["foreign_cpu_pct"] = meter.foreign_pct

@@ -146,6 +146,10 @@ class Watcher(HookCalls, ProcessKeeping, ProcessStopping, ProcessReplacing, Outp
         self._init_output()
         # the last spawn had to go without pipes: out of file descriptors
         self._uncaptured = False
+        # out-of-descriptors episodes, and the count when each process begun
+        # with its output kept began (spawning.py: warn once per episode)
+        self._exhaustions = 0
+        self._captured_since: dict[Any, int] = {}
         # the replacement of dead processes put off to the loop's next turn
         self._replace_later: asyncio.Handle | None = None
         self._publish: Callable[[str, dict[str, Any]], object] | None = None

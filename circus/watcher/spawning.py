@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import heapq
 import logging
 import random
+import signal
 import subprocess
 import time
 import weakref
@@ -35,6 +37,8 @@ MAX_BACKOFF = 5.0
 # answered before the next. An idle turn costs some 20 microseconds.
 SPAWN_SLICE = 0.001
 SPAWN_YIELDS = 3
+# spawns sent to the spawner before the first answer is read
+SPAWN_BATCH = 4
 SPAWN_YIELDS_MAX = 32
 
 
@@ -55,14 +59,40 @@ class _Slice:
         return now - started > SPAWN_SLICE
 
 
-async def spawn_pause(loop):
-    """Await between two spawns: yields to the loop once the slice is spent."""
-    if _Slice.spent(loop):
+async def spawn_pause(loop, must_yield=False):
+    """Await between two spawns: yields to the loop once the slice is spent
+    (or at once: must_yield)."""
+    if _Slice.spent(loop) or must_yield:
         for turn in range(1, SPAWN_YIELDS_MAX + 1):
             await asyncio.sleep(0)
             # asyncio's queue of ready callbacks (read only; not public API)
             if turn >= SPAWN_YIELDS and not getattr(loop, "_ready", None):
                 break
+
+
+# a start of this many processes keeps the heap out of the garbage
+# collector's full collections while it runs: see _heap_frozen
+HEAP_FREEZE_FROM = 1000
+
+
+class _heap_frozen:
+    """While processes are spawned by the thousand, circusd's heap grows by
+    a hundred objects per process, all of them alive; every full collection
+    of the cyclic garbage collector walks the whole heap for nothing (20 to
+    200 ms each at 10,000 processes, six of them during such a start, with
+    the loop blocked). gc.freeze() after each batch moves what exists into
+    the collector's permanent generation, which it never walks; the last
+    mass start to end unfreezes it, and garbage cycles made meanwhile are
+    collected then, as before."""
+    depth = 0
+
+    def __enter__(self):
+        _heap_frozen.depth += 1
+
+    def __exit__(self, *exc_info):
+        _heap_frozen.depth -= 1
+        if not _heap_frozen.depth:
+            gc.unfreeze()
 
 
 def retry_delay(failures: int) -> float:
@@ -91,6 +121,22 @@ class ProcessKeeping:
 
     def spawn_process(self) -> Process | None:
         """Start one process now; None when it could not be started."""
+        begun = self._begin_spawn()
+        return None if begun is None else self._finish_spawn(begun)
+
+    def _begin_spawns(self, count: int) -> tuple[list[Process], bool]:
+        """Send count spawns to the spawner (circus.spawner), to be
+        finished later (_finish_spawn); True with them if one of them could
+        not be sent (the failure is counted)."""
+        begun = []
+        for _ in range(count):
+            process = self._begin_spawn()
+            if process is None:
+                return begun, True
+            begun.append(process)
+        return begun, False
+
+    def _begin_spawn(self) -> Process | None:
         if not self.call_hook("before_spawn"):
             self._start_failed("hook before_spawn refused the spawn", "refused")
             return None
@@ -99,21 +145,64 @@ class ProcessKeeping:
             try:
                 process = self._new_process(wid, capture=True)
             except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE) or self.debug:
-                    raise
-                # out of file descriptors: a process without its output
-                # kept is better than no process
-                process = self._new_process(wid, capture=False)
-                if not self._uncaptured:
-                    logger.warning("watcher %s: out of file descriptors (%s): processes "
-                                   "start without their output kept", self.name, exc.strerror)
-                self._uncaptured = True
+                process = self._without_capture(wid, exc)
             else:
-                self._uncaptured = False
+                self._captured_since[process] = self._exhaustions
         except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
-            self._release_wid(wid)
-            self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)), "error")
+            self._spawn_error(wid, exc)
             return None
+        return process
+
+    def _without_capture(self, wid, exc):
+        """Out of file descriptors: a process without its output kept is
+        better than no process. Re-raises any other error."""
+        if exc.errno not in (errno.EMFILE, errno.ENFILE) or self.debug:
+            raise exc
+        process = self._new_process(wid, capture=False)
+        if not self._uncaptured:
+            logger.warning("watcher %s: out of file descriptors (%s): processes "
+                           "start without their output kept", self.name, exc.strerror)
+        self._uncaptured = True
+        self._exhaustions += 1
+        return process
+
+    def _cancel_spawn(self, process: Process) -> None:
+        """A spawn begun before the watcher stopped: the child may exist
+        already; it is killed and reaped unannounced (no spawn, no reap)."""
+        self._release_wid(process.wid)
+        self._captured_since.pop(process, None)
+        try:
+            if process.finish_spawn(fallback=False) is None:
+                return
+        except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+            return
+        self.reaper.watch(process.pid, lambda pid, status: process.reaped(status))
+        self.reaper.check_soon([process.pid])
+        process.begin_stop()
+        process.send_signal(signal.SIGKILL)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def _spawn_error(self, wid, exc):
+        self._release_wid(wid)
+        self._start_failed("cannot start %r: %s" % (self.cmd, describe(exc)), "error")
+
+    def _finish_spawn(self, process: Process) -> Process | None:
+        # begun with its output kept, and no shortage of descriptors since
+        captured = self._captured_since.pop(process, None) == self._exhaustions
+        try:
+            try:
+                process.finish_spawn()
+            except OSError as exc:  # the descriptors a Popen in circusd needs
+                process = self._without_capture(process.wid, exc)
+                captured = False
+                process.finish_spawn()
+        except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+            self._spawn_error(process.wid, exc)
+            return None
+        if captured:
+            self._uncaptured = False  # say so again if they run out again
         pid = process.pid
         self.processes[pid] = process
         self.reaper.watch(pid, self._on_exit)
@@ -139,14 +228,16 @@ class ProcessKeeping:
             if stream is not None or (capture and not self.debug):
                 return subprocess.PIPE
             return None if self.debug else subprocess.DEVNULL
-        return Process(
+        process = Process(
             wid, self.cmd, args=self.args, working_dir=self.working_dir,
             shell=self.shell, uid=self.uid, gid=self.gid, env=self.process_env(),
             rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets,
             watcher=self, pass_fds=self.sockets.fds() if self.sockets else (),
             variables=self.variables, stdout=target(self.stdout_stream),
             stderr=target(self.stderr_stream), die_with_parent=self.die_with_circusd,
-            loop=self._loop)
+            loop=self._loop, spawn=False)
+        process.begin_spawn()
+        return process
 
     # --- readiness --------------------------------------------------------
     def _arm_ready(self, process):
@@ -243,20 +334,84 @@ class ProcessKeeping:
             missing = self._missing()
             if missing <= 0:
                 break
-            for left in range(missing - 1, -1, -1):
-                if not self.is_running():
-                    break  # a give-up (or a stop) during a pause ends the batch
-                process = self.spawn_process()
-                if process is None:
-                    if self.is_running():
-                        await asyncio.sleep(retry_delay(self._failures))
-                    break
-                spawned.append(process)
-                if self.warmup_delay > 0 and left:
-                    await asyncio.sleep(self.warmup_delay)
-                else:
-                    await spawn_pause(self._loop)
+            if await self._spawn_count(missing, spawned) and self.is_running():
+                await asyncio.sleep(retry_delay(self._failures))
         return spawned
+
+    async def _spawn_count(self, count, spawned):
+        if count < HEAP_FREEZE_FROM:
+            return await self._spawn_batches(count, spawned)
+        with _heap_frozen():
+            return await self._spawn_batches(count, spawned)
+
+    async def _spawn_batches(self, count, spawned):
+        """Spawn count processes into spawned; True when one failed (the
+        rest is left for a new count). A spawn hook or a warmup_delay
+        spawns one at a time, start to end; otherwise in batches, two of
+        them in flight (_pipelined)."""
+        if self.warmup_delay > 0 or "before_spawn" in self.hooks \
+                or "after_spawn" in self.hooks:
+            return await self._one_by_one(count, spawned)
+        self.reaper.spawns_in_flight += 1
+        try:
+            return await self._pipelined(count, spawned)
+        finally:
+            self.reaper.spawns_in_flight -= 1
+
+    async def _one_by_one(self, count, spawned):
+        while count > 0:
+            if not self.is_running():
+                return False  # a give-up (or a stop) during a pause ends the batch
+            process = self.spawn_process()
+            if process is None:
+                return True
+            spawned.append(process)
+            count -= 1
+            if self.warmup_delay > 0 and count:
+                await asyncio.sleep(self.warmup_delay)
+            else:
+                await spawn_pause(self._loop)
+        return False
+
+    async def _pipelined(self, count, spawned):
+        """The spawner (circus.spawner) works on a batch while the loop has
+        its turn and while circusd finishes the batch before: a batch is
+        sent, the loop turns, then the previous batch is finished."""
+        in_flight = []  # batches begun and not finished, oldest first
+        failed = False
+        try:
+            while True:
+                if count > 0 and not failed and self.is_running():
+                    batch, failed = self._begin_spawns(min(count, SPAWN_BATCH))
+                    count -= len(batch)
+                    if batch:
+                        in_flight.append(batch)
+                if not in_flight:
+                    return failed
+                await spawn_pause(self._loop, must_yield=True)
+                if not self.is_running():
+                    return False  # stopped (a give-up) meanwhile: no more spawns
+                if len(in_flight) == 1 and count > 0 and not failed:
+                    continue  # one more batch in flight first
+                oldest = in_flight[0]
+                done = []
+                while oldest:
+                    process = self._finish_spawn(oldest.pop(0))
+                    if process is None:
+                        failed = True
+                    else:
+                        done.append(process)
+                in_flight.pop(0)
+                spawned.extend(done)
+                self.reaper.check_soon([p.pid for p in done])
+                if _heap_frozen.depth:
+                    gc.freeze()  # cheap: a splice of the collector's lists
+        finally:
+            # cancelled, stopped or failed: a child that may exist already
+            # is killed, not left untracked
+            for batch in in_flight:
+                for process in batch:
+                    self._cancel_spawn(process)
 
     def _on_exit(self, pid, wait_status):
         process = self.processes.get(pid)

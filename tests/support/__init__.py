@@ -61,11 +61,28 @@ def pid_alive(pid):
 
 
 def children_of(pid):
+    """The live children of pid but circusd's spawner (circus.spawner), a
+    part of circusd rather than a process it manages."""
     import psutil
     try:
-        return [c for c in psutil.Process(pid).children() if c.status() != psutil.STATUS_ZOMBIE]
+        return [c for c in psutil.Process(pid).children()
+                if c.status() != psutil.STATUS_ZOMBIE and not is_spawner(c)]
     except psutil.NoSuchProcess:
         return []
+
+
+def is_spawner(process):
+    import psutil
+    try:
+        return is_spawner_argv(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def is_spawner_argv(argv):
+    """argv (str or bytes items) is the spawner's: a child it cloned shows
+    it until its exec."""
+    return len(argv) > 3 and os.fsdecode(argv[3]).endswith(os.path.join("circus", "spawner.py"))
 
 
 def port_is_free(port):
@@ -130,7 +147,7 @@ def wait_exec(pids, timeout=10.0):
     """Wait until each of pids runs its own command: a vfork parent may
     resume before the exec has filled in the argv, and a child forked
     without vfork (a preexec_fn) shows circusd's command line until its
-    exec."""
+    exec, one the spawner cloned the spawner's."""
     def started(pid):
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as handle:
@@ -141,7 +158,7 @@ def wait_exec(pids, timeout=10.0):
                 parents = handle.read().split(b"\0")
         except OSError:
             return True  # gone: nothing to wait for
-        return bool(argv[0]) and argv != parents
+        return bool(argv[0]) and argv != parents and not is_spawner_argv(argv)
     wait_for(lambda: all(started(pid) for pid in pids), timeout=timeout,
              message="the commands' own exec")
     return pids

@@ -1,0 +1,375 @@
+"""Children spawned by a small helper process, as circusd's own children.
+
+A fork copies the descriptor table of the process that forks, and the
+child's exec closes it again: the kernel's work per spawn grows with every
+descriptor circusd holds, and circusd holds two pipe ends per child (their
+output is kept). Measured: 0.9 ms a spawn from a process with ten
+descriptors, 4.6 ms with ten thousand more; ten thousand processes took
+56 s to start, and the loop, blocked in each spawn, answered commands late.
+
+So circusd asks the spawner (`python -I -S .../circus/spawner.py FD SO`,
+circusd's child, a dozen descriptors) to start each child. circusd sends
+the spec over a SOCK_SEQPACKET socketpair with the child's descriptors
+(SCM_RIGHTS: its output pipes, the watcher's sockets). The spawner clones
+the child with CLONE_PARENT, so the child is circusd's: circusd gets its
+SIGCHLD, reaps it and owns it exactly as if it had forked it; and with
+CLONE_VM | CLONE_VFORK, so nothing of the spawner is copied. Between the
+clone and the exec the child only makes system calls (circus/_spawn.c:
+Python has no clone with CLONE_PARENT): it puts its descriptors at the
+numbers they are to have, closes every other, sets its directory, process
+group, groups, user and limits, and execs. The spawner answers once the
+exec has happened or failed; circusd raises the OSError a Popen would.
+
+Requests are answered in order, so several may be sent before the first
+answer is read (submit(), then result()): a watcher's start sends a batch
+before a loop turn and reads it after, and the spawner clones meanwhile.
+
+Where the spawner cannot run (the extension was not built: no compiler at
+install; not Linux; it died, or did not answer within REPLY_TIMEOUT, in
+the last RESTART_DELAY seconds; CIRCUS_SPAWNER=0 in circusd's environment)
+circusd spawns with subprocess.Popen itself: slower with many descriptors,
+the same child otherwise. When a spawner is replaced, the children whose
+answers had arrived but were not read are killed; one it was starting as it
+was killed, whose answer never came, is not known to circusd (the same
+window as a kill -9 of circusd between a fork and its bookkeeping).
+"""
+import errno
+import importlib.util
+import logging
+import marshal
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+MAX_FDS = 250  # what one message carries (the kernel's SCM_MAX_FD is 253)
+RESTART_DELAY = 10.0  # after the spawner failed, spawn in-process this long
+REPLY_TIMEOUT = 10.0  # a spawner that does not answer (stopped) is replaced
+# pid, failed, errno (0: an error without one), step; then the message
+REPLY = struct.Struct("=iiii")
+# what the child was doing when it failed (circus/_spawn.c's order)
+STEPS = ("descriptors", "working_dir", "process group", "groups", "gid", "uid",
+         "rlimits", "exec", "clone")
+WORKING_DIR, EXEC, CLONE = 1, 7, 8
+logger = logging.getLogger("circus")
+
+
+def _extension_path():
+    """The file of circus._spawn, wherever the install put it, or None."""
+    try:
+        spec = importlib.util.find_spec("circus._spawn")
+    except ImportError:  # run as the spawner: circus itself is not importable
+        return None
+    return spec.origin if spec is not None else None
+
+
+def _load_extension(path):
+    # by path: the spawner runs with -I -S, and circus is not importable then
+    spec = importlib.util.spec_from_file_location("_spawn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the spawner process ------------------------------------------------------
+def _spawn_one(native, spec, fds, devnull):
+    placement = {0: devnull, 1: devnull, 2: devnull}
+    placement.update(zip(spec["targets"], fds))
+    targets = sorted(placement)
+    env = spec["env"]
+    envp = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    executable = spec["executable"]
+    if os.path.dirname(executable):
+        candidates = [os.fsencode(executable)]
+    else:  # searched on the child's PATH, as Popen does
+        candidates = [os.fsencode(os.path.join(d, executable))
+                      for d in os.get_exec_path(env)]
+    cwd = spec["cwd"]
+    pid, code, step = native.spawn(
+        candidates, [os.fsencode(a) for a in spec["argv"]], envp,
+        None if cwd is None else os.fsencode(cwd),
+        targets, [placement[t] for t in targets], spec["process_group"],
+        spec["groups"], -1 if spec["gid"] is None else spec["gid"],
+        -1 if spec["uid"] is None else spec["uid"],
+        [ident for ident, _ in spec["rlimits"]],
+        # RLIM_INFINITY is -1 in Python, all ones in C
+        [value % (1 << 64) for _, value in spec["rlimits"]])
+    if step < 0:
+        return REPLY.pack(pid, 0, 0, 0)
+    return REPLY.pack(pid, 1, code, step) + (os.strerror(code) if code else "failed").encode()
+
+
+def serve(sock, extension):
+    """Spawn what circusd asks until it hangs up."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is circusd's to handle
+    native = _load_extension(extension)
+    # whatever the child does not place, its exec closes
+    sock.set_inheritable(False)
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    while True:
+        try:
+            message, fds, flags, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS,
+                                                     socket.MSG_CMSG_CLOEXEC)
+        except ConnectionError:
+            return
+        if not message:
+            return
+        try:
+            spec = marshal.loads(message)
+            if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC) or len(fds) != len(spec["targets"]):
+                raise OSError(errno.EMFILE, "the spawner could not receive every descriptor")
+            reply = _spawn_one(native, spec, fds, devnull)
+        except Exception as exc:  # the clone itself failed (EAGAIN: out of pids)
+            code = getattr(exc, "errno", None) or 0
+            reply = REPLY.pack(0, 1, code, CLONE) + str(exc).encode()
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            sock.send(reply)
+        except OSError:
+            return
+
+
+# --- circusd's side --------------------------------------------------------
+class Child:
+    """What circusd keeps of a child the spawner started: a Popen's pid,
+    returncode and wait()."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def wait(self):
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.returncode = 255  # reaped elsewhere: the status is lost
+        return self.returncode
+
+
+class Spawner:
+    """circusd's side of the spawner process: started at the first spawn,
+    again after it died (not sooner than RESTART_DELAY after a failure).
+    Thread-safe. spawn() returns a Child, or None when the spawner cannot
+    serve (the caller then spawns in-process)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sock = None
+        self._process = None
+        self._owner = None  # pid that started it: a fork's copy is not ours
+        self._retry_at = 0.0
+        # requests are answered in order: numbered from 1 for each spawner
+        self._generation = 0
+        self._sent = self._received = 0
+        self._replies = {}  # number -> a reply read before its turn
+
+    _built = None  # whether circus/_spawn was compiled (looked up once)
+
+    @classmethod
+    def available(cls):
+        if cls._built is None:
+            cls._built = (sys.platform.startswith("linux") and bool(sys.executable)
+                          and _extension_path() is not None)
+        return cls._built and os.environ.get("CIRCUS_SPAWNER", "1") != "0"
+
+    def _start(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__),
+                 str(theirs.fileno()), _extension_path()],
+                stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()], close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(REPLY_TIMEOUT)
+        self._sock = ours
+        self._owner = os.getpid()
+
+    def _stop(self, kill=False):
+        """Close (or kill) the spawner and wait for it; a child it started
+        but nobody will hear of (its reply still buffered, or never sent)
+        must not live on untracked: those whose replies are here are
+        killed and reaped."""
+        sock, process = self._sock, self._process
+        self._sock = self._process = None
+        unclaimed = list(self._replies.values())
+        # what was sent to this one will never be answered
+        self._generation += 1
+        self._sent = self._received = 0
+        self._replies.clear()
+        if process is not None:
+            if kill:
+                process.kill()
+            elif sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_WR)  # it reads end of file, and exits
+                except OSError:
+                    process.kill()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if sock is not None:
+            sock.setblocking(False)
+            while True:
+                try:
+                    unclaimed.append(sock.recv(4096))
+                except OSError:
+                    break
+                if not unclaimed[-1]:
+                    break
+            sock.close()
+        for reply in unclaimed:
+            if len(reply) >= REPLY.size:
+                pid, failed = REPLY.unpack_from(reply)[:2]
+                if pid and not failed:
+                    _kill_and_reap(pid)
+
+    def reap_if_mine(self, pid):
+        """circusd's reaper found pid exited and owned by no watcher: True
+        when it was the spawner (collected; the next spawn starts another)."""
+        with self._lock:
+            if self._process is None or self._process.pid != pid:
+                return False
+            logger.warning("the spawner (pid %d) exited: another one starts at the next "
+                           "spawn", pid)
+            self._stop()
+            return True
+
+    def close(self):
+        with self._lock:
+            if self._owner == os.getpid():
+                self._stop()
+            self._sock = self._process = None
+
+    def start(self):
+        """Start it now (its Python's start overlaps the caller's work);
+        False when it cannot serve."""
+        with self._lock:
+            return self._ready()
+
+    def _ready(self):
+        if self._owner != os.getpid() and self._sock is not None:
+            # a fork's copy of the parent's: not a connection of ours
+            self._sock = self._process = None
+            self._generation += 1
+            self._sent = self._received = 0
+            self._replies.clear()
+        if self._sock is None:
+            if time.monotonic() < self._retry_at or not self.available():
+                return False
+            try:
+                self._start()
+            except OSError:
+                self._retry_at = time.monotonic() + RESTART_DELAY
+                return False
+        return True
+
+    def spawn(self, spec, fds):
+        """Start the child spec describes (argv, executable, env, cwd, uid,
+        gid, groups, rlimits, process_group); fds: {target number:
+        descriptor}. A Child, or None when the spawner cannot serve: spawn
+        in-process then."""
+        ticket = self.submit(spec, fds)
+        return None if ticket is None else self.result(ticket, spec)
+
+    def submit(self, spec, fds):
+        """Send the request; a ticket for result(), or None when the spawner
+        cannot serve. Several may be sent before their results are asked
+        for: the spawner works on them while the caller prepares more."""
+        if len(fds) > MAX_FDS:
+            return None
+        message = marshal.dumps(dict(spec, targets=list(fds)))
+        with self._lock:
+            if not self._ready():
+                return None
+            try:
+                socket.send_fds(self._sock, [message], list(fds.values()))
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN) or \
+                        isinstance(exc, TimeoutError):
+                    self._failed()
+                # else not its fault (a huge environment: EMSGSIZE, a closed
+                # descriptor to pass: EBADF): Popen in circusd tells
+                return None
+            self._sent += 1
+            return (self._generation, self._sent)
+
+    def result(self, ticket, spec):
+        """The Child of a submitted request; None when the spawner died
+        before it answered (spawn in-process); OSError (or SubprocessError)
+        as a Popen would raise when the child could not be started."""
+        generation, number = ticket
+        with self._lock:
+            while generation == self._generation and number not in self._replies:
+                try:
+                    reply = self._sock.recv(4096)
+                except OSError:  # a stopped spawner times out
+                    reply = b""
+                if len(reply) < REPLY.size:
+                    self._failed()
+                    break
+                self._received += 1
+                self._replies[self._received] = reply
+            reply = self._replies.pop(number, None) if generation == self._generation else None
+        if reply is None:
+            return None
+        pid, failed, code, step = REPLY.unpack_from(reply)
+        if not failed:
+            return Child(pid)
+        reason = reply[REPLY.size:].decode("utf-8", "replace")
+        if pid:
+            Child(pid).wait()  # the failed child is ours to reap
+        if step == EXEC:
+            raise OSError(code, reason, spec["executable"])
+        if step == WORKING_DIR:
+            raise OSError(code, reason, spec["cwd"])
+        if code:
+            raise OSError(code, "%s: %s" % (STEPS[step], reason))
+        raise subprocess.SubprocessError("%s failed: %s" % (STEPS[step], reason))
+
+    def _failed(self):
+        logger.warning("the spawner (pid %s) stopped answering: processes are spawned "
+                       "by circusd itself for %.0f s",
+                       self._process.pid if self._process else "?", RESTART_DELAY)
+        self._stop(kill=True)
+        self._retry_at = time.monotonic() + RESTART_DELAY
+
+
+def _kill_and_reap(pid):
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass  # gone, or reaped by circusd's reaper already
+
+
+_SPAWNER = Spawner()
+
+
+def spawner():
+    return _SPAWNER
+
+
+def _after_fork_in_child():
+    # the copy of circusd's socket is not a connection of this process
+    _SPAWNER._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
