@@ -185,6 +185,8 @@ class Arbiter(Running):
         self._quitting = False
         self.reaper = Reaper(self.loop, reap_strangers=os.getpid() == 1)
         self.reaper.start()
+        if self.watchers:
+            spawner().start()  # its Python starts while circusd binds and listens
         in_main = threading.current_thread() is threading.main_thread()
         try:
             try:
@@ -211,8 +213,6 @@ class Arbiter(Running):
             if any(w.die_with_circusd for w in self.watchers):
                 # its own start (a Python's) is over before the first spawns
                 guardian().start()
-            if self.watchers:
-                spawner().start()
             await self.start_watchers(autostart_only=True)
             self.status = ArbiterState.ACTIVE
             self.publish("arbiter.start", {"time": time.time()})

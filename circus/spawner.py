@@ -34,16 +34,11 @@ was killed, whose answer never came, is not known to circusd (the same
 window as a kill -9 of circusd between a fork and its bookkeeping).
 """
 import errno
-import importlib.util
-import logging
 import marshal
 import os
 import socket
 import struct
-import subprocess
 import sys
-import threading
-import time
 
 MAX_FDS = 250  # what one message carries (the kernel's SCM_MAX_FD is 253)
 RESTART_DELAY = 10.0  # after the spawner failed, spawn in-process this long
@@ -54,24 +49,14 @@ REPLY = struct.Struct("=iiii")
 STEPS = ("descriptors", "working_dir", "process group", "groups", "gid", "uid",
          "rlimits", "exec", "clone")
 WORKING_DIR, EXEC, CLONE = 1, 7, 8
-logger = logging.getLogger("circus")
-
-
-def _extension_path():
-    """The file of circus._spawn, wherever the install put it, or None."""
-    try:
-        spec = importlib.util.find_spec("circus._spawn")
-    except ImportError:  # run as the spawner: circus itself is not importable
-        return None
-    return spec.origin if spec is not None else None
 
 
 def _load_extension(path):
-    # by path: the spawner runs with -I -S, and circus is not importable then
-    spec = importlib.util.spec_from_file_location("_spawn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # the spawner runs with -I -S, where circus is not importable: from its
+    # directory, after the standard library's
+    sys.path.append(os.path.dirname(path))
+    import _spawn
+    return _spawn
 
 
 # --- the spawner process ------------------------------------------------------
@@ -135,7 +120,29 @@ def serve(sock, extension):
             return
 
 
+if __name__ == "__main__":
+    # the spawner process ends here: what follows is circusd's side, whose
+    # imports would only slow the spawner's start
+    serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
+    sys.exit(0)
+
+
 # --- circusd's side --------------------------------------------------------
+import importlib.util  # noqa: E402
+import logging  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+logger = logging.getLogger("circus")
+
+
+def _extension_path():
+    """The file of circus._spawn, wherever the install put it, or None."""
+    spec = importlib.util.find_spec("circus._spawn")
+    return spec.origin if spec is not None else None
+
+
 class Child:
     """What circusd keeps of a child the spawner started: a Popen's pid,
     returncode and wait()."""
@@ -370,6 +377,3 @@ def _after_fork_in_child():
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-
-if __name__ == "__main__":
-    serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
