@@ -185,8 +185,6 @@ class Arbiter(Running):
         self._quitting = False
         self.reaper = Reaper(self.loop, reap_strangers=os.getpid() == 1)
         self.reaper.start()
-        if self.watchers:
-            spawner().start()  # its Python starts while circusd binds and listens
         in_main = threading.current_thread() is threading.main_thread()
         try:
             try:
@@ -197,6 +195,10 @@ class Arbiter(Running):
                 logger.info("socket %s listening on %s (fd %d)", sock.name, sock.location,
                             sock.fileno())
             await self._start_controller()
+            if self.watchers:
+                # every bind went well: its Python starts while circusd
+                # finishes its own start
+                spawner().start()
             self._start_notify()
             if in_main:
                 for signum in _STOP_SIGNALS:

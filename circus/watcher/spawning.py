@@ -10,6 +10,7 @@ import logging
 import random
 import signal
 import subprocess
+import threading
 import time
 import weakref
 
@@ -85,14 +86,17 @@ class _heap_frozen:
     mass start to end unfreezes it, and garbage cycles made meanwhile are
     collected then, as before."""
     depth = 0
+    lock = threading.Lock()  # arbiters may run on loops of their own threads
 
     def __enter__(self):
-        _heap_frozen.depth += 1
+        with _heap_frozen.lock:
+            _heap_frozen.depth += 1
 
     def __exit__(self, *exc_info):
-        _heap_frozen.depth -= 1
-        if not _heap_frozen.depth:
-            gc.unfreeze()
+        with _heap_frozen.lock:
+            _heap_frozen.depth -= 1
+            if not _heap_frozen.depth:
+                gc.unfreeze()
 
 
 def retry_delay(failures: int) -> float:
