@@ -229,6 +229,9 @@ class Process:
             raise
         return readers, writers
 
+    def _rlimit_list(self) -> list[tuple[int, int]]:
+        return [(rlimit_id(name), int(value)) for name, value in (self.rlimits or {}).items()]
+
     def _uid_and_groups(self) -> tuple[int | None, int | None, list[int] | None]:
         groups = None
         if self.uid is not None and os.geteuid() == 0:
@@ -253,9 +256,7 @@ class Process:
                 "env": {str(k): str(v) for k, v in (os.environ if env is None else env).items()},
                 "cwd": None if self.working_dir is None else str(self.working_dir),
                 "uid": uid, "gid": gid, "groups": groups,
-                "rlimits": [(rlimit_id(name), int(value))
-                            for name, value in (self.rlimits or {}).items()],
-                "process_group": bool(self.new_process_group)}
+                "rlimits": self._rlimit_list(), "process_group": bool(self.new_process_group)}
         if spec["cwd"] is None:
             try:  # where circusd is now, as a Popen child would start
                 spec["cwd"] = os.getcwd()
@@ -278,8 +279,7 @@ class Process:
         of the pipes begin_spawn made."""
         kwargs: dict[str, Any] = {}
         if self.rlimits:
-            limits = [(rlimit_id(name), int(value)) for name, value in self.rlimits.items()]
-            kwargs["preexec_fn"] = _set_rlimits(limits)
+            kwargs["preexec_fn"] = _set_rlimits(self._rlimit_list())
         uid, gid, groups = self._uid_and_groups()
         if uid is not None:
             kwargs["user"] = uid

@@ -209,12 +209,8 @@ class Spawner:
         must not live on untracked: those whose replies are here are
         killed and reaped."""
         sock, process = self._sock, self._process
-        self._sock = self._process = None
         unclaimed = list(self._replies.values())
-        # what was sent to this one will never be answered
-        self._generation += 1
-        self._sent = self._received = 0
-        self._replies.clear()
+        self._forget()
         if process is not None:
             if kill:
                 process.kill()
@@ -255,11 +251,20 @@ class Spawner:
             self._stop()
             return True
 
+    def _forget(self):
+        """No spawner any more (stopped, or a fork's copy of the parent's):
+        what was sent to it will never be answered."""
+        self._sock = self._process = None
+        self._generation += 1
+        self._sent = self._received = 0
+        self._replies.clear()
+
     def close(self):
         with self._lock:
             if self._owner == os.getpid():
                 self._stop()
-            self._sock = self._process = None
+            else:
+                self._forget()
 
     def start(self):
         """Start it now (its Python's start overlaps the caller's work);
@@ -269,11 +274,7 @@ class Spawner:
 
     def _ready(self):
         if self._owner != os.getpid() and self._sock is not None:
-            # a fork's copy of the parent's: not a connection of ours
-            self._sock = self._process = None
-            self._generation += 1
-            self._sent = self._received = 0
-            self._replies.clear()
+            self._forget()  # a fork's copy of the parent's: not ours
         if self._sock is None:
             if time.monotonic() < self._retry_at or not self.available():
                 return False
@@ -284,18 +285,13 @@ class Spawner:
                 return False
         return True
 
-    def spawn(self, spec, fds):
-        """Start the child spec describes (argv, executable, env, cwd, uid,
-        gid, groups, rlimits, process_group); fds: {target number:
-        descriptor}. A Child, or None when the spawner cannot serve: spawn
-        in-process then."""
-        ticket = self.submit(spec, fds)
-        return None if ticket is None else self.result(ticket, spec)
-
     def submit(self, spec, fds):
-        """Send the request; a ticket for result(), or None when the spawner
-        cannot serve. Several may be sent before their results are asked
-        for: the spawner works on them while the caller prepares more."""
+        """Send a request to start the child spec describes (argv,
+        executable, env, cwd, uid, gid, groups, rlimits, process_group);
+        fds: {target number: descriptor}. A ticket for result(), or None
+        when the spawner cannot serve (spawn in-process then). Several may
+        be sent before their results are asked for: the spawner works on
+        them while the caller prepares more."""
         if len(fds) > MAX_FDS:
             return None
         message = marshal.dumps(dict(spec, targets=list(fds)))

@@ -56,9 +56,11 @@ cmd = sleep 310
 {as_nobody}
 
 [watcher:shell]
-# not one program: the shell forks sleep, which dies too (its process group)
+# not one program: the shell forks sleep, which dies too (its process group);
+# stop_children: the second circusd's clean stop must not orphan it either
 cmd = sleep 311 && true
 shell = true
+stop_children = true
 
 [watcher:named]
 cmd = renamed 312

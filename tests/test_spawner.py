@@ -13,7 +13,7 @@ import pytest
 from circus import spawner as spawner_module
 from circus.process import Process
 from circus.spawner import Child, spawner
-from support import ROOT, Circusd, children_of, is_spawner, pid_alive, wait_exec, wait_for
+from support import ROOT, children_of, is_spawner, pid_alive, wait_exec, wait_for
 
 PY = sys.executable
 
@@ -211,51 +211,42 @@ def test_other_stdout_targets_go_through_popen(tmp_path):
         Process(2, "echo", env={"A": "nul\0byte"})
 
 
-def test_circusd_spawns_through_one_spawner_that_leaves_with_it(tmp_path):
+def test_circusd_spawns_through_one_spawner_that_leaves_with_it(circusd):
     # 200 processes: 400 pipe ends in circusd, a dozen descriptors in the
     # spawner, and 3 in each child
-    daemon = Circusd(tmp_path, """
+    daemon = circusd("""
         [watcher:many]
         cmd = sleep 300
         numprocesses = 200
         """)
-    try:
-        daemon.start()
-        kids = wait_for(lambda: (lambda k: k if len(k) == 200 else None)(daemon.children()),
-                        timeout=30, message="200 processes")
-        wait_exec([k.pid for k in kids])
-        helpers = [c for c in psutil.Process(daemon.proc.pid).children() if is_spawner(c)]
-        assert len(helpers) == 1
-        assert helpers[0].num_fds() < 20 < 400 < daemon_fds(daemon)
-        for kid in kids[:20]:
-            assert kid.ppid() == daemon.proc.pid
-            assert sorted(int(f) for f in os.listdir("/proc/%d/fd" % kid.pid)) == [0, 1, 2]
-        ok = daemon.call("quit", waiting=True)
-        assert ok["status"] == "ok"
-        daemon.proc.wait(30)
-        wait_for(lambda: not pid_alive(helpers[0].pid), message="the spawner to exit")
-        assert not any(pid_alive(k.pid) for k in kids)
-    finally:
-        daemon.stop()
+    kids = wait_for(lambda: (lambda k: k if len(k) == 200 else None)(daemon.children()),
+                    timeout=30, message="200 processes")
+    wait_exec([k.pid for k in kids])
+    helpers = [c for c in psutil.Process(daemon.proc.pid).children() if is_spawner(c)]
+    assert len(helpers) == 1
+    assert helpers[0].num_fds() < 20 < 400 < daemon_fds(daemon)
+    for kid in kids[:20]:
+        assert kid.ppid() == daemon.proc.pid
+        assert sorted(int(f) for f in os.listdir("/proc/%d/fd" % kid.pid)) == [0, 1, 2]
+    assert daemon.call("quit", waiting=True)["status"] == "ok"
+    daemon.proc.wait(30)
+    wait_for(lambda: not pid_alive(helpers[0].pid), message="the spawner to exit")
+    assert not any(pid_alive(k.pid) for k in kids)
 
 
 def daemon_fds(daemon):
     return len(os.listdir("/proc/%d/fd" % daemon.proc.pid))
 
 
-def test_children_of_skips_only_the_spawner(tmp_path):
-    daemon = Circusd(tmp_path, """
+def test_children_of_skips_only_the_spawner(circusd):
+    daemon = circusd("""
         [watcher:one]
         cmd = sleep 300
         """)
-    try:
-        daemon.start()
-        kids = wait_for(lambda: children_of(daemon.proc.pid), message="the process")
-        everything = psutil.Process(daemon.proc.pid).children()
-        assert len(everything) == 2 and sum(map(is_spawner, everything)) == 1
-        assert [k.pid for k in kids] == [p.pid for p in everything if not is_spawner(p)]
-    finally:
-        daemon.stop()
+    kids = wait_for(lambda: children_of(daemon.proc.pid), message="the process")
+    everything = psutil.Process(daemon.proc.pid).children()
+    assert len(everything) == 2 and sum(map(is_spawner, everything)) == 1
+    assert [k.pid for k in kids] == [p.pid for p in everything if not is_spawner(p)]
 
 
 def test_the_extension_is_built_wherever_a_c_compiler_is():
