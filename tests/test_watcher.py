@@ -361,7 +361,8 @@ def test_spawn_options_env_cwd_rlimits_executable_shell(tmp_path):
                               rlimits={"nofile": 123})
         copied = Watcher("copied", "sleep 120", copy_env=True, copy_path=True)
         renamed = Watcher("renamed", "my-display-name 120", executable="/bin/sleep")
-        shell = Watcher("shell", "sleep 120 && echo $HOME", shell=True)
+        # stop_children: the shell's sleep is stopped with it, not orphaned
+        shell = Watcher("shell", "sleep 120 && echo $HOME", shell=True, stop_children=True)
         async with running([env_watcher, copied, renamed, shell]):
             pid = env_watcher.pids[0]
             await cmdline(pid)
