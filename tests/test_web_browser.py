@@ -307,7 +307,9 @@ def test_posts_without_token_or_from_another_site_are_refused(circusd, web_conso
 def test_markup_in_names_and_commands_is_shown_as_text(circusd, web_console, tmp_path, context):
     daemon, console, url, eid = start(circusd, web_console, tmp_path)
     # sh -c 'sleep 300' NAME: the markup is the process's $0, and in its cmdline
-    reply = daemon.call("add", name=XSS, cmd="sh", args=["-c", "sleep 300", XSS], start=True)
+    # (stop_children: the shell's sleep leaves with it at the end)
+    reply = daemon.call("add", name=XSS, cmd="sh", args=["-c", "sleep 300", XSS], start=True,
+                        options={"stop_children": True})
     assert reply["status"] == "ok", reply
     page = context.new_page()
     login(page, url, "alice")
