@@ -175,6 +175,12 @@ class Process:
             writers = {}
         self._pending = (argv, executable, env, submitted, readers, writers)
 
+    async def spawn_answered(self) -> None:
+        """Wait, with the loop free, until finish_spawn() has nothing to
+        wait for: the spawner answered (or failed) a begun spawn."""
+        if self._pending is not None and self._pending[3] is not None:
+            await spawner().answered(self._pending[3][0])
+
     def finish_spawn(self, fallback: bool = True) -> subprocess.Popen[bytes] | Child | None:
         """The second half of spawn(): the child, started. Without
         fallback, None instead of a spawn in-process when the spawner could

@@ -128,6 +128,7 @@ if __name__ == "__main__":
 
 
 # --- circusd's side --------------------------------------------------------
+import asyncio  # noqa: E402
 import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import subprocess  # noqa: E402
@@ -310,22 +311,64 @@ class Spawner:
             self._sent += 1
             return (self._generation, self._sent)
 
+    async def answered(self, ticket):
+        """Wait until the answer to ticket has arrived, or never will, with
+        the caller's loop free meanwhile: result() then takes no wait. The
+        spawner may be slow to answer (the machine busy with the children
+        it starts), and a loop blocked on it answers no command."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLY_TIMEOUT
+        generation, number = ticket
+        while True:
+            with self._lock:
+                if self._settled(generation, number, block=False):
+                    return
+                if loop.time() >= deadline:
+                    self._failed()
+                    return
+                # a descriptor of this waiter's own: a loop has one reader
+                # per descriptor, and watchers starting together all wait
+                try:
+                    fd = os.dup(self._sock.fileno())
+                except OSError:
+                    return  # none to spare: result() waits for the answer
+            readable = loop.create_future()
+            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            try:
+                await asyncio.wait_for(readable, deadline - loop.time())
+            except TimeoutError:
+                pass
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+    def _settled(self, generation, number, block):
+        """Under the lock: read replies until request number's is here (or,
+        without block, until none is waiting); True once it is here or can
+        never come (that spawner is gone)."""
+        while generation == self._generation and number not in self._replies:
+            try:
+                # the socket is in timeout mode, non-blocking at the system
+                # level: os.read takes only what has arrived
+                reply = self._sock.recv(4096) if block else os.read(self._sock.fileno(), 4096)
+            except BlockingIOError:
+                return False
+            except OSError:  # a stopped spawner times out
+                reply = b""
+            if len(reply) < REPLY.size:
+                self._failed()
+                break
+            self._received += 1
+            self._replies[self._received] = reply
+        return True
+
     def result(self, ticket, spec):
         """The Child of a submitted request; None when the spawner died
         before it answered (spawn in-process); OSError (or SubprocessError)
         as a Popen would raise when the child could not be started."""
         generation, number = ticket
         with self._lock:
-            while generation == self._generation and number not in self._replies:
-                try:
-                    reply = self._sock.recv(4096)
-                except OSError:  # a stopped spawner times out
-                    reply = b""
-                if len(reply) < REPLY.size:
-                    self._failed()
-                    break
-                self._received += 1
-                self._replies[self._received] = reply
+            self._settled(generation, number, block=True)
             reply = self._replies.pop(number, None) if generation == self._generation else None
         if reply is None:
             return None

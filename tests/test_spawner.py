@@ -287,3 +287,65 @@ def test_a_child_that_exited_before_it_was_watched_is_reaped():
         finally:
             reaper.close()
     asyncio.run(main())
+
+
+def sleeper_spec(seconds):
+    return {"argv": ["sleep", "%d.%d" % (seconds, os.getpid())], "executable": "/bin/sleep",
+            "env": {}, "cwd": "/", "uid": None, "gid": None, "groups": None, "rlimits": [],
+            "process_group": True}
+
+
+def test_the_loop_runs_while_it_waits_for_answers(monkeypatch):
+    # a spawner slow to answer (here: stopped) must not block circusd's
+    # loop: answered() waits on the loop, as several watchers may at once
+    # (each woken by the answer, well before REPLY_TIMEOUT), and result()
+    # then has the answer
+    import asyncio
+    monkeypatch.setenv("CIRCUS_SPAWNER", "1")
+    spec = sleeper_spec(123)
+
+    async def main():
+        assert spawner().start()
+        helper = spawner()._process
+        os.kill(helper.pid, signal.SIGSTOP)
+        try:
+            tickets = [spawner().submit(spec, {}) for _ in range(2)]
+            waiting = [asyncio.ensure_future(spawner().answered(t)) for t in tickets]
+            for _ in range(20):  # the loop turns meanwhile
+                await asyncio.sleep(0.01)
+            assert not any(w.done() for w in waiting)
+        finally:
+            os.kill(helper.pid, signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(*waiting), spawner_module.REPLY_TIMEOUT / 2)
+        return [spawner().result(t, spec) for t in tickets]
+    children = asyncio.run(main())
+    try:
+        assert all(isinstance(c, Child) and psutil.Process(c.pid).ppid() == os.getpid()
+                   for c in children)
+    finally:
+        for child in children:
+            if child is not None:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait()
+    spawner().close()
+
+
+def test_a_spawner_that_does_not_answer_in_time_is_replaced(monkeypatch):
+    import asyncio
+    monkeypatch.setenv("CIRCUS_SPAWNER", "1")
+    monkeypatch.setattr(spawner_module, "REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(spawner_module, "RESTART_DELAY", 0.0)
+    before = zombies()
+    spec = sleeper_spec(124)
+
+    async def main():
+        assert spawner().start()
+        helper = spawner()._process
+        os.kill(helper.pid, signal.SIGSTOP)  # killed, stopped or not, once replaced
+        ticket = spawner().submit(spec, {})
+        await asyncio.wait_for(spawner().answered(ticket), 5)
+        return helper, ticket
+    helper, ticket = asyncio.run(main())
+    assert spawner()._process is None and not pid_alive(helper.pid)
+    assert spawner().result(ticket, spec) is None  # the caller spawns in-process
+    assert mine(" ".join(spec["argv"])) == [] and zombies() == before

@@ -380,7 +380,8 @@ class ProcessKeeping:
     async def _pipelined(self, count, spawned):
         """The spawner (circus.spawner) works on a batch while the loop has
         its turn and while circusd finishes the batch before: a batch is
-        sent, the loop turns, then the previous batch is finished."""
+        sent, the loop turns, then the previous batch is finished, once the
+        spawner has answered it (the loop free until then)."""
         in_flight = []  # batches begun and not finished, oldest first
         failed = False
         try:
@@ -398,6 +399,9 @@ class ProcessKeeping:
                 if len(in_flight) == 1 and count > 0 and not failed:
                     continue  # one more batch in flight first
                 oldest = in_flight[0]
+                await oldest[-1].spawn_answered()  # answers come in order
+                if not self.is_running():
+                    return False
                 done = []
                 while oldest:
                     process = self._finish_spawn(oldest.pop(0))
