@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 
+from circus import fdtable
 from circus.logs import LEVELS, configure_logging
 
 LOG_FORMAT = "%(asctime)s circus[%(process)d] [%(levelname)s] %(message)s"
@@ -203,6 +204,8 @@ def main(argv=None):
             logging.getLogger("circus").handlers[:] = [logging.NullHandler()]
         arbiter.subscribe(lambda topic, msg: topic == "arbiter.start" and report())
     raise_open_files_limit()
+    # while circusd has no thread yet, growing its descriptor table is free
+    fdtable.reserve(fdtable.PER_PROCESS * sum(w.numprocesses for w in arbiter.watchers))
     if args.config is None:
         announce_built_in(arbiter)
     arbiter.pid = os.getpid()

@@ -10,6 +10,7 @@ import sys
 import psutil
 import pytest
 
+from circus import fdtable
 from circus import spawner as spawner_module
 from circus.process import Process
 from circus.spawner import Child, spawner
@@ -225,6 +226,8 @@ def test_circusd_spawns_through_one_spawner_that_leaves_with_it(circusd):
     helpers = [c for c in psutil.Process(daemon.proc.pid).children() if is_spawner(c)]
     assert len(helpers) == 1
     assert helpers[0].num_fds() < 20 < 400 < daemon_fds(daemon)
+    # its descriptor table was made big enough before any thread (circus.fdtable)
+    assert descriptor_table_size(daemon.proc.pid) >= fdtable.PER_PROCESS * 200
     for kid in kids[:20]:
         assert kid.ppid() == daemon.proc.pid
         assert sorted(int(f) for f in os.listdir("/proc/%d/fd" % kid.pid)) == [0, 1, 2]
@@ -236,6 +239,11 @@ def test_circusd_spawns_through_one_spawner_that_leaves_with_it(circusd):
 
 def daemon_fds(daemon):
     return len(os.listdir("/proc/%d/fd" % daemon.proc.pid))
+
+
+def descriptor_table_size(pid):
+    with open("/proc/%d/status" % pid) as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("FDSize:"))
 
 
 def test_children_of_skips_only_the_spawner(circusd):

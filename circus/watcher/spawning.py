@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 
+from circus import fdtable
 from circus.errors import describe
 from circus.process import Process
 from circus.states import WatcherState
@@ -353,6 +354,7 @@ class ProcessKeeping:
         rest is left for a new count). A spawn hook or a warmup_delay
         spawns one at a time, start to end; otherwise in batches, two of
         them in flight (_pipelined)."""
+        fdtable.reserve(fdtable.PER_PROCESS * count)  # one growth, not one per doubling
         if self.warmup_delay > 0 or "before_spawn" in self.hooks \
                 or "after_spawn" in self.hooks:
             return await self._one_by_one(count, spawned)
