@@ -78,12 +78,17 @@ class ProcessReplacing:
         if not processes:
             return 0
         # (a watcher's processes are made with its loop: they have both futures)
-        results = await asyncio.gather(
-            *(p.ready_future for p in processes))  # type: ignore[arg-type]
+        # only the pending ones are waited on: gather would run a callback
+        # per future, ten thousand in one loop turn after a big start
+        pending = [p.ready_future for p in processes
+                   if not p.ready_future.done()]  # type: ignore[union-attr]
+        if pending:
+            await asyncio.wait(pending)  # type: ignore[type-var]
+        failed = [p for p in processes if not p.ready_future.result()]  # type: ignore[union-attr]
         # the ones that failed are being killed: let the caller see them gone
-        await asyncio.gather(*(p.exit_future  # type: ignore[arg-type]
-                               for p, ok in zip(processes, results) if not ok))
-        return sum(1 for r in results if r)
+        if failed:
+            await asyncio.wait([p.exit_future for p in failed])  # type: ignore[type-var]
+        return len(processes) - len(failed)
 
     async def _recycle(self, process: Process) -> None:
         async with self._operation_lock():
