@@ -228,8 +228,10 @@ def run_scale(plan, bindir, workdir, baseline=None):
             "n": len(latencies), "errors": polled["errors"], "polled_s": polled["polled_s"],
             "max": max(latencies) if latencies else None,
             "p99": util.percentile(latencies, 99), "median": util.percentile(latencies, 50)}
+        # the start's tail settles first: the last children's dynamic
+        # loading, and each process's first-second timer (MIN_UPTIME)
+        time.sleep(1.0)
         result["stats_ms"] = util.summary(daemon.latency("stats", plan["stats_repeat"]))
-        time.sleep(1.0)  # let the start's bookkeeping settle
         result["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])
         result["idle_seconds"] = plan["idle_seconds"]
         rss = util.rss_bytes(daemon.pid)

@@ -28,7 +28,7 @@ PLANS = {
                     "stats_repeat": 5, "stats_budget": 8, "respawns": 10,
                     "start_repeat": 3, "scale_by": 100, "scale_repeat": 3,
                     "circusctl_runs": 30, "old_circus": True,
-                    "scale": {"processes": 10000, "idle_seconds": 30, "stats_repeat": 3}},
+                    "scale": {"processes": 10000, "idle_seconds": 30, "stats_repeat": 5}},
         "stats": {"processes": [500, 1000], "duration": 20, "old_circus": True},
         "latency": {"repeat": 1000, "processes": 500},
         "console": {"watchers": 50, "processes": 1000, "clients": 20, "duration": 20,
