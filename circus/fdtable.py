@@ -13,7 +13,7 @@ import os
 import resource
 
 # what circusd holds for each process: its two output pipes, and a pidfd
-# where it learns of exits without SIGCHLD (circus.reaper)
+# where an arbiter runs off the main thread, without SIGCHLD (circus.reaper)
 PER_PROCESS = 3
 
 
@@ -49,6 +49,6 @@ def table_size():
             for line in status:
                 if line.startswith(b"FDSize:"):
                     return int(line.split()[1])
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         pass
     return 0

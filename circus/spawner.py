@@ -22,7 +22,9 @@ exec has happened or failed; circusd raises the OSError a Popen would.
 
 Requests are answered in order, so several may be sent before the first
 answer is read (submit(), then result()): a watcher's start sends a batch
-before a loop turn and reads it after, and the spawner clones meanwhile.
+before a loop turn and reads it after, and the spawner clones meanwhile;
+answered() waits for an answer on the caller's loop, so that result()
+then takes it without a wait.
 
 Where the spawner cannot run (the extension was not built: no compiler at
 install; not Linux; it died, or did not answer within REPLY_TIMEOUT, in
@@ -178,6 +180,9 @@ class Spawner:
         self._generation = 0
         self._sent = self._received = 0
         self._replies = {}  # number -> a reply read before its turn
+        # (loop, future) of each answered() waiting: woken whenever replies
+        # are read, whoever reads them, since then the socket shows nothing
+        self._waiters = []
 
     _built = None  # whether circus/_spawn was compiled (looked up once)
 
@@ -259,6 +264,7 @@ class Spawner:
         self._generation += 1
         self._sent = self._received = 0
         self._replies.clear()
+        self._wake_waiters()
 
     def close(self):
         with self._lock:
@@ -315,15 +321,20 @@ class Spawner:
         """Wait until the answer to ticket has arrived, or never will, with
         the caller's loop free meanwhile: result() then takes no wait. The
         spawner may be slow to answer (the machine busy with the children
-        it starts), and a loop blocked on it answers no command."""
+        it starts), and a loop blocked on it answers no command. (Another
+        thread's result() holds the lock while it waits, as it did.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REPLY_TIMEOUT
         generation, number = ticket
+        received = None
         while True:
+            woken = loop.create_future()
             with self._lock:
                 if self._settled(generation, number, block=False):
                     return
-                if loop.time() >= deadline:
+                if self._received != received:  # silent for REPLY_TIMEOUT: failed
+                    received, deadline = self._received, loop.time() + REPLY_TIMEOUT
+                elif loop.time() >= deadline:
                     self._failed()
                     return
                 # a descriptor of this waiter's own: a loop has one reader
@@ -332,15 +343,28 @@ class Spawner:
                     fd = os.dup(self._sock.fileno())
                 except OSError:
                     return  # none to spare: result() waits for the answer
-            readable = loop.create_future()
-            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+                self._waiters.append((loop, woken))
             try:
-                await asyncio.wait_for(readable, deadline - loop.time())
+                loop.add_reader(fd, _set_pending, woken)
+                await asyncio.wait_for(woken, deadline - loop.time())
             except TimeoutError:
                 pass
             finally:
                 loop.remove_reader(fd)
                 os.close(fd)
+                with self._lock:
+                    if (loop, woken) in self._waiters:
+                        self._waiters.remove((loop, woken))
+
+    def _wake_waiters(self):
+        """Under the lock: replies were read, or the spawner is gone."""
+        waiters, self._waiters = self._waiters, []
+        if self._owner == os.getpid():  # not a fork's copy of another's loops
+            for loop, woken in waiters:
+                try:
+                    loop.call_soon_threadsafe(_set_pending, woken)
+                except RuntimeError:
+                    pass  # its loop is closed: nobody waits any more
 
     def _settled(self, generation, number, block):
         """Under the lock: read replies until request number's is here (or,
@@ -360,6 +384,8 @@ class Spawner:
                 break
             self._received += 1
             self._replies[self._received] = reply
+            if self._waiters:
+                self._wake_waiters()
         return True
 
     def result(self, ticket, spec):
@@ -392,6 +418,11 @@ class Spawner:
                        self._process.pid if self._process else "?", RESTART_DELAY)
         self._stop(kill=True)
         self._retry_at = time.monotonic() + RESTART_DELAY
+
+
+def _set_pending(future):
+    if not future.done():
+        future.set_result(None)
 
 
 def _kill_and_reap(pid):

@@ -226,7 +226,7 @@ def test_circusd_spawns_through_one_spawner_that_leaves_with_it(circusd):
     helpers = [c for c in psutil.Process(daemon.proc.pid).children() if is_spawner(c)]
     assert len(helpers) == 1
     assert helpers[0].num_fds() < 20 < 400 < daemon_fds(daemon)
-    # its descriptor table was made big enough before any thread (circus.fdtable)
+    # its descriptor table was grown ahead of the start (circus.fdtable)
     assert descriptor_table_size(daemon.proc.pid) >= fdtable.PER_PROCESS * 200
     for kid in kids[:20]:
         assert kid.ppid() == daemon.proc.pid
@@ -244,6 +244,19 @@ def daemon_fds(daemon):
 def descriptor_table_size(pid):
     with open("/proc/%d/status" % pid) as status:
         return next(int(line.split()[1]) for line in status if line.startswith("FDSize:"))
+
+
+def test_circusd_grows_its_descriptor_table_before_anything_starts(circusd):
+    # at circusd's start, before its first thread, a growth costs nothing:
+    # room for every process of the config, started later or not
+    daemon = circusd("""
+        [watcher:later]
+        cmd = sleep 300
+        numprocesses = 200
+        autostart = false
+        """)
+    assert daemon.call("status", name="later")["status"] == "stopped"
+    assert descriptor_table_size(daemon.proc.pid) >= fdtable.PER_PROCESS * 200
 
 
 def test_children_of_skips_only_the_spawner(circusd):
@@ -357,3 +370,38 @@ def test_a_spawner_that_does_not_answer_in_time_is_replaced(monkeypatch):
     assert spawner()._process is None and not pid_alive(helper.pid)
     assert spawner().result(ticket, spec) is None  # the caller spawns in-process
     assert mine(" ".join(spec["argv"])) == [] and zombies() == before
+
+
+def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
+    # a blocking result() (a respawn, a spawn hook's one-by-one start) reads
+    # every answer up to its own: one that answered() waits for is then in
+    # circusd's hands and no longer on the socket; its waiter is woken
+    import asyncio
+    monkeypatch.setenv("CIRCUS_SPAWNER", "1")
+    spec = sleeper_spec(125)
+
+    async def main():
+        assert spawner().start()
+        helper = spawner()._process
+        os.kill(helper.pid, signal.SIGSTOP)
+        try:
+            first, second = spawner().submit(spec, {}), spawner().submit(spec, {})
+            waiting = asyncio.ensure_future(spawner().answered(first))
+            await asyncio.sleep(0)  # it looks, finds nothing, and waits
+            assert not waiting.done() and spawner()._waiters
+        finally:
+            os.kill(helper.pid, signal.SIGCONT)
+        children = [spawner().result(second, spec)]  # reads the first answer too
+        await asyncio.wait_for(waiting, spawner_module.REPLY_TIMEOUT / 2)
+        children.append(spawner().result(first, spec))
+        return children
+    children = asyncio.run(main())
+    try:
+        assert all(isinstance(c, Child) for c in children)
+    finally:
+        for child in children:
+            if child is not None:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait()
+    assert spawner()._waiters == []
+    spawner().close()

@@ -232,6 +232,7 @@ def run_scale(plan, bindir, workdir, baseline=None):
         # loading, and each process's first-second timer (MIN_UPTIME)
         time.sleep(1.0)
         result["stats_ms"] = util.summary(daemon.latency("stats", plan["stats_repeat"]))
+        time.sleep(1.0)  # and so do the stats calls' (freed memory, collections)
         result["idle_cpu_pct"] = daemon.idle(plan["idle_seconds"])
         result["idle_seconds"] = plan["idle_seconds"]
         rss = util.rss_bytes(daemon.pid)
