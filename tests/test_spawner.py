@@ -405,3 +405,35 @@ def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
                 child.wait()
     assert spawner()._waiters == []
     spawner().close()
+
+
+def test_a_spawner_that_keeps_answering_is_not_failed_behind_a_queue(monkeypatch):
+    # REPLY_TIMEOUT is a silence: answers to the requests ahead of ours,
+    # each within it, keep the wait going however long the queue
+    import asyncio
+    import socket
+    monkeypatch.setattr(spawner_module, "REPLY_TIMEOUT", 0.5)
+    helper = spawner_module.Spawner()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.settimeout(spawner_module.REPLY_TIMEOUT)
+    helper._sock, helper._owner = ours, os.getpid()  # the test plays the spawner
+    monkeypatch.setattr(helper, "_ready", lambda: True)
+    spec = sleeper_spec(126)
+    answer = spawner_module.REPLY.pack(0, 1, errno.ENOENT, spawner_module.EXEC)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tickets = [helper.submit(spec, {}) for _ in range(3)]
+        for n in range(3):  # 0.3 s apart: 0.9 s in all
+            loop.call_later(0.3 * (n + 1), theirs.send, answer)
+        t0 = loop.time()
+        await asyncio.wait_for(helper.answered(tickets[2]), 5)
+        return tickets, loop.time() - t0
+    try:
+        tickets, waited = asyncio.run(main())
+        assert waited >= 0.85 and helper._sock is ours  # not replaced
+        with pytest.raises(FileNotFoundError):
+            helper.result(tickets[2], spec)
+    finally:
+        ours.close()
+        theirs.close()
