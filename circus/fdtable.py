@@ -21,6 +21,7 @@ def reserve(count):
     """Make the table hold count more descriptors than are open now,
     within the soft RLIMIT_NOFILE; best effort (a failure only means the
     kernel grows the table later, as it would have)."""
+    global _reached
     try:
         probe = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -31,15 +32,29 @@ def reserve(count):
         target = probe + count
         if soft != resource.RLIM_INFINITY:
             target = min(target, soft - 1)
-        if target < table_size():
-            return
-        # F_DUPFD takes the lowest free number at or above target: it never
-        # replaces an open descriptor, and makes the table cover target
-        os.close(fcntl.fcntl(probe, fcntl.F_DUPFD_CLOEXEC, target))
+        if target < _reached_size():
+            return  # most calls (a respawn's): no need to read /proc
+        size = table_size()
+        if target >= size:
+            # F_DUPFD takes the lowest free number at or above target: it
+            # never replaces an open descriptor, and makes the table cover it
+            os.close(fcntl.fcntl(probe, fcntl.F_DUPFD_CLOEXEC, target))
+            size = target + 1
+        _reached = (os.getpid(), size)
     except OSError:
         pass
     finally:
         os.close(probe)
+
+
+# (pid, size) the table has reached: it never shrinks, but a fork's child
+# gets a table of its own, possibly smaller
+_reached = (0, 0)
+
+
+def _reached_size():
+    pid, size = _reached
+    return size if pid == os.getpid() else 0
 
 
 def table_size():

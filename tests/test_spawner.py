@@ -1,9 +1,11 @@
 """circus.spawner: children started by a small helper process, yet circusd's
 own children, with exactly the descriptors, user, limits and errors that an
 in-process Popen gives them."""
+import asyncio
 import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -29,6 +31,19 @@ def spawn_path(request, monkeypatch):
 
 def expected_type(spawn_path):
     return Child if spawn_path == "spawner" else subprocess.Popen
+
+
+def sleeper_spec(seconds):
+    return {"argv": ["sleep", "%d.%d" % (seconds, os.getpid())], "executable": "/bin/sleep",
+            "env": {}, "cwd": "/", "uid": None, "gid": None, "groups": None, "rlimits": [],
+            "process_group": True}
+
+
+def kill_all(children):
+    for child in children:
+        if child is not None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def zombies():
@@ -175,9 +190,8 @@ def test_children_whose_answers_nobody_reads_do_not_outlive_the_spawner(monkeypa
     # children it started are killed and reaped, not left untracked
     monkeypatch.setenv("CIRCUS_SPAWNER", "1")
     before = zombies()
-    marker = "sleep 121.%d" % os.getpid()
-    spec = {"argv": marker.split(), "executable": "/bin/sleep", "env": {}, "cwd": "/",
-            "uid": None, "gid": None, "groups": None, "rlimits": [], "process_group": True}
+    spec = sleeper_spec(121)
+    marker = " ".join(spec["argv"])
     tickets = [spawner().submit(spec, {}) for _ in range(3)]
     assert None not in tickets
     wait_for(lambda: len(mine(marker)) == 3, message="the three children")
@@ -286,7 +300,6 @@ def test_a_child_that_exited_before_it_was_watched_is_reaped():
     # a batch's child can exit during the loop's turn, before circusd has
     # read its pid: its SIGCHLD finds no owner and leaves it; check_soon()
     # then collects it without waiting for another child's SIGCHLD
-    import asyncio
 
     from circus.reaper import Reaper
 
@@ -310,18 +323,11 @@ def test_a_child_that_exited_before_it_was_watched_is_reaped():
     asyncio.run(main())
 
 
-def sleeper_spec(seconds):
-    return {"argv": ["sleep", "%d.%d" % (seconds, os.getpid())], "executable": "/bin/sleep",
-            "env": {}, "cwd": "/", "uid": None, "gid": None, "groups": None, "rlimits": [],
-            "process_group": True}
-
-
 def test_the_loop_runs_while_it_waits_for_answers(monkeypatch):
     # a spawner slow to answer (here: stopped) must not block circusd's
     # loop: answered() waits on the loop, as several watchers may at once
     # (each woken by the answer, well before REPLY_TIMEOUT), and result()
     # then has the answer
-    import asyncio
     monkeypatch.setenv("CIRCUS_SPAWNER", "1")
     spec = sleeper_spec(123)
 
@@ -344,15 +350,11 @@ def test_the_loop_runs_while_it_waits_for_answers(monkeypatch):
         assert all(isinstance(c, Child) and psutil.Process(c.pid).ppid() == os.getpid()
                    for c in children)
     finally:
-        for child in children:
-            if child is not None:
-                os.kill(child.pid, signal.SIGKILL)
-                child.wait()
+        kill_all(children)
     spawner().close()
 
 
 def test_a_spawner_that_does_not_answer_in_time_is_replaced(monkeypatch):
-    import asyncio
     monkeypatch.setenv("CIRCUS_SPAWNER", "1")
     monkeypatch.setattr(spawner_module, "REPLY_TIMEOUT", 0.3)
     monkeypatch.setattr(spawner_module, "RESTART_DELAY", 0.0)
@@ -376,7 +378,6 @@ def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
     # a blocking result() (a respawn, a spawn hook's one-by-one start) reads
     # every answer up to its own: one that answered() waits for is then in
     # circusd's hands and no longer on the socket; its waiter is woken
-    import asyncio
     monkeypatch.setenv("CIRCUS_SPAWNER", "1")
     spec = sleeper_spec(125)
 
@@ -399,10 +400,7 @@ def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
     try:
         assert all(isinstance(c, Child) for c in children)
     finally:
-        for child in children:
-            if child is not None:
-                os.kill(child.pid, signal.SIGKILL)
-                child.wait()
+        kill_all(children)
     assert spawner()._waiters == []
     spawner().close()
 
@@ -410,8 +408,6 @@ def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
 def test_a_spawner_that_keeps_answering_is_not_failed_behind_a_queue(monkeypatch):
     # REPLY_TIMEOUT is a silence: answers to the requests ahead of ours,
     # each within it, keep the wait going however long the queue
-    import asyncio
-    import socket
     monkeypatch.setattr(spawner_module, "REPLY_TIMEOUT", 0.5)
     helper = spawner_module.Spawner()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
