@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import zmq
 
     from circus.controller import Controller
+    from circus.procstats import Snapshot
     from circus.sdnotify import NotifyListener
 
 # listener(topic, message): what subscribe() takes, and a watcher's publish
@@ -464,12 +465,14 @@ class Arbiter(Running):
         return await reload_config(self)
 
     # --- information ------------------------------------------------------
-    def info(self) -> dict[str, Any] | str:
+    def info(self, snapshot: Snapshot | None = None) -> dict[str, Any] | str:
         # through procstats, which remembers the previous look: cpu is then
         # the usage since the last dstats, not always 0.0 from a new psutil
         # object, and children costs one /proc scan
-        from circus.procstats import Snapshot
-        return Snapshot().info(self.pid, self.started_at)
+        if snapshot is None:
+            from circus.procstats import Snapshot
+            snapshot = Snapshot()
+        return snapshot.info(self.pid, self.started_at)
 
     def metrics(self, known: Mapping[str, int] | None = None,
                 pids: bool = True) -> dict[str, Any]:

@@ -142,8 +142,10 @@ class Controller:
     async def _handle(self, envelope, raw):
         reply = await self.dispatch(raw)
         if reply is not None:
+            data = json.dumps(reply).encode()
+            del reply  # a stats reply's thousands of objects: freed now (circus.heap)
             try:
-                await self.router.send_multipart(envelope + [json.dumps(reply).encode()])
+                await self.router.send_multipart(envelope + [data])
             except zmq.ZMQError as exc:
                 logger.warning("could not send a reply: %s", exc)
 

@@ -21,8 +21,11 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGESIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 NO_SUCH_PROCESS = "No such process (stopped?)"
 
-# (pid, start ticks) -> (cpu ticks, monotonic time) of the previous look
-_cpu_samples = {}
+# (pid, start ticks) -> cpu ticks, and monotonic time, of the previous look:
+# two mappings of numbers, not one of tuples, so that a look at thousands
+# of processes leaves no new object for the garbage collector to walk
+_cpu_ticks = {}
+_cpu_seen = {}
 # (pid, start ticks) -> (command line, uid, monotonic time it was read)
 _identities = {}
 IDENTITY_REFRESH = 60.0
@@ -85,30 +88,52 @@ class Snapshot:
 
     def __init__(self):
         self._stats = None
+        self._seen = None
         self._children = None
         self.available = os.path.exists("/proc/self/stat")
         # one clock reading per look: its infos are of one moment
         self._now = time.time()
+        self._monotonic = time.monotonic()
 
     def _scan(self):
-        stats, children = {}, {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                data = _read("/proc/%s/stat" % name, 1024)
-            except OSError:  # gone meanwhile
-                continue
-            # the command name may hold spaces and parentheses: split after it
-            fields = data[data.rfind(b")") + 2:].split()
-            pid = int(name)
-            stats[pid] = fields
-            children.setdefault(int(fields[1]), []).append(pid)
+        for _ in self._scanning(None):
+            pass
+
+    async def scan(self, per_turn):
+        """The look at /proc, giving the loop a turn after every per_turn
+        processes: with thousands of them it takes a few hundred ms."""
+        import asyncio
+        for _ in self._scanning(per_turn):
+            await asyncio.sleep(0)
+
+    def _scanning(self, per_turn):
+        """Reads every /proc/<pid>/stat; yields after every per_turn of them."""
+        # pid -> the fields of its stat after the command name (which may
+        # hold spaces and parentheses), as bytes: split again by info(),
+        # which keeps no list per process alive
+        stats, seen, children = {}, {}, {}
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+        per_turn = per_turn or len(names) or 1
+        for first in range(0, len(names), per_turn):
+            # the moment of these reads, for cpu%: one float for the chunk
+            now = time.monotonic()
+            for name in names[first:first + per_turn]:
+                try:
+                    data = _read("/proc/%s/stat" % name, 1024)
+                except OSError:  # gone meanwhile
+                    continue
+                fields = data[data.rfind(b")") + 2:]
+                pid = int(name)
+                stats[pid] = fields
+                seen[pid] = now
+                children.setdefault(int(fields.split(None, 2)[1]), []).append(pid)
+            if first + per_turn < len(names):
+                yield
         live = set(stats)
-        for cache in (_cpu_samples, _identities):
+        for cache in (_cpu_ticks, _cpu_seen, _identities):
             for key in [k for k in cache if k[0] not in live]:
                 del cache[key]
-        self._stats, self._children = stats, children
+        self._stats, self._seen, self._children = stats, seen, children
 
     def children(self, pid):
         if self._stats is None:
@@ -124,11 +149,13 @@ class Snapshot:
         if self._stats is None:
             self._scan()
         fields = self._stats.get(pid)
-        if fields is None or fields[0] in (b"Z", b"X"):
+        if fields is None or fields[:1] in (b"Z", b"X"):
             return NO_SUCH_PROCESS
+        fields = fields.split()
         utime, stime = int(fields[11]), int(fields[12])
         start_ticks = int(fields[19])
-        identity = self._identity(pid, start_ticks)
+        key = (pid, start_ticks)
+        identity = self._identity(key)
         if identity is None:
             return NO_SUCH_PROCESS
         cmdline, uid = identity
@@ -138,7 +165,7 @@ class Snapshot:
         kids = self._children.get(pid)
         info = {
             "pid": pid,
-            "cpu": self._cpu_percent(pid, start_ticks, utime + stime),
+            "cpu": self._cpu_percent(key, utime + stime),
             "mem": round(rss * 100.0 / _total_memory(), 1),
             "mem_info1": _human(rss),
             "mem_info2": _human(vms),
@@ -156,16 +183,14 @@ class Snapshot:
         }
         return info
 
-    @staticmethod
-    def _identity(pid, start_ticks):
+    def _identity(self, key):
         """(command line, uid) of the process; None once it is gone."""
-        key = (pid, start_ticks)
-        now = time.monotonic()
+        now = self._monotonic
         known = _identities.get(key)
         if known is not None and now - known[2] < IDENTITY_REFRESH:
             return known[:2]
         try:
-            fd = os.open("/proc/%d/cmdline" % pid, os.O_RDONLY)
+            fd = os.open("/proc/%d/cmdline" % key[0], os.O_RDONLY)
             try:
                 raw = os.read(fd, 1 << 16)
                 # the owner of a /proc/PID file is the process's user
@@ -179,15 +204,15 @@ class Snapshot:
             _identities[key] = (cmdline, uid, now)
         return cmdline, uid
 
-    @staticmethod
-    def _cpu_percent(pid, start_ticks, ticks):
-        now = time.monotonic()
-        key = (pid, start_ticks)
-        previous = _cpu_samples.get(key)
-        _cpu_samples[key] = (ticks, now)
-        if previous is None or now <= previous[1]:
+    def _cpu_percent(self, key, ticks):
+        now = self._seen[key[0]]
+        previous_ticks = _cpu_ticks.get(key)
+        previous_seen = _cpu_seen.get(key, now)
+        _cpu_ticks[key] = ticks
+        _cpu_seen[key] = now
+        if previous_ticks is None or now <= previous_seen:
             return 0.0
-        return round((ticks - previous[0]) / _CLK_TCK / (now - previous[1]) * 100, 1)
+        return round((ticks - previous_ticks) / _CLK_TCK / (now - previous_seen) * 100, 1)
 
 
 def _psutil_info(pid, started):

@@ -16,7 +16,7 @@ PACKAGE = os.path.join(ROOT, "circus")
 DAEMON = ("circus.arbiter", "circus.reload", "circus.watcher", "circus.process",
           "circus.controller", "circus.reaper", "circus.sockets", "circus.system_watchers",
           "circus.circusd", "circus.stream", "circus.counters", "circus.guardian",
-          "circus.running", "circus.spawner", "circus.fdtable")
+          "circus.running", "circus.spawner", "circus.fdtable", "circus.heap")
 # the code of processes that speak to circusd over the protocol only
 OUTSIDE = {
     "client": ("circus.client", "circus.consumer", "circus.circusctl", "circus.transport"),

@@ -59,3 +59,41 @@ def test_snapshot_reads_a_command_line_again_once_a_minute(monkeypatch):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_look_gives_the_loop_a_turn_every_per_turn_processes():
+    import asyncio
+    import os
+
+    async def main():
+        turns = 0
+        looking = True
+
+        async def count_turns():
+            nonlocal turns
+            while looking:
+                await asyncio.sleep(0)
+                turns += 1
+        counter = asyncio.ensure_future(count_turns())
+        await asyncio.sleep(0)
+        system = sum(1 for name in os.listdir("/proc") if name.isdigit())
+        snapshot = Snapshot()
+        await snapshot.scan(per_turn=5)
+        looking = False
+        await counter
+        assert turns >= system // 5 - 1
+        assert snapshot.info(os.getpid())["pid"] == os.getpid()
+    asyncio.run(main())
+
+
+def test_cpu_is_the_share_of_a_core_since_the_previous_look():
+    busy = subprocess.Popen([PYTHON, "-c", "while True: pass"])
+    try:
+        assert Snapshot().info(busy.pid)["cpu"] == 0.0  # no earlier look
+        time.sleep(0.5)  # an interval to measure over, not a wait for a state
+        cpu = Snapshot().info(busy.pid)["cpu"]
+        # a core at most; at least a share of one even on a loaded machine
+        assert 10.0 < cpu <= 105.0
+    finally:
+        busy.kill()
+        busy.wait()

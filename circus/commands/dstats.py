@@ -26,7 +26,10 @@ class Dstats(Command):
     name = "dstats"
 
     async def execute(self, arbiter, props):
-        return {"info": arbiter.info()}
+        from circus import heap
+        from circus.commands.stats import look
+        with heap.paused():  # its children's infos: thousands, gone once sent
+            return {"info": arbiter.info(await look())}
 
     def console_msg(self, msg):
         info = msg.get("info")

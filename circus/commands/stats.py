@@ -68,12 +68,17 @@ class Stats(Command):
         return self.make_message(**props)
 
     async def execute(self, arbiter, props):
-        from circus.procstats import Snapshot
-        snapshot = Snapshot()  # one look at /proc for every watcher
+        from circus import heap
+        with heap.paused():  # thousands of infos, all gone once sent
+            return await self._describe(arbiter, props)
+
+    async def _describe(self, arbiter, props):
+        # the processes are listed before the look at /proc, which gives the
+        # loop turns: one spawned meanwhile is not in it, and would read as
+        # stopped
         if "name" not in props:
-            # every list taken before the first pause: a process spawned
-            # meanwhile is not in the snapshot, and would read as stopped
             listed = [(w.name, list(w.processes.values())) for w in arbiter.iter_watchers()]
+            snapshot = await look()
             infos = {}
             for name, processes in listed:
                 infos[name] = await _infos(processes, snapshot)
@@ -82,10 +87,14 @@ class Stats(Command):
         pid = props.get("process", props.get("pid"))
         if pid is not None:
             process = self.process(watcher, pid)
+            snapshot = await look()
+            # gone meanwhile: "No such process", not an unknown pid
             return {"watcher": watcher.name, "process": process.pid,
-                    "info": watcher.process_info(process.pid, snapshot)}
+                    "info": snapshot.info(process.pid, process.started)}
+        processes = list(watcher.processes.values())
+        snapshot = await look()
         return dict(watcher.stop_report(), name=watcher.name,
-                    info=await _infos(list(watcher.processes.values()), snapshot))
+                    info=await _infos(processes, snapshot))
 
     def console_msg(self, msg):
         if "infos" in msg:
@@ -100,9 +109,17 @@ class Stats(Command):
         return super().console_msg(msg)
 
 
-# processes described between two turns given to circusd's loop: with
-# thousands of them, other commands are answered while stats works
+# processes looked at or described between two turns given to circusd's
+# loop: with thousands of them, other commands are answered while stats works
 INFOS_PER_TURN = 256
+
+
+async def look():
+    """One look at /proc (a procstats Snapshot), taken giving the loop turns."""
+    from circus.procstats import Snapshot
+    snapshot = Snapshot()
+    await snapshot.scan(INFOS_PER_TURN)
+    return snapshot
 
 
 async def _infos(processes, snapshot):

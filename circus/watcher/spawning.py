@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import heapq
 import logging
 import random
 import signal
 import subprocess
-import threading
 import time
 import weakref
 
-from circus import fdtable
+from circus import fdtable, heap
 from circus.errors import describe
 from circus.process import Process
 from circus.states import WatcherState
@@ -73,31 +71,8 @@ async def spawn_pause(loop, must_yield=False):
 
 
 # a start of this many processes keeps the heap out of the garbage
-# collector's full collections while it runs: see _heap_frozen
+# collector's full collections while it runs: see circus.heap
 HEAP_FREEZE_FROM = 1000
-
-
-class _heap_frozen:
-    """While processes are spawned by the thousand, circusd's heap grows by
-    a hundred objects per process, all of them alive; every full collection
-    of the cyclic garbage collector walks the whole heap for nothing (20 to
-    200 ms each at 10,000 processes, six of them during such a start, with
-    the loop blocked). gc.freeze() after each batch moves what exists into
-    the collector's permanent generation, which it never walks; the last
-    mass start to end unfreezes it, and garbage cycles made meanwhile are
-    collected then, as before."""
-    depth = 0
-    lock = threading.Lock()  # arbiters may run on loops of their own threads
-
-    def __enter__(self):
-        with _heap_frozen.lock:
-            _heap_frozen.depth += 1
-
-    def __exit__(self, *exc_info):
-        with _heap_frozen.lock:
-            _heap_frozen.depth -= 1
-            if not _heap_frozen.depth:
-                gc.unfreeze()
 
 
 def retry_delay(failures: int) -> float:
@@ -346,7 +321,7 @@ class ProcessKeeping:
     async def _spawn_count(self, count, spawned):
         if count < HEAP_FREEZE_FROM:
             return await self._spawn_batches(count, spawned)
-        with _heap_frozen():
+        with heap.frozen():
             return await self._spawn_batches(count, spawned)
 
     async def _spawn_batches(self, count, spawned):
@@ -414,8 +389,7 @@ class ProcessKeeping:
                 in_flight.pop(0)
                 spawned.extend(done)
                 self.reaper.check_soon([p.pid for p in done])
-                if _heap_frozen.depth:
-                    gc.freeze()  # cheap: a splice of the collector's lists
+                heap.frozen.freeze()
         finally:
             # cancelled, stopped or failed: a child that may exist already
             # is killed, not left untracked

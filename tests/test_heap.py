@@ -1,0 +1,60 @@
+"""circus.heap: the garbage collector paused around a bulk reply, frozen
+around a mass start (test_scale shows both at work)."""
+import asyncio
+import gc
+
+from circus import heap
+
+
+def test_paused_without_a_loop_resumes_on_exit():
+    assert gc.isenabled()
+    with heap.paused():
+        assert not gc.isenabled()
+        with heap.paused():
+            pass
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+
+
+def test_paused_on_a_loop_resumes_on_its_next_turn():
+    async def main():
+        with heap.paused():
+            assert not gc.isenabled()
+        # what this turn still does with the reply (encode, send) is covered
+        assert not gc.isenabled()
+        await asyncio.sleep(0)
+        assert gc.isenabled()
+    asyncio.run(main())
+
+
+def test_a_pause_started_before_the_resume_keeps_the_collector_off():
+    async def main():
+        with heap.paused():
+            pass
+        with heap.paused():  # the first one's resume is scheduled, not run
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert not gc.isenabled()
+        await asyncio.sleep(0)
+        assert gc.isenabled()
+    asyncio.run(main())
+
+
+def test_paused_leaves_a_collector_disabled_by_someone_else_disabled():
+    gc.disable()
+    try:
+        with heap.paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_frozen_freezes_only_while_a_mass_start_runs():
+    heap.frozen.freeze()
+    assert gc.get_freeze_count() == 0
+    with heap.frozen():
+        kept = [[] for _ in range(100)]
+        heap.frozen.freeze()
+        assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() == 0
