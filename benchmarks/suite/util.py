@@ -68,6 +68,15 @@ def children(pid):
         return []
 
 
+def count_children(pid):
+    """len(children(pid)) without making an int of each: a cheaper look."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid), "rb") as handle:
+            return len(handle.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
 def workers(pid):
     """The children of pid that serve or run a command: without circusd's
     spawner (circus/spawner.py), a part of circusd."""
