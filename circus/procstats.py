@@ -21,9 +21,12 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGESIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 NO_SUCH_PROCESS = "No such process (stopped?)"
 
+# processes read between two turns given to the loop by Snapshot.scan(); the
+# reads of one chunk share a time
+SCAN_CHUNK = 256
 # (pid, start ticks) -> cpu ticks, and monotonic time, of the previous look:
 # two mappings of numbers, not one of tuples, so that a look at thousands
-# of processes leaves no new object for the garbage collector to walk
+# of processes adds no container per process for the garbage collector
 _cpu_ticks = {}
 _cpu_seen = {}
 # (pid, start ticks) -> (command line, uid, monotonic time it was read)
@@ -96,28 +99,31 @@ class Snapshot:
         self._monotonic = time.monotonic()
 
     def _scan(self):
-        for _ in self._scanning(None):
+        for _ in self._scanning():
             pass
 
-    async def scan(self, per_turn):
-        """The look at /proc, giving the loop a turn after every per_turn
+    async def scan(self):
+        """The look at /proc, giving the loop a turn after every SCAN_CHUNK
         processes: with thousands of them it takes a few hundred ms."""
         import asyncio
-        for _ in self._scanning(per_turn):
+        for _ in self._scanning():
             await asyncio.sleep(0)
 
-    def _scanning(self, per_turn):
-        """Reads every /proc/<pid>/stat; yields after every per_turn of them."""
+    def _scanning(self):
+        """Reads every /proc/<pid>/stat; yields after every SCAN_CHUNK."""
+        if not self.available:  # info() asks psutil
+            self._stats, self._seen, self._children = {}, {}, {}
+            return
         # pid -> the fields of its stat after the command name (which may
         # hold spaces and parentheses), as bytes: split again by info(),
         # which keeps no list per process alive
         stats, seen, children = {}, {}, {}
         names = [name for name in os.listdir("/proc") if name.isdigit()]
-        per_turn = per_turn or len(names) or 1
-        for first in range(0, len(names), per_turn):
+        chunk = SCAN_CHUNK
+        for first in range(0, len(names), chunk):
             # the moment of these reads, for cpu%: one float for the chunk
             now = time.monotonic()
-            for name in names[first:first + per_turn]:
+            for name in names[first:first + chunk]:
                 try:
                     data = _read("/proc/%s/stat" % name, 1024)
                 except OSError:  # gone meanwhile
@@ -127,12 +133,13 @@ class Snapshot:
                 stats[pid] = fields
                 seen[pid] = now
                 children.setdefault(int(fields.split(None, 2)[1]), []).append(pid)
-            if first + per_turn < len(names):
+            if first + chunk < len(names):
                 yield
         live = set(stats)
         for cache in (_cpu_ticks, _cpu_seen, _identities):
-            for key in [k for k in cache if k[0] not in live]:
-                del cache[key]
+            # list(): arbiters on other threads may look at the same time
+            for key in [k for k in list(cache) if k[0] not in live]:
+                cache.pop(key, None)
         self._stats, self._seen, self._children = stats, seen, children
 
     def children(self, pid):

@@ -58,3 +58,52 @@ def test_frozen_freezes_only_while_a_mass_start_runs():
         heap.frozen.freeze()
         assert gc.get_freeze_count() >= len(kept)
     assert gc.get_freeze_count() == 0
+
+
+def test_overlapping_pauses_give_the_collector_back_after_max_pause(monkeypatch):
+    """stats calls back to back from several clients never leave a turn
+    with no pause: the collector is not kept off for good."""
+    monkeypatch.setattr(heap, "MAX_PAUSE", 0.05)
+
+    async def main():
+        first, second = heap.paused(), heap.paused()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        await asyncio.sleep(0)
+        assert not gc.isenabled()  # the second still holds, within MAX_PAUSE
+        third = heap.paused()
+        third.__enter__()
+        await asyncio.sleep(0.06)  # the duration under test
+        second.__exit__(None, None, None)
+        await asyncio.sleep(0)
+        assert gc.isenabled()  # the third still holds, but for too long
+        third.__exit__(None, None, None)
+        await asyncio.sleep(0)
+        assert gc.isenabled()
+        with heap.paused():  # and the next pause pauses again
+            assert not gc.isenabled()
+        await asyncio.sleep(0)
+        assert gc.isenabled()
+    asyncio.run(main())
+
+
+def test_a_pause_left_open_ends_after_max_pause(monkeypatch):
+    """A task cancelled with its loop closed under it may never leave its
+    pause: its timer gives the collector back."""
+    monkeypatch.setattr(heap, "MAX_PAUSE", 0.05)
+
+    async def main():
+        left_open = heap.paused()
+        left_open.__enter__()
+        try:
+            assert not gc.isenabled()
+            deadline = asyncio.get_running_loop().time() + 5
+            while not gc.isenabled() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert gc.isenabled()
+        finally:
+            left_open.__exit__(None, None, None)
+        await asyncio.sleep(0)
+        assert gc.isenabled()
+    asyncio.run(main())

@@ -109,8 +109,9 @@ class Stats(Command):
         return super().console_msg(msg)
 
 
-# processes looked at or described between two turns given to circusd's
-# loop: with thousands of them, other commands are answered while stats works
+# processes described between two turns given to circusd's loop (and
+# procstats.SCAN_CHUNK looked at): with thousands of them, other commands
+# are answered while stats works
 INFOS_PER_TURN = 256
 
 
@@ -118,7 +119,7 @@ async def look():
     """One look at /proc (a procstats Snapshot), taken giving the loop turns."""
     from circus.procstats import Snapshot
     snapshot = Snapshot()
-    await snapshot.scan(INFOS_PER_TURN)
+    await snapshot.scan()
     return snapshot
 
 
