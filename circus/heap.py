@@ -16,7 +16,9 @@ of bulk work would get there for nothing:
   the reply and let it go; freed by their reference counts, they are never
   walked, nor promoted towards the old generation (a collection at the end
   of the build would walk 20,000 of them, and promote them all). However
-  pauses overlap, the collector is back within MAX_PAUSE.
+  pauses overlap, the collector is back within MAX_PAUSE while the loop
+  runs (a pause whose loop was closed under it, which asyncio.run never
+  does, ends at the next pause's end).
 
 Both count their users: arbiters may run on loops of their own threads.
 """
@@ -26,7 +28,7 @@ import threading
 import time
 
 # the longest the collector stays off for paused(): a stats of 10,000
-# processes takes about 0.4 s
+# processes takes 0.3 to 0.4 s
 MAX_PAUSE = 2.0
 
 _lock = threading.Lock()
@@ -71,7 +73,7 @@ class paused:
                 _enable_after_pause = True
                 _paused_since = time.monotonic()
                 gc.disable()
-                try:  # a pause left open (its loop closed under it) ends too;
+                try:  # a pause that holds too long (a stuck command) ends too;
                     # + 10 ms: a timer may run a clock's resolution early
                     asyncio.get_running_loop().call_later(MAX_PAUSE + 0.01, _resume)
                 except RuntimeError:

@@ -66,13 +66,15 @@ class Daemon:
 
     def start_and_time(self, timeout=120, interval=0.002):
         """Seconds from the exec of circusd until numprocesses sleep
-        processes run (exec'd, not merely forked). A look costs CPU (3 to
-        6 ms with 10,000 children), taken from the start it measures on
-        these 2 cores: looking every 20 ms used a tenth of the machine
-        during a 10,000-process start. So the pause between two looks is
-        interval, or 19 times the last look's CPU time if that is longer:
-        the looking takes 5% of a core at most. The figure is late by up to
-        one pause (0.1 s with 10,000 children), the same for every daemon."""
+        processes run (exec'd, not merely forked). Counting circusd's
+        children costs CPU (3 to 6 ms with 10,000 of them), taken from the
+        start it measures on these 2 cores: counting every 20 ms used a
+        tenth of the machine during a 10,000-process start. So while fewer
+        children than numprocesses exist, the pause between two looks is
+        interval, or 19 times the last count's CPU time if that is longer
+        (the counting takes 5% of a core at most); from then on it is
+        interval, while the children are confirmed to run sleep (each
+        pid's comm read once)."""
         self.service.start()
         t0 = self.service.started_at
         confirmed = set()
@@ -80,7 +82,9 @@ class Daemon:
         while True:
             cpu = time.thread_time()
             count = util.count_children(self.pid)
+            pause = max(interval, 19 * (time.thread_time() - cpu))
             if count >= self.numprocesses:
+                pause = interval
                 kids = util.children(self.pid)
                 for pid in kids:
                     if pid not in confirmed and util.comm(pid) == "sleep":
@@ -93,7 +97,7 @@ class Daemon:
                 raise TimeoutError("%s: %d/%d processes after %ds" % (
                     self.label, len(confirmed), self.numprocesses, timeout))
             self.service.check()
-            time.sleep(max(interval, 19 * (time.thread_time() - cpu)))
+            time.sleep(pause)
         self.client = RawClient(self.endpoint, timeout=120)
         util.wait_until(lambda: self.client.try_call("list", timeout=1.0) is not None, 30,
                         what="%s to answer" % self.label)
