@@ -21,8 +21,12 @@ from support import ROOT, free_port, pid_alive, wait_exec, wait_for
 
 pytestmark = pytest.mark.slow
 
-PARENT = ("%s -c \"import subprocess, time; subprocess.Popen(['sleep', '305']); "
-          "time.sleep(300)\"" % sys.executable)
+# its child is not circusd's to stop (stop_children is off, as in 0.19): the
+# kernel kills it when the parent goes (PR_SET_PDEATHSIG = 1, SIGKILL), so
+# the test leaves no orphan behind
+PARENT = ("%s -c \"import ctypes, subprocess, time; subprocess.Popen(['sleep', '305'], "
+          "preexec_fn=lambda: ctypes.CDLL(None).prctl(1, 9)); time.sleep(300)\""
+          % sys.executable)
 
 CONFIG = """
 [socket:web]
