@@ -35,8 +35,10 @@ graceful_timeout = 2
 def browser():
     from playwright import sync_api  # the needs marker checked it is here
     with sync_api.sync_playwright() as playwright:
-        # Debian's chromium: `playwright install` would download a browser
-        browser = playwright.chromium.launch(executable_path=tools.path("chromium"))
+        # Debian's chromium: `playwright install` would download a browser.
+        # No crash reporter: its handler process outlives the browser
+        browser = playwright.chromium.launch(executable_path=tools.path("chromium"),
+                                             args=["--disable-breakpad"])
         yield browser
         browser.close()
 
