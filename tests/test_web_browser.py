@@ -8,6 +8,7 @@ page are saved to docs/ for the README.
 import http.server
 import os
 import re
+import signal
 import threading
 
 import pytest
@@ -31,16 +32,38 @@ graceful_timeout = 2
 """
 
 
+def crash_handlers():
+    """Pids of Chromium's crash handlers (comm is cut at 15 characters)."""
+    found = set()
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/comm" % name) as handle:
+                if handle.read().strip() == "chrome_crashpad":
+                    found.add(int(name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright import sync_api  # the needs marker checked it is here
-    with sync_api.sync_playwright() as playwright:
-        # Debian's chromium: `playwright install` would download a browser.
-        # No crash reporter: its handler process outlives the browser
-        browser = playwright.chromium.launch(executable_path=tools.path("chromium"),
-                                             args=["--disable-breakpad"])
-        yield browser
-        browser.close()
+    before = crash_handlers()
+    try:
+        with sync_api.sync_playwright() as playwright:
+            # Debian's chromium: `playwright install` would download a browser
+            browser = playwright.chromium.launch(executable_path=tools.path("chromium"))
+            yield browser
+            browser.close()
+    finally:
+        # Chromium's crash handler detaches from the browser and may outlive
+        # it (seen after CI runs, with or without --disable-breakpad): the
+        # ones this session started are stopped with it
+        for pid in crash_handlers() - before:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture
