@@ -14,10 +14,37 @@ PYTHON = sys.executable
 BIN = os.path.dirname(PYTHON)
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports are taken below the kernel's ephemeral range: a port bind(0) chose
+# is free only until some client's connect() takes it as its own source
+# port (a CI run failed with circusd's endpoint "already in use" so), and
+# connect() never takes one below that range. None is handed out twice.
+_PORTS_FROM = 20000
+_PORTS_TO = max(_PORTS_FROM + 1000, _ephemeral_low())
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    import random
+    for _ in range(1000):
+        port = random.randrange(_PORTS_FROM, _PORTS_TO)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # someone else's
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port left in %d-%d" % (_PORTS_FROM, _PORTS_TO))
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, message="condition", pause=None):
