@@ -142,11 +142,6 @@ class Snapshot:
                 cache.pop(key, None)
         self._stats, self._seen, self._children = stats, seen, children
 
-    def children(self, pid):
-        if self._stats is None:
-            self._scan()
-        return sorted(self._children.get(pid, ()))
-
     def info(self, pid, started=None, children=True):
         """The documented info mapping of pid, or a string saying why not.
         Its "children" are the info mappings of its children (without

@@ -46,6 +46,15 @@ def kill_all(children):
             child.wait()
 
 
+def stopped_spawner():
+    """Start the spawner and stop it (SIGSTOP): it answers nothing until
+    SIGCONT. Returns its Popen."""
+    assert spawner().start()
+    helper = spawner()._process
+    os.kill(helper.pid, signal.SIGSTOP)
+    return helper
+
+
 def zombies():
     return [c.pid for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
 
@@ -332,9 +341,7 @@ def test_the_loop_runs_while_it_waits_for_answers(monkeypatch):
     spec = sleeper_spec(123)
 
     async def main():
-        assert spawner().start()
-        helper = spawner()._process
-        os.kill(helper.pid, signal.SIGSTOP)
+        helper = stopped_spawner()
         try:
             tickets = [spawner().submit(spec, {}) for _ in range(2)]
             waiting = [asyncio.ensure_future(spawner().answered(t)) for t in tickets]
@@ -362,9 +369,7 @@ def test_a_spawner_that_does_not_answer_in_time_is_replaced(monkeypatch):
     spec = sleeper_spec(124)
 
     async def main():
-        assert spawner().start()
-        helper = spawner()._process
-        os.kill(helper.pid, signal.SIGSTOP)  # killed, stopped or not, once replaced
+        helper = stopped_spawner()  # killed, stopped or not, once replaced
         ticket = spawner().submit(spec, {})
         await asyncio.wait_for(spawner().answered(ticket), 5)
         return helper, ticket
@@ -382,9 +387,7 @@ def test_a_waiter_whose_answer_another_caller_read_is_woken(monkeypatch):
     spec = sleeper_spec(125)
 
     async def main():
-        assert spawner().start()
-        helper = spawner()._process
-        os.kill(helper.pid, signal.SIGSTOP)
+        helper = stopped_spawner()
         try:
             first, second = spawner().submit(spec, {}), spawner().submit(spec, {})
             waiting = asyncio.ensure_future(spawner().answered(first))

@@ -2,6 +2,7 @@
 subprocess (Circusd). Fixtures stay in conftest.py."""
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,7 +33,6 @@ _handed_out = set()
 
 
 def free_port():
-    import random
     for _ in range(1000):
         port = random.randrange(_PORTS_FROM, _PORTS_TO)
         if port in _handed_out:
